@@ -1,0 +1,143 @@
+"""molq: submit and track batch jobs on the local machine or on HPC clusters.
+
+>>> from molq import Cluster, Submitor
+>>> submitor = Submitor(Cluster("laptop"))           # doctest: +SKIP
+>>> handle = submitor.submit_job(argv=["echo", "hi"])  # doctest: +SKIP
+>>> handle.wait().state                               # doctest: +SKIP
+<JobState.SUCCEEDED: 'succeeded'>
+
+Public names are imported lazily so that ``import molq`` (and the ``molq`` command line) stays
+fast; heavy modules such as SQLAlchemy load only when a store is opened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from molq._version import __version__
+
+_EXPORTS: dict[str, str] = {
+    # model
+    "Memory": "molq.model",
+    "Duration": "molq.model",
+    "Script": "molq.model",
+    "JobResources": "molq.model",
+    "JobScheduling": "molq.model",
+    "JobExecution": "molq.model",
+    "DependencyRef": "molq.model",
+    "DependencyCondition": "molq.model",
+    "JobState": "molq.model",
+    "JobRecord": "molq.model",
+    "StatusTransition": "molq.model",
+    "JobDependency": "molq.model",
+    "QueueEntry": "molq.model",
+    "RetryPolicy": "molq.model",
+    "RetryBackoff": "molq.model",
+    "RetentionPolicy": "molq.model",
+    "SubmitorDefaults": "molq.model",
+    "SchedulerCapabilities": "molq.model",
+    "SchedulerStatus": "molq.model",
+    "TerminalStatus": "molq.model",
+    "JobSpec": "molq.model",
+    # events
+    "EventType": "molq.events",
+    "EventPayload": "molq.events",
+    "EventBus": "molq.events",
+    # config
+    "MolqProfile": "molq.config",
+    "MolqConfig": "molq.config",
+    "load_config": "molq.config",
+    "load_profile": "molq.config",
+    "save_config": "molq.config",
+    # errors
+    "MolqError": "molq.errors",
+    "ConfigError": "molq.errors",
+    "PluginNotFoundError": "molq.errors",
+    "PluginError": "molq.errors",
+    "JobNotFoundError": "molq.errors",
+    "SchedulerError": "molq.errors",
+    "SubmitError": "molq.errors",
+    "TransportError": "molq.errors",
+    # lifecycle
+    "Cluster": "molq.cluster",
+    "Workspace": "molq.cluster",
+    "Project": "molq.cluster",
+    "Submitor": "molq.submitor",
+    "JobHandle": "molq.submitor",
+    "JobStore": "molq.store",
+    # transports and schedulers
+    "Transport": "molq.transport",
+    "LocalTransport": "molq.transport",
+    "Scheduler": "molq.scheduler",
+    "ShellScheduler": "molq.local",
+    "LocalSchedulerOptions": "molq.local",
+    # plugins
+    "hookimpl": "molq.hookspecs",
+    "SchedulerPlugin": "molq.plugin_types",
+    "TransportPlugin": "molq.plugin_types",
+    "StorePlugin": "molq.plugin_types",
+    "EventSink": "molq.plugin_types",
+    "CliCommand": "molq.plugin_types",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'molq' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from molq.cluster import Cluster, Project, Workspace
+    from molq.config import MolqConfig, MolqProfile, load_config, load_profile, save_config
+    from molq.errors import (
+        ConfigError,
+        JobNotFoundError,
+        MolqError,
+        PluginError,
+        PluginNotFoundError,
+        SchedulerError,
+        SubmitError,
+        TransportError,
+    )
+    from molq.events import EventBus, EventPayload, EventType
+    from molq.hookspecs import hookimpl
+    from molq.local import LocalSchedulerOptions, ShellScheduler
+    from molq.model import (
+        DependencyCondition,
+        DependencyRef,
+        Duration,
+        JobDependency,
+        JobExecution,
+        JobRecord,
+        JobResources,
+        JobScheduling,
+        JobSpec,
+        JobState,
+        Memory,
+        QueueEntry,
+        RetentionPolicy,
+        RetryBackoff,
+        RetryPolicy,
+        SchedulerCapabilities,
+        SchedulerStatus,
+        StatusTransition,
+        SubmitorDefaults,
+        TerminalStatus,
+    )
+    from molq.plugin_types import CliCommand, EventSink, SchedulerPlugin, StorePlugin, TransportPlugin
+    from molq.scheduler import Scheduler
+    from molq.store import JobStore
+    from molq.submitor import JobHandle, Submitor
+    from molq.transport import LocalTransport, Transport

@@ -1,0 +1,589 @@
+"""The job store: every job record, transition and dependency edge, on SQLAlchemy Core.
+
+Default: SQLite at ``~/.molq/jobs.db`` (WAL, busy timeout and ``BEGIN IMMEDIATE`` for writes,
+set on the store's own engine; folder 0700, file 0600). Any SQLAlchemy URL selects another
+database, e.g. ``postgresql+psycopg://molq@db/molq`` for a team sharing one store.
+
+A state change and its transition row are written in one transaction, as a compare-and-set on
+the old state: concurrent refreshers (a daemon, the CLI, user scripts) can never apply the same
+transition twice or lose one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from molq.errors import AmbiguousJobIdError, JobNotFoundError, StoreError
+from molq.model import (
+    ACTIVE_STATES,
+    ALLOWED_TRANSITIONS,
+    JobDependency,
+    JobRecord,
+    JobState,
+    StatusTransition,
+)
+
+__all__ = ["JobStore", "SCHEMA_VERSION", "default_store_url"]
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "molq_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+jobs_table = sa.Table(
+    "molq_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("cluster_name", sa.String(255), nullable=False),
+    sa.Column("scheduler", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("raw_state", sa.String(255)),
+    sa.Column("root_job_id", sa.String(64), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, default=1),
+    sa.Column("previous_attempt_job_id", sa.String(64)),
+    sa.Column("retry_group_id", sa.String(64)),
+    sa.Column("profile_name", sa.String(255)),
+    sa.Column("scheduler_job_id", sa.String(255)),
+    sa.Column("created_at", sa.Float),
+    sa.Column("submitted_at", sa.Float),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("updated_at", sa.Float),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("exit_signal", sa.Integer),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("cwd", sa.Text),
+    sa.Column("job_dir", sa.Text),
+    sa.Column("command_type", sa.String(16), nullable=False),
+    sa.Column("command_display", sa.Text, nullable=False, default=""),
+    sa.Column("job_name", sa.Text),
+    sa.Column("metadata_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("spec_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("retry_json", sa.Text),
+    sa.Column("next_retry_at", sa.Float),
+    sa.Column("retried_by", sa.String(64)),
+    sa.Column("missing_count", sa.Integer, nullable=False, default=0),
+    sa.Column("submit_host", sa.String(255)),
+    sa.Column("submit_pid", sa.Integer),
+    sa.Column("cleaned_at", sa.Float),
+)
+sa.Index("ix_molq_jobs_cluster_state", jobs_table.c.cluster_name, jobs_table.c.state)
+sa.Index("ix_molq_jobs_root", jobs_table.c.root_job_id)
+sa.Index("ix_molq_jobs_created", jobs_table.c.cluster_name, jobs_table.c.created_at)
+
+transitions_table = sa.Table(
+    "molq_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("molq_jobs.job_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("old_state", sa.String(16)),
+    sa.Column("new_state", sa.String(16), nullable=False),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text),
+)
+sa.Index("ix_molq_transitions_job", transitions_table.c.job_id)
+
+dependencies_table = sa.Table(
+    "molq_dependencies",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("molq_jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("dependency_job_id", sa.String(64), primary_key=True),
+    sa.Column("dependency_type", sa.String(16), primary_key=True),
+    sa.Column("scheduler_dependency", sa.Text),
+)
+sa.Index("ix_molq_dependencies_upstream", dependencies_table.c.dependency_job_id)
+
+leases_table = sa.Table(
+    "molq_leases",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# Forward migrations: version -> function upgrading a connection from that version to the next.
+MIGRATIONS: dict[int, Any] = {}
+
+_RECORD_COLUMNS = [
+    "job_id", "cluster_name", "scheduler", "state", "root_job_id", "attempt",
+    "previous_attempt_job_id", "retry_group_id", "profile_name", "scheduler_job_id", "raw_state",
+    "created_at", "submitted_at", "started_at", "finished_at", "updated_at", "exit_code",
+    "exit_signal", "failure_reason", "cwd", "job_dir", "command_type", "command_display",
+    "job_name", "metadata_json", "next_retry_at", "retried_by", "cleaned_at",
+]
+_SELECT_RECORD = [jobs_table.c[name] for name in _RECORD_COLUMNS]
+
+
+def default_store_url() -> str:
+    env = os.environ.get("MOLQ_STORE_URL")
+    if env:
+        return env
+    from molq.config import molq_home
+
+    return f"sqlite:///{molq_home() / 'jobs.db'}"
+
+
+def _row_to_record(row: Any) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        job_id=m["job_id"],
+        cluster_name=m["cluster_name"],
+        scheduler=m["scheduler"],
+        state=JobState(m["state"]),
+        root_job_id=m["root_job_id"],
+        attempt=m["attempt"],
+        previous_attempt_job_id=m["previous_attempt_job_id"],
+        retry_group_id=m["retry_group_id"],
+        profile_name=m["profile_name"],
+        scheduler_job_id=m["scheduler_job_id"],
+        raw_state=m["raw_state"],
+        created_at=m["created_at"],
+        submitted_at=m["submitted_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        updated_at=m["updated_at"],
+        exit_code=m["exit_code"],
+        exit_signal=m["exit_signal"],
+        failure_reason=m["failure_reason"],
+        cwd=m["cwd"],
+        job_dir=m["job_dir"],
+        command_type=m["command_type"],
+        command_display=m["command_display"],
+        job_name=m["job_name"],
+        metadata=json.loads(m["metadata_json"] or "{}"),
+        next_retry_at=m["next_retry_at"],
+        retried_by=m["retried_by"],
+        cleaned_at=m["cleaned_at"],
+    )
+
+
+class JobStore:
+    """Persistent job records. ``JobStore()`` opens ``~/.molq/jobs.db``.
+
+    Accepts a SQLAlchemy URL or an existing :class:`sqlalchemy.engine.Engine` (which the store
+    will not dispose of).
+    """
+
+    def __init__(self, url: str | Path | sa.engine.Engine | None = None) -> None:
+        if isinstance(url, sa.engine.Engine):
+            self.engine = url
+            self._owns_engine = False
+            self.url = str(url.url)
+        else:
+            if url is None:
+                url = default_store_url()
+            elif isinstance(url, Path) or (isinstance(url, str) and "://" not in url):
+                url = f"sqlite:///{Path(url).expanduser()}"
+            self.url = str(url)
+            self.engine = self._make_engine(self.url)
+            self._owns_engine = True
+        self._init_schema()
+
+    def __repr__(self) -> str:
+        return f"JobStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- engine ------------------------------------------------------------------------------
+    @staticmethod
+    def _make_engine(url: str) -> sa.engine.Engine:
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return sa.create_engine(url, pool_pre_ping=True, future=True)
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if not in_memory:
+            path = Path(database).expanduser()
+            # Private to the owner: jobs hold command lines, paths and environments.
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
+            else:
+                try:
+                    if path.stat().st_mode & 0o077:
+                        os.chmod(path, 0o600)
+                except OSError:
+                    pass
+        kwargs: dict[str, Any] = {"future": True}
+        if in_memory:
+            kwargs["poolclass"] = sa.pool.StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+        else:
+            kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+        engine = sa.create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer locking).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            if not in_memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.engine.Connection) -> None:
+            # Writers take the write lock up front: no read-to-write upgrade, so no deadlock and
+            # the busy timeout applies instead of an immediate "database is locked".
+            if conn.get_execution_options().get("molq_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.engine.Connection]:
+        with self.engine.connect().execution_options(molq_write=True) as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.engine.Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def _init_schema(self) -> None:
+        try:
+            with self._write() as conn:
+                metadata.create_all(conn, checkfirst=True)
+                row = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).first()
+                if row is None:
+                    conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    return
+                version = int(row[0])
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the job store {self.url} has schema version {version}, newer than this "
+                        f"molq-core understands ({SCHEMA_VERSION}); upgrade molq-core"
+                    )
+                while version < SCHEMA_VERSION:
+                    MIGRATIONS[version](conn)
+                    version += 1
+                conn.execute(
+                    meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(version))
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the job store {self.url}: {exc}") from exc
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).scalar_one())
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    # -- jobs --------------------------------------------------------------------------------
+    def insert_job(
+        self,
+        values: dict[str, Any],
+        dependencies: Sequence[JobDependency] = (),
+        *,
+        reason: str | None = None,
+    ) -> JobRecord:
+        """Insert a new job (state ``created``) with its dependency edges and first transition."""
+        now = time.time()
+        row = {
+            "state": JobState.CREATED.value,
+            "created_at": now,
+            "updated_at": now,
+            "attempt": 1,
+            "metadata_json": "{}",
+            "spec_json": "{}",
+            "missing_count": 0,
+            "submit_host": socket.gethostname(),
+            "submit_pid": os.getpid(),
+            **values,
+        }
+        row.setdefault("root_job_id", row["job_id"])
+        with self._write() as conn:
+            conn.execute(jobs_table.insert().values(**row))
+            conn.execute(transitions_table.insert().values(
+                job_id=row["job_id"], old_state=None, new_state=row["state"], timestamp=now, reason=reason,
+            ))
+            if dependencies:
+                conn.execute(dependencies_table.insert(), [
+                    {
+                        "job_id": d.job_id,
+                        "dependency_job_id": d.dependency_job_id,
+                        "dependency_type": d.dependency_type,
+                        "scheduler_dependency": d.scheduler_dependency,
+                    }
+                    for d in dependencies
+                ])
+        return self.get_job(row["cluster_name"], row["job_id"])
+
+    def transition(
+        self,
+        cluster_name: str,
+        job_id: str,
+        old_state: JobState,
+        new_state: JobState,
+        *,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> StatusTransition | None:
+        """Move ``job_id`` from ``old_state`` to ``new_state`` (compare-and-set), updating
+        ``fields`` and appending the transition, in one transaction. Returns None if the job was
+        no longer in ``old_state`` (someone else moved it first)."""
+        if new_state not in ALLOWED_TRANSITIONS[old_state]:
+            raise ValueError(f"illegal transition {old_state.value} -> {new_state.value}")
+        now = time.time()
+        values = {**fields, "state": new_state.value, "updated_at": now}
+        with self._write() as conn:
+            result = conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.job_id == job_id)
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.state == old_state.value)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return None
+            conn.execute(transitions_table.insert().values(
+                job_id=job_id, old_state=old_state.value, new_state=new_state.value, timestamp=now, reason=reason,
+            ))
+        return StatusTransition(job_id, old_state, new_state, now, reason)
+
+    def update_job(
+        self, cluster_name: str, job_id: str, *, expect_state: JobState | None = None, **fields: Any
+    ) -> bool:
+        """Update non-state fields; with ``expect_state``, only while the job is in that state."""
+        if "state" in fields:
+            raise ValueError("use transition() to change a job's state")
+        stmt = (
+            jobs_table.update()
+            .where(jobs_table.c.job_id == job_id)
+            .where(jobs_table.c.cluster_name == cluster_name)
+            .values(**fields, updated_at=time.time())
+        )
+        if expect_state is not None:
+            stmt = stmt.where(jobs_table.c.state == expect_state.value)
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def claim_retry(self, cluster_name: str, job_id: str, new_job_id: str) -> bool:
+        """Atomically mark ``job_id`` as retried by ``new_job_id`` (only one process wins)."""
+        with self._write() as conn:
+            result = conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.job_id == job_id)
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.retried_by.is_(None))
+                .values(retried_by=new_job_id, next_retry_at=None, updated_at=time.time())
+            )
+            return result.rowcount == 1
+
+    def get_job(self, cluster_name: str, job_id: str) -> JobRecord:
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(*_SELECT_RECORD)
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.job_id == job_id)
+            ).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r} in cluster {cluster_name!r}")
+        return _row_to_record(row)
+
+    def get_internal(self, cluster_name: str, job_id: str) -> dict[str, Any]:
+        """Columns that are not part of :class:`JobRecord` (spec, retry policy, counters)."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(jobs_table.c.spec_json, jobs_table.c.retry_json, jobs_table.c.missing_count,
+                          jobs_table.c.submit_host, jobs_table.c.submit_pid)
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.job_id == job_id)
+            ).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r} in cluster {cluster_name!r}")
+        m = row._mapping
+        return {
+            "spec": json.loads(m["spec_json"] or "{}"),
+            "retry": json.loads(m["retry_json"]) if m["retry_json"] else None,
+            "missing_count": m["missing_count"],
+            "submit_host": m["submit_host"],
+            "submit_pid": m["submit_pid"],
+        }
+
+    def resolve_job_id(self, cluster_name: str | None, prefix: str) -> tuple[str, str]:
+        """Full (cluster, job id) for an id or unique id prefix; ``cluster_name=None`` searches
+        every cluster."""
+        prefix = prefix.strip()
+        if not prefix:
+            raise JobNotFoundError("empty job id")
+        stmt = sa.select(jobs_table.c.job_id, jobs_table.c.cluster_name).where(
+            jobs_table.c.job_id.startswith(prefix, autoescape=True)
+        ).limit(11)
+        if cluster_name is not None:
+            stmt = stmt.where(jobs_table.c.cluster_name == cluster_name)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        exact = [r for r in rows if r[0] == prefix]
+        if exact:
+            return exact[0][1], exact[0][0]
+        if not rows:
+            where = f" in cluster {cluster_name!r}" if cluster_name else ""
+            raise JobNotFoundError(f"no job matches {prefix!r}{where}")
+        if len(rows) > 1:
+            raise AmbiguousJobIdError(prefix, sorted(r[0] for r in rows)[:10])
+        return rows[0][1], rows[0][0]
+
+    def list_jobs(
+        self,
+        cluster_name: str | None,
+        *,
+        include_terminal: bool = False,
+        states: Sequence[JobState] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[JobRecord]:
+        stmt = sa.select(*_SELECT_RECORD)
+        if cluster_name is not None:
+            stmt = stmt.where(jobs_table.c.cluster_name == cluster_name)
+        if states:
+            stmt = stmt.where(jobs_table.c.state.in_([s.value for s in states]))
+        elif not include_terminal:
+            stmt = stmt.where(jobs_table.c.state.in_([s.value for s in ACTIVE_STATES]))
+        order = jobs_table.c.created_at.desc() if newest_first else jobs_table.c.created_at
+        stmt = stmt.order_by(order, jobs_table.c.job_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            return [_row_to_record(r) for r in conn.execute(stmt)]
+
+    def list_pending_retries(self, cluster_name: str) -> list[JobRecord]:
+        stmt = (
+            sa.select(*_SELECT_RECORD)
+            .where(jobs_table.c.cluster_name == cluster_name)
+            .where(jobs_table.c.next_retry_at.is_not(None))
+            .where(jobs_table.c.retried_by.is_(None))
+            .order_by(jobs_table.c.next_retry_at)
+        )
+        with self._read() as conn:
+            return [_row_to_record(r) for r in conn.execute(stmt)]
+
+    def list_clusters(self) -> list[tuple[str, str, str | None]]:
+        """(cluster name, scheduler, profile name) of every cluster that has active jobs or
+        pending retries."""
+        stmt = (
+            sa.select(jobs_table.c.cluster_name, jobs_table.c.scheduler, jobs_table.c.profile_name)
+            .where(sa.or_(
+                jobs_table.c.state.in_([s.value for s in ACTIVE_STATES]),
+                sa.and_(jobs_table.c.next_retry_at.is_not(None), jobs_table.c.retried_by.is_(None)),
+            ))
+            .distinct()
+        )
+        with self._read() as conn:
+            return [tuple(r) for r in conn.execute(stmt)]  # type: ignore[misc]
+
+    def all_cluster_names(self) -> list[str]:
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(sa.select(jobs_table.c.cluster_name).distinct())]
+
+    def get_retry_family(self, cluster_name: str, root_job_id: str) -> list[JobRecord]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(*_SELECT_RECORD)
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.root_job_id == root_job_id)
+                .order_by(jobs_table.c.attempt)
+            ).all()
+        return [_row_to_record(r) for r in rows]
+
+    def get_transitions(self, cluster_name: str, job_id: str) -> list[StatusTransition]:
+        self.get_job(cluster_name, job_id)
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(transitions_table)
+                .where(transitions_table.c.job_id == job_id)
+                .order_by(transitions_table.c.id)
+            ).all()
+        return [
+            StatusTransition(
+                r.job_id, JobState(r.old_state) if r.old_state else None, JobState(r.new_state), r.timestamp, r.reason
+            )
+            for r in rows
+        ]
+
+    def get_dependencies(self, cluster_name: str, job_id: str) -> list[JobDependency]:
+        return self._deps(cluster_name, dependencies_table.c.job_id == job_id)
+
+    def get_dependents(self, cluster_name: str, job_id: str) -> list[JobDependency]:
+        return self._deps(cluster_name, dependencies_table.c.dependency_job_id == job_id)
+
+    def _deps(self, cluster_name: str, cond: Any) -> list[JobDependency]:
+        stmt = (
+            sa.select(dependencies_table)
+            .join(jobs_table, jobs_table.c.job_id == dependencies_table.c.job_id)
+            .where(jobs_table.c.cluster_name == cluster_name)
+            .where(cond)
+        )
+        with self._read() as conn:
+            return [
+                JobDependency(r.job_id, r.dependency_job_id, r.dependency_type, r.scheduler_dependency)
+                for r in conn.execute(stmt)
+            ]
+
+    def delete_jobs(self, cluster_name: str, job_ids: Sequence[str]) -> int:
+        if not job_ids:
+            return 0
+        with self._write() as conn:
+            conn.execute(transitions_table.delete().where(transitions_table.c.job_id.in_(job_ids)))
+            conn.execute(dependencies_table.delete().where(dependencies_table.c.job_id.in_(job_ids)))
+            result = conn.execute(
+                jobs_table.delete()
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.job_id.in_(job_ids))
+            )
+            return result.rowcount
+
+    # -- leases (one daemon per store) -------------------------------------------------------
+    def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute(sa.select(leases_table).where(leases_table.c.name == name)).first()
+            if row is None:
+                conn.execute(leases_table.insert().values(name=name, owner=owner, expires_at=now + ttl))
+                return True
+            if row.owner == owner or row.expires_at < now:
+                conn.execute(
+                    leases_table.update().where(leases_table.c.name == name)
+                    .values(owner=owner, expires_at=now + ttl)
+                )
+                return True
+            return False
+
+    def lease_owner(self, name: str) -> tuple[str, float] | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(leases_table).where(leases_table.c.name == name)).first()
+        return None if row is None else (row.owner, row.expires_at)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                leases_table.delete().where(leases_table.c.name == name).where(leases_table.c.owner == owner)
+            )

@@ -1,0 +1,146 @@
+"""molq's job wrapper: the POSIX shell body every job runs inside, on every scheduler.
+
+The wrapper records when the job started, runs the user's command in the requested working
+directory and environment, and writes the exit code atomically (temp file, then rename) into
+the job directory. That exit-code file is the source of truth when a scheduler keeps no
+accounting.
+
+Layout of a job directory::
+
+    job.sh        the script the scheduler runs (directives + this wrapper)
+    script        the user's inline script, when there is one
+    stdout        standard output (unless output_file says otherwise)
+    stderr        standard error (unless error_file says otherwise)
+    started       "<epoch seconds> <pid> <hostname>" once the job began
+    exit_code     "<code>" once the job ended (written atomically)
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from molq.model import JobSpec
+
+STARTED_FILE = "started"
+EXIT_CODE_FILE = "exit_code"
+SCRIPT_FILE = "job.sh"
+INLINE_SCRIPT_FILE = "script"
+STDOUT_FILE = "stdout"
+STDERR_FILE = "stderr"
+
+q = shlex.quote
+
+
+def join_path(directory: str, name: str) -> str:
+    """Join POSIX paths without touching the local filesystem (the job dir may be remote)."""
+    return name if name.startswith("/") else directory.rstrip("/") + "/" + name
+
+
+def stdout_path(spec: JobSpec, job_dir: str) -> str:
+    out = spec.execution.output_file
+    return join_path(spec.cwd or job_dir, out) if out else join_path(job_dir, STDOUT_FILE)
+
+
+def stderr_path(spec: JobSpec, job_dir: str) -> str:
+    err = spec.execution.error_file
+    return join_path(spec.cwd or job_dir, err) if err else join_path(job_dir, STDERR_FILE)
+
+
+def inline_script_path(job_dir: str) -> str:
+    return join_path(job_dir, INLINE_SCRIPT_FILE)
+
+
+def render_command(spec: JobSpec, job_dir: str) -> str:
+    """The shell line that runs the user's work. User text only ever appears quoted."""
+    if spec.argv is not None:
+        # exec in a subshell: argv names a program, never a shell builtin or function
+        return "(exec " + " ".join(q(a) for a in spec.argv) + ")"
+    if spec.command is not None:
+        return "/bin/sh -c " + q(spec.command)
+    assert spec.script is not None
+    if spec.script.variant == "inline":
+        path = q(inline_script_path(job_dir))
+        if spec.script.text.startswith("#!"):
+            return path
+        return f"/bin/sh {path}"
+    path = q(spec.script.file_path)
+    return f"if [ -x {path} ]; then {path}; else /bin/sh {path}; fi"
+
+
+def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> str:
+    """The wrapper lines placed after a scheduler's directives (or alone, locally)."""
+    lines = [
+        f"# molq job {spec.job_id}",
+        f"molq_dir={q(job_dir)}",
+        f'printf "%s %s %s\\n" "$(date +%s)" "$$" "$(hostname 2>/dev/null || echo unknown)" '
+        f'> "$molq_dir/{STARTED_FILE}.tmp" && mv -f "$molq_dir/{STARTED_FILE}.tmp" "$molq_dir/{STARTED_FILE}"',
+    ]
+    for key, value in sorted((spec.execution.env or {}).items()):
+        lines.append(f"export {key}={q(value)}")
+    if pre_run:
+        lines.append(pre_run)
+    if spec.cwd:
+        cd = f"cd {q(spec.cwd)}"
+        lines.append(
+            f'if {cd}; then {render_command(spec, job_dir)}; molq_rc=$?; '
+            f'else echo "molq: cannot enter working directory" >&2; molq_rc=127; fi'
+        )
+    else:
+        lines.append(f"{render_command(spec, job_dir)}; molq_rc=$?")
+    lines += [
+        f'printf "%s\\n" "$molq_rc" > "$molq_dir/{EXIT_CODE_FILE}.tmp" '
+        f'&& mv -f "$molq_dir/{EXIT_CODE_FILE}.tmp" "$molq_dir/{EXIT_CODE_FILE}"',
+        'exit "$molq_rc"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_local_script(spec: JobSpec, job_dir: str) -> str:
+    return "#!/bin/sh\n" + render_wrapper_body(spec, job_dir)
+
+
+def parse_exit_code(text: str | None) -> int | None:
+    """Read an exit-code file; ``None`` when absent or not yet complete."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.lstrip("-").isdigit():
+        return None
+    return int(text)
+
+
+def parse_started(text: str | None) -> tuple[float, int | None, str | None] | None:
+    """Read a ``started`` file: (epoch seconds, pid, host)."""
+    if not text:
+        return None
+    parts = text.split()
+    try:
+        when = float(parts[0])
+    except (IndexError, ValueError):
+        return None
+    pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    host = parts[2] if len(parts) > 2 else None
+    return when, pid, host
+
+
+def describe_exit(code: int) -> tuple[int | None, str | None]:
+    """Split a shell exit status into (signal, reason). 128+N means "killed by signal N"."""
+    import signal as _signal
+
+    if 128 < code <= 128 + 64:
+        sig = code - 128
+        try:
+            name = _signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return sig, f"killed by signal {sig} ({name})"
+    if code < 0:
+        sig = -code
+        try:
+            name = _signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return sig, f"killed by signal {sig} ({name})"
+    if code != 0:
+        return None, f"exited with code {code}"
+    return None, None

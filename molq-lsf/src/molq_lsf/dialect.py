@@ -1,0 +1,286 @@
+"""The LSF dialect: ``bsub`` / ``bjobs -o ... -json`` / ``bkill`` command lines and parsers.
+
+Pure: no I/O. :class:`~molq.batch.BatchScheduler` runs the command lines through the cluster's
+transport.
+
+Submission puts every option on the ``bsub`` command line and names ``job.sh`` as the job's
+command. LSF only reads ``#BSUB`` lines from a script fed on standard input (or, with
+``LSB_BSUB_PARSE_SCRIPT=Y``, from a script named as the command), and the runner executes argv
+lists without a shell, so command-line options are the one form that works on every cluster.
+LSF hands the command to a Bourne shell, so the script path is shell-quoted.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+import time
+from collections.abc import Callable, Sequence
+
+from molq import wrapper
+from molq.batch import BatchDialect
+from molq.errors import ConfigError, SchedulerError
+from molq.model import (
+    TERMINAL_STATES,
+    CompiledDependency,
+    DependencyCondition,
+    JobSpec,
+    QueueEntry,
+    SchedulerCapabilities,
+    SchedulerStatus,
+)
+from molq.transport import CommandResult
+
+from molq_lsf.options import LsfOptions
+from molq_lsf.parse import (
+    TRANSIENT_MARKERS,
+    parse_bjobs_json,
+    parse_lsf_time,
+    parse_submit_output,
+    record_status,
+    statuses_by_job,
+)
+
+__all__ = ["LsfDialect", "STATUS_FIELDS", "QUEUE_FIELDS", "DEPENDENCY_FUNCTIONS"]
+
+#: ``bjobs -o`` fields read for status and final state (documented LSF 10.1 field names).
+STATUS_FIELDS = (
+    "jobid jobindex job_name stat exit_code exit_reason pend_reason "
+    "submit_time start_time finish_time"
+)
+#: ``bjobs -o`` fields read for :meth:`Cluster.get_queue`.
+QUEUE_FIELDS = "jobid jobindex job_name user stat queue pend_reason submit_time start_time"
+#: ``bjobs -o`` fields read to find jobs by their molq tag (the job description).
+ADOPT_FIELDS = "jobid job_description stat"
+
+#: molq dependency condition -> LSF ``-w`` function.
+DEPENDENCY_FUNCTIONS: dict[str, str] = {
+    "after_success": "done",
+    "after_failure": "exit",
+    "after_started": "started",
+    "after": "ended",
+}
+
+_GPU_MODEL_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+# Messages that only appear when the client never reached mbatchd: safe to resubmit.
+_UNREACHED_MARKERS = ("lsf is down", "cannot connect to lsf", "lim is down", "master lim")
+# bkill answers that mean "nothing left to cancel".
+_CANCEL_OK_RE = re.compile(
+    r"Job has already finished|No matching job found|is being terminated|Operation is in progress",
+    re.IGNORECASE,
+)
+
+
+def _job_name(spec: JobSpec) -> str:
+    # Square brackets would turn the name into a job-array specification.
+    return spec.name.replace("[", "(").replace("]", ")")
+
+
+class LsfDialect(BatchDialect):
+    """IBM Spectrum LSF (10.1 and later: ``bjobs -json`` is required).
+
+    >>> LsfDialect().compile_dependencies([CompiledDependency("after", "a", "12")])
+    'ended(12)'
+    """
+
+    name = "lsf"
+    capabilities = SchedulerCapabilities.all_except("qos")
+    shebang = "#!/bin/bash"
+
+    def __init__(self, options: LsfOptions | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        self.options = options or LsfOptions()
+        # Only used to give LSF's year-less time stamps a year.
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"LsfDialect({self.options!r})"
+
+    # -- script and submission ---------------------------------------------------------------
+    def bsub_options(self, spec: JobSpec, job_dir: str) -> list[str]:
+        """The ``bsub`` options (without the command) that express ``spec``."""
+        res, sched, ex = spec.resources, spec.scheduling, spec.execution
+        opts: list[str] = []
+        name = _job_name(spec)
+        if sched.array_spec:
+            indices, _, limit = sched.array_spec.replace(" ", "").partition("%")
+            name = f"{name}[{indices}]" + (f"%{limit}" if limit else "")
+        opts += ["-J", name, "-Jd", spec.tag]
+        queue = sched.partition or self.options.default_queue
+        if queue:
+            opts += ["-q", queue]
+        project = sched.account or self.options.default_project
+        if project:
+            opts += ["-P", project]
+
+        requirements: list[str] = []
+        cpus, nodes = res.cpu_count, sched.node_count
+        if nodes and nodes > 1:
+            # cpu_count CPUs on each of node_count hosts.
+            per_host = cpus or 1
+            opts += ["-n", str(nodes * per_host)]
+            requirements.append(f"span[ptile={per_host}]")
+        elif cpus:
+            opts += ["-n", str(cpus)]
+            if cpus > 1 or nodes == 1:
+                # cpu_count is per task: the CPUs must share one host.
+                requirements.append("span[hosts=1]")
+        elif nodes == 1:
+            requirements.append("span[hosts=1]")
+        if res.memory is not None:
+            amount = res.memory.to_unit(self.options.unit_for_limits)
+            requirements.insert(0, f"rusage[mem={amount}]")
+            opts += ["-M", str(amount)]
+        if requirements:
+            opts += ["-R", " ".join(requirements)]
+        if res.time_limit is not None:
+            opts += ["-W", str(res.time_limit.to_lsf_minutes())]
+        if res.gpu_count:
+            gpu = f"num={res.gpu_count}"
+            if res.gpu_type:
+                if not _GPU_MODEL_RE.match(res.gpu_type):
+                    raise ConfigError(f"gpu_type {res.gpu_type!r} is not a valid LSF GPU model name")
+                gpu += f":gmodel={res.gpu_type}"
+            opts += ["-gpu", gpu]
+        if sched.exclusive_node:
+            opts.append("-x")
+        if sched.email:
+            # -u names the recipient; -N sends the job report when the job ends.
+            opts += ["-u", sched.email, "-N"]
+        if sched.priority is not None:
+            if not sched.priority.strip().isdigit():
+                raise ConfigError(
+                    f"scheduling.priority for lsf is a user priority (bsub -sp), a whole "
+                    f"number; got {sched.priority!r}"
+                )
+            opts += ["-sp", sched.priority.strip()]
+        if sched.reservation:
+            opts += ["-U", sched.reservation]
+        dependency = self.compile_dependencies(spec.dependencies) if spec.dependencies else sched.dependency
+        if dependency:
+            opts += ["-w", dependency]
+        if spec.cwd:
+            opts += ["-cwd", spec.cwd]
+        out, err = wrapper.stdout_path(spec, job_dir), wrapper.stderr_path(spec, job_dir)
+        if sched.array_spec:
+            # Elements of an array would overwrite each other's files; %I is the index.
+            if not ex.output_file:
+                out += ".%I"
+            if not ex.error_file:
+                err += ".%I"
+        opts += ["-o", out, "-e", err]
+        return opts
+
+    def render_directives(self, spec: JobSpec, job_dir: str) -> list[str]:
+        # Deliberately not "#BSUB" lines: the options travel on the command line, and a
+        # cluster with LSB_BSUB_PARSE_SCRIPT=Y would otherwise parse them a second time.
+        return [
+            "# Submitted by molq with: bsub "
+            + shlex.join(self.bsub_options(spec, job_dir)).replace("\n", " ")
+        ]
+
+    def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:
+        job_dir = posixpath.dirname(script_path) or "."
+        # LSF runs the command through /bin/sh: quote the path (a no-op for plain paths).
+        return ["bsub", *self.bsub_options(spec, job_dir), shlex.quote(script_path)]
+
+    def parse_submit(self, result: CommandResult) -> str:
+        return parse_submit_output(result.returncode, result.stdout, result.stderr)
+
+    # -- status ------------------------------------------------------------------------------
+    def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        # -a: finished jobs are listed too (for CLEAN_PERIOD), so one call gives final states.
+        return ["bjobs", "-a", "-o", STATUS_FIELDS, "-json", *scheduler_ids]
+
+    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        records, _missing = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        return statuses_by_job(records, scheduler_ids, now=self._clock())
+
+    def terminal_argv(self, scheduler_ids: Sequence[str], since: float | None) -> list[str] | None:
+        return self.status_argv(scheduler_ids)
+
+    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        found = self.parse_status(result, scheduler_ids)
+        return {sid: st for sid, st in found.items() if st.state in TERMINAL_STATES}
+
+    # -- cancel, queue, adoption -------------------------------------------------------------
+    def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        return ["bkill", *scheduler_ids]
+
+    def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
+        if result.returncode == 0:
+            return
+        problems = [
+            line.strip()
+            for line in (result.stderr + "\n" + result.stdout).splitlines()
+            if line.strip() and not _CANCEL_OK_RE.search(line)
+        ]
+        if problems or not (result.stderr.strip() or result.stdout.strip()):
+            raise SchedulerError(
+                f"lsf: bkill failed (exit {result.returncode}): {' '.join(problems) or '(no output)'}",
+                stderr=result.stderr,
+            )
+
+    def queue_argv(self, user: str | None) -> list[str]:
+        argv = ["bjobs", "-o", QUEUE_FIELDS, "-json"]
+        if user:
+            argv += ["-u", user]
+        return argv
+
+    def parse_queue(self, result: CommandResult) -> list[QueueEntry]:
+        records, _missing = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        now = self._clock()
+        entries = []
+        for rec in sorted(records, key=lambda r: (int(r.job_id) if r.job_id.isdigit() else 0, r.index)):
+            status = record_status(rec, now=now)
+            entries.append(
+                QueueEntry(
+                    scheduler_job_id=rec.element_id,
+                    name=rec.name or None,
+                    user=rec.user or None,
+                    state=status.state,
+                    raw_state=rec.stat,
+                    partition=rec.queue or None,
+                    submit_time=parse_lsf_time(rec.submit_time, now=now),
+                    start_time=status.started_at,
+                )
+            )
+        return entries
+
+    def adopt_argv(self, tags: Sequence[str]) -> list[str] | None:
+        # One listing of the user's recent jobs; the molq tag is the job description (-Jd).
+        return ["bjobs", "-a", "-o", ADOPT_FIELDS, "-json"]
+
+    def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
+        records, _missing = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        wanted = set(tags)
+        found: dict[str, str] = {}
+        for rec in records:
+            if rec.description in wanted:
+                current = found.get(rec.description)
+                # Should a tag appear twice, the newest job is the one to follow.
+                if current is None or int(rec.job_id) > int(current):
+                    found[rec.description] = rec.job_id
+        return found
+
+    # -- dependencies ------------------------------------------------------------------------
+    def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
+        try:
+            function = DEPENDENCY_FUNCTIONS[condition]
+        except KeyError:
+            raise ConfigError(f"unknown dependency condition {condition!r}") from None
+        return f"{function}({scheduler_job_id})"
+
+    def compile_dependencies(self, deps: Sequence[CompiledDependency]) -> str | None:
+        if not deps:
+            return None
+        return " && ".join(self.native_condition(d.condition, d.scheduler_job_id) for d in deps)
+
+    # -- errors ------------------------------------------------------------------------------
+    def is_transient(self, result: CommandResult) -> bool:
+        text = (result.stderr + "\n" + result.stdout).lower()
+        program = posixpath.basename(result.argv[0]) if result.argv else ""
+        # A bsub that reached mbatchd and then timed out may have created the job: only
+        # failures that never reached it are retried (adoption by tag covers the rest).
+        markers = _UNREACHED_MARKERS if program == "bsub" else TRANSIENT_MARKERS
+        return any(marker in text for marker in markers)

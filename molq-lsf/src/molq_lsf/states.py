@@ -1,0 +1,99 @@
+"""Every LSF job state (``bjobs`` STAT column) and how molq reads it.
+
+One table, :data:`LSF_STATES`, maps each native state to a molq :class:`~molq.model.JobState`.
+``EXIT`` is the only state whose meaning depends on more than its name: the termination reason
+(``bjobs -o exit_reason``) tells a run-limit kill (TIMED_OUT) and a ``bkill`` (CANCELLED) apart
+from a plain failure. See :func:`classify_exit`.
+
+A state that is not in the table (a newer LSF release, a site patch) is kept raw and treated as
+non-terminal: :func:`status_for` reports it as RUNNING if the job has a start time and QUEUED
+otherwise, so that molq never finalises a job it does not understand.
+"""
+
+from __future__ import annotations
+
+from molq.model import JobState
+
+__all__ = [
+    "LSF_STATES",
+    "TIMEOUT_REASONS",
+    "CANCEL_REASONS",
+    "map_state",
+    "classify_exit",
+    "is_known_state",
+]
+
+#: Native state -> (molq state, what LSF means by it). ``EXIT`` maps to FAILED here and is
+#: refined by :func:`classify_exit`.
+LSF_STATES: dict[str, tuple[JobState, str]] = {
+    "PEND": (JobState.QUEUED, "pending: waiting to be scheduled and dispatched"),
+    "PROV": (JobState.QUEUED, "dispatched to a power-saved host that is waking up"),
+    "PSUSP": (JobState.QUEUED, "suspended (held) by its owner or an administrator while pending"),
+    "WAIT": (JobState.QUEUED, "member of a chunk job waiting for its turn to run"),
+    "RUN": (JobState.RUNNING, "running"),
+    "USUSP": (JobState.RUNNING, "suspended by its owner or an administrator while running"),
+    "SSUSP": (JobState.RUNNING, "suspended by LSF (load, run window) while running"),
+    # UNKWN: mbatchd lost contact with the execution host; the job may well still be running.
+    "UNKWN": (JobState.RUNNING, "execution host unreachable; the job's state is unknown"),
+    # ZOMBI: killed while its host was unreachable; LSF reports EXIT once it cleans up.
+    "ZOMBI": (JobState.RUNNING, "killed while its execution host was unreachable; awaiting clean-up"),
+    "DONE": (JobState.SUCCEEDED, "finished with exit code 0"),
+    "EXIT": (JobState.FAILED, "finished with a non-zero exit code, or was killed"),
+}
+
+#: Termination reasons (``TERM_*`` keywords) that mean "ran out of time".
+TIMEOUT_REASONS = frozenset({"TERM_RUNLIMIT", "TERM_DEADLINE"})
+
+#: Termination reasons that mean "somebody killed it with bkill" (owner or administrator).
+CANCEL_REASONS = frozenset(
+    {"TERM_OWNER", "TERM_FORCE_OWNER", "TERM_ADMIN", "TERM_FORCE_ADMIN", "TERM_BUCKET_KILL"}
+)
+
+
+def is_known_state(raw: str) -> bool:
+    """Whether ``raw`` is one of the states in :data:`LSF_STATES`."""
+    return raw.strip().upper() in LSF_STATES
+
+
+def map_state(raw: str, *, started: bool = False) -> JobState:
+    """The molq state of a native LSF state, without termination details.
+
+    Unknown states are non-terminal: RUNNING when the job has started, else QUEUED.
+
+    >>> map_state("PEND")
+    <JobState.QUEUED: 'queued'>
+    >>> map_state("NEWSTATE", started=True)
+    <JobState.RUNNING: 'running'>
+    """
+    entry = LSF_STATES.get(raw.strip().upper())
+    if entry is None:
+        return JobState.RUNNING if started else JobState.QUEUED
+    return entry[0]
+
+
+def reason_keyword(exit_reason: str | None) -> str | None:
+    """``"TERM_OWNER: job killed by owner"`` -> ``"TERM_OWNER"``."""
+    if not exit_reason:
+        return None
+    head = exit_reason.strip().split(":", 1)[0].strip().split()
+    if head and head[0].upper().startswith("TERM_"):
+        return head[0].upper()
+    return None
+
+
+def classify_exit(exit_reason: str | None) -> JobState:
+    """The molq state of an ``EXIT`` job from its termination reason.
+
+    >>> classify_exit("TERM_RUNLIMIT: job killed after reaching LSF run time limit")
+    <JobState.TIMED_OUT: 'timed_out'>
+    >>> classify_exit("TERM_OWNER: job killed by owner")
+    <JobState.CANCELLED: 'cancelled'>
+    >>> classify_exit("")
+    <JobState.FAILED: 'failed'>
+    """
+    keyword = reason_keyword(exit_reason)
+    if keyword in TIMEOUT_REASONS:
+        return JobState.TIMED_OUT
+    if keyword in CANCEL_REASONS:
+        return JobState.CANCELLED
+    return JobState.FAILED

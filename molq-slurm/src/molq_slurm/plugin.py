@@ -1,0 +1,6 @@
+"""Registers the SLURM backend with molq (entry point group "molq").
+
+Filled in by its own issue; registers nothing yet.
+"""
+
+MOLQ_PLUGIN_API = 1

@@ -1,0 +1,33 @@
+"""Shared test configuration: every test gets its own MOLQ_HOME (store, profiles, spool)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from molq.plugins import reset_plugin_manager
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_service(available: bool, what: str) -> None:
+    """Skip outside CI when a real service is missing; in CI, fail: it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) but is not available")
+    pytest.skip(f"{what} is not available (run tests/services/up.sh)")
+
+
+@pytest.fixture(autouse=True)
+def molq_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("molq-home")
+    monkeypatch.setenv("MOLQ_HOME", str(home))
+    monkeypatch.delenv("MOLQ_CONFIG", raising=False)
+    monkeypatch.delenv("MOLQ_STORE_URL", raising=False)
+    monkeypatch.delenv("MOLQ_BLOCK_PLUGINS", raising=False)
+    reset_plugin_manager()
+    yield home
+    reset_plugin_manager()
