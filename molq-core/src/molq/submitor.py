@@ -607,21 +607,20 @@ class Submitor:
         spec = internal["spec"]
         new_id = uuid.uuid4().hex
         try:
+            # Dependencies are kept: they are recompiled against the upstreams' latest attempts.
+            deps = tuple(serde.structure(d, DependencyRef) for d in spec["dependencies"])
+            scheduling = attrs.evolve(serde.structure(spec["scheduling"], JobScheduling), dependencies=deps)
             sub = self._prepare(
                 argv=spec["argv"], command=spec["command"],
                 script=serde.structure(spec["script"], Script) if spec["script"] else None,
                 resources=serde.structure(spec["resources"], JobResources),
-                scheduling=serde.structure(spec["scheduling"], JobScheduling),
+                scheduling=scheduling,
                 execution=serde.structure(spec["execution"], JobExecution),
                 metadata=spec["metadata"] or None,
                 retry=self._retry_policy(failed.job_id),
                 after_started=None, after=None, after_failure=None, after_success=None,
                 job_dir_name=None, job_id=new_id, attempt_of=failed,
             )
-            deps = [serde.structure(d, DependencyRef) for d in spec["dependencies"]]
-            # Dependencies are kept: recompile them against the upstreams' latest attempts.
-            compiled, rows = self._compile_dependencies(new_id, deps, self.scheduler)
-            sub = attrs.evolve(sub, spec=attrs.evolve(sub.spec, dependencies=tuple(compiled)), dependencies=tuple(rows))
         except ConfigError as exc:
             if self.store.claim_retry(self.cluster_name, failed.job_id, "none"):
                 self.store.update_job(self.cluster_name, failed.job_id,
