@@ -161,19 +161,17 @@ class BatchDialect:
         return False
 
 
-def _status_from_exit_file(text: str | None, started: str | None) -> SchedulerStatus | None:
+def _status_from_exit_file(text: str | None) -> SchedulerStatus | None:
     code = wrapper.parse_exit_code(text)
     if code is None:
         return None
     sig, reason = wrapper.describe_exit(code)
-    start = wrapper.parse_started(started)
     return SchedulerStatus(
         state=JobState.SUCCEEDED if code == 0 else JobState.FAILED,
         raw_state="exit_code_file",
         exit_code=code,
         exit_signal=sig,
         reason=reason,
-        started_at=start[0] if start else None,
     )
 
 
@@ -181,17 +179,11 @@ def read_exit_files(transport: Transport, jobs: Sequence[TrackedJob]) -> dict[st
     """Final statuses from the wrapper's exit-code files, read with one transport call."""
     if not jobs:
         return {}
-    paths = []
-    for job in jobs:
-        paths.append(wrapper.join_path(job.job_dir, wrapper.EXIT_CODE_FILE))
-        paths.append(wrapper.join_path(job.job_dir, wrapper.STARTED_FILE))
+    paths = [wrapper.join_path(job.job_dir, wrapper.EXIT_CODE_FILE) for job in jobs]
     contents = transport.read_many(paths)
     out = {}
-    for job in jobs:
-        status = _status_from_exit_file(
-            contents.get(wrapper.join_path(job.job_dir, wrapper.EXIT_CODE_FILE)),
-            contents.get(wrapper.join_path(job.job_dir, wrapper.STARTED_FILE)),
-        )
+    for job, path in zip(jobs, paths):
+        status = _status_from_exit_file(contents.get(path))
         if status is not None:
             out[job.job_id] = status
     return out

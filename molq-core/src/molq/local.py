@@ -82,8 +82,9 @@ class _LocalOps:
             return os.cpu_count() or 1
 
     def listdir(self, path: str) -> list[str]:
+        # Dot names are temporary files of writes in progress.
         try:
-            return os.listdir(path)
+            return [n for n in os.listdir(path) if not n.startswith(".")]
         except FileNotFoundError:
             return []
 
@@ -95,10 +96,25 @@ class _LocalOps:
             return None
 
     def write(self, path: str, text: str) -> None:
-        tmp = f"{path}.tmp.{os.getpid()}"
+        head, _, name = path.rpartition("/")
+        tmp = f"{head}/.{name}.tmp.{os.getpid()}"
         with open(tmp, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
+
+    def touch(self, path: str) -> None:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+    def write_new(self, path: str, text: str, mode: int) -> None:
+        """Create a file that nobody reads before we are done (a new job's script)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            self.write(path, text)
+            os.chmod(path, mode)
+            return
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
 
     def remove(self, path: str) -> None:
         try:
@@ -171,7 +187,7 @@ class _RemoteOps(_LocalOps):
             return 1
 
     def listdir(self, path: str) -> list[str]:
-        result = self.t.run(["ls", "-1A", "--", path])
+        result = self.t.run(["ls", "-1", "--", path])
         return result.stdout.split() if result.returncode == 0 else []
 
     def read(self, path: str) -> str | None:
@@ -179,6 +195,12 @@ class _RemoteOps(_LocalOps):
 
     def write(self, path: str, text: str) -> None:
         self.t.write_text(path, text)
+
+    def touch(self, path: str) -> None:
+        self.t.run(["touch", "--", path])
+
+    def write_new(self, path: str, text: str, mode: int) -> None:
+        self.t.write_text(path, text, mode=mode)
 
     def remove(self, path: str) -> None:
         self.t.run(["rm", "-f", "--", path])
@@ -279,8 +301,8 @@ class ShellScheduler(SchedulerBase):
         t = self.transport
         if spec.script is not None and spec.script.variant == "inline":
             t.write_text(wrapper.inline_script_path(job_dir), spec.script.text, mode=0o700)
-        t.write_text(
-            wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), wrapper.render_local_script(spec, job_dir), mode=0o700
+        self._ops.write_new(
+            wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), wrapper.render_local_script(spec, job_dir), 0o700
         )
         info = {
             "job_dir": job_dir,
@@ -292,23 +314,24 @@ class ShellScheduler(SchedulerBase):
         }
         spool = self.spool
         self._ops.write(f"{spool}/jobs/{sid}.json", json.dumps(info))
-        self._ops.write(f"{spool}/queued/{time.time_ns():020d}-{sid}", "")
+        self._ops.touch(f"{spool}/queued/{time.time_ns():020d}-{sid}")
         with self._ops.lock(f"{spool}/.lock"):
             self._schedule()
         return sid
 
-    def _running(self) -> dict[str, tuple[int, str]]:
-        """Running jobs of the spool, with dead ones removed."""
+    def _running(self) -> dict[str, tuple[int, str, int]]:
+        """Running jobs of the spool as sid -> (pid, start time, cpus); dead ones removed."""
         out = {}
         spool = self.spool
         for sid in self._ops.listdir(f"{spool}/running"):
             text = self._ops.read(f"{spool}/running/{sid}")
             if not text:
                 continue
-            pid_s, _, start = text.strip().partition(" ")
-            pid = int(pid_s)
+            parts = text.split()
+            pid, start = int(parts[0]), parts[1]
+            cpus = int(parts[2]) if len(parts) > 2 else 1
             if self._ops.start_time(pid) == start:
-                out[sid] = (pid, start)
+                out[sid] = (pid, start, cpus)
             else:
                 self._ops.remove(f"{spool}/running/{sid}")
         return out
@@ -322,11 +345,7 @@ class ShellScheduler(SchedulerBase):
         if not queued:
             return
         running = self._running()
-        used = 0
-        for sid in running:
-            info = self._job_info(sid)
-            used += info["cpus"] if info else 1
-        free = self.max_cpus - used
+        free = self.max_cpus - sum(r[2] for r in running.values())
         for entry in queued:
             if free <= 0:
                 break
@@ -346,7 +365,7 @@ class ShellScheduler(SchedulerBase):
                 continue
             pid = self.transport.spawn_detached(
                 ["/bin/sh", wrapper.join_path(info["job_dir"], wrapper.SCRIPT_FILE)],
-                cwd=info["job_dir"],
+                cwd=None,  # the wrapper enters the job's working directory itself
                 stdout=info["stdout"],
                 stderr=info["stderr"],
             )
@@ -354,7 +373,7 @@ class ShellScheduler(SchedulerBase):
             if start is None:
                 # Finished before we could look: record an identity that can never match.
                 start = "gone"
-            self._ops.write(f"{spool}/running/{sid}", f"{pid} {start}")
+            self._ops.write(f"{spool}/running/{sid}", f"{pid} {start} {info['cpus']}")
             self._ops.remove(f"{spool}/queued/{entry}")
             free -= info["cpus"]
 
@@ -382,40 +401,38 @@ class ShellScheduler(SchedulerBase):
                 return f"dependency never satisfied: {upstream} succeeded"
         return True
 
-    def _status_of(self, sid: str, info: dict[str, Any], running: dict[str, tuple[int, str]] | None = None) -> SchedulerStatus | None:
+    def _status_of(
+        self,
+        sid: str,
+        info: dict[str, Any],
+        running: dict[str, tuple[int, str, int]] | None = None,
+        queued: set[str] | None = None,
+    ) -> SchedulerStatus:
+        if running is None:
+            running = self._running()
+        if queued is None:
+            queued = self._queued()
         job_dir = info["job_dir"]
-        files = self.transport.read_many([
-            wrapper.join_path(job_dir, wrapper.EXIT_CODE_FILE),
-            wrapper.join_path(job_dir, wrapper.STARTED_FILE),
-            wrapper.join_path(job_dir, CANCELLED_FILE),
-            wrapper.join_path(job_dir, NEVER_RAN_FILE),
-        ]) if self.transport.is_remote else None
-        read = (lambda name: files[wrapper.join_path(job_dir, name)]) if files is not None else (
-            lambda name: self._ops.read(wrapper.join_path(job_dir, name))
-        )
-        code = wrapper.parse_exit_code(read(wrapper.EXIT_CODE_FILE))
-        started = wrapper.parse_started(read(wrapper.STARTED_FILE))
-        started_at = started[0] if started else None
-        cancelled = read(CANCELLED_FILE)
+        exit_path = wrapper.join_path(job_dir, wrapper.EXIT_CODE_FILE)
+        if sid in queued and sid not in running:
+            return SchedulerStatus(JobState.QUEUED, "queued")
+        code = wrapper.parse_exit_code(self._ops.read(exit_path))
+        if code is None and sid in running:
+            return SchedulerStatus(JobState.RUNNING, "running", started_at=self._started_at(job_dir))
+        cancelled = self._ops.read(wrapper.join_path(job_dir, CANCELLED_FILE))
+        started_at = self._started_at(job_dir)
         if code is not None:
             sig, reason = wrapper.describe_exit(code)
-            if cancelled is not None and (sig is not None):
+            if cancelled is not None and sig is not None:
                 return SchedulerStatus(JobState.CANCELLED, "cancelled", code, sig, "cancelled", started_at)
             return SchedulerStatus(
                 JobState.SUCCEEDED if code == 0 else JobState.FAILED, "exited", code, sig, reason, started_at
             )
-        never = read(NEVER_RAN_FILE)
+        never = self._ops.read(wrapper.join_path(job_dir, NEVER_RAN_FILE))
         if never is not None:
             return SchedulerStatus(JobState.FAILED, "dependency_never_satisfied", None, None, never.strip())
-        if running is None:
-            running = self._running()
-        if sid in running:
-            return SchedulerStatus(JobState.RUNNING, "running", started_at=started_at)
         if cancelled is not None:
             return SchedulerStatus(JobState.CANCELLED, "cancelled", None, None, "cancelled", started_at)
-        queued = [e for e in self._ops.listdir(f"{self.spool}/queued") if e.endswith(f"-{sid}")]
-        if queued:
-            return SchedulerStatus(JobState.QUEUED, "queued")
         # Neither queued, running nor finished: the wrapper died without writing its exit code
         # (killed with SIGKILL, or the machine rebooted).
         return SchedulerStatus(
@@ -424,21 +441,53 @@ class ShellScheduler(SchedulerBase):
             started_at,
         )
 
+    def _started_at(self, job_dir: str) -> float | None:
+        if self.transport.is_remote:
+            return None  # the engine uses the time it noticed the start
+        try:
+            return os.stat(wrapper.join_path(job_dir, wrapper.STARTED_FILE)).st_mtime
+        except OSError:
+            return None
+
+    def _queued(self) -> set[str]:
+        return {e.split("-", 1)[1] for e in self._ops.listdir(f"{self.spool}/queued")}
+
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
         spool = self.spool
         with self._ops.lock(f"{spool}/.lock"):
             self._schedule()
             running = self._running()
+            queued = self._queued()
         out = {}
         for job in jobs:
             sid = job.scheduler_job_id or job.job_id
             info = self._job_info(sid)
             if info is None:
                 continue  # not known here: the engine decides (adoption / lost)
-            status = self._status_of(sid, info, running)
-            if status is not None:
-                out[job.job_id] = status
+            out[job.job_id] = self._status_of(sid, info, running, queued)
         return out
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking as soon as a running local job ends."""
+        if self.transport.is_remote or timeout <= 0 or not hasattr(os, "pidfd_open"):
+            time.sleep(max(timeout, 0))
+            return
+        import select
+
+        fds = []
+        try:
+            for pid, _start, _cpus in self._running().values():
+                try:
+                    fds.append(os.pidfd_open(pid))
+                except OSError:
+                    continue
+            if not fds:
+                time.sleep(timeout)
+                return
+            select.select(fds, [], [], timeout)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def resolve_terminal_many(self, jobs: Sequence[TrackedJob], *, since: float | None = None) -> dict[str, SchedulerStatus]:
         from molq.batch import read_exit_files
@@ -462,7 +511,7 @@ class ShellScheduler(SchedulerBase):
                 if sid in queued:
                     self._ops.remove(f"{spool}/queued/{queued[sid]}")
                 if sid in running:
-                    pid, _start = running[sid]
+                    pid = running[sid][0]
                     self._ops.killpg(pid, signal.SIGTERM)
                     to_wait.append(pid)
         deadline = time.monotonic() + self.options.term_grace_seconds

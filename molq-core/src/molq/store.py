@@ -11,6 +11,7 @@ transition twice or lose one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -137,6 +138,27 @@ def default_store_url() -> str:
     from molq.config import molq_home
 
     return f"sqlite:///{molq_home() / 'jobs.db'}"
+
+
+@functools.lru_cache(maxsize=64)
+def _cas_update(columns: tuple[str, ...]) -> Any:
+    """UPDATE ... WHERE job_id, cluster and state match, for a given set of columns (cached)."""
+    return (
+        jobs_table.update()
+        .where(jobs_table.c.job_id == sa.bindparam("w_job_id"))
+        .where(jobs_table.c.cluster_name == sa.bindparam("w_cluster"))
+        .where(jobs_table.c.state == sa.bindparam("w_state"))
+        .values({name: sa.bindparam(name) for name in columns})
+    )
+
+
+def _record_from_values(row: dict[str, Any]) -> JobRecord:
+    data = {name: row.get(name) for name in _RECORD_COLUMNS if name != "metadata_json"}
+    data["state"] = JobState(data["state"])
+    data["metadata"] = json.loads(row.get("metadata_json") or "{}")
+    data["attempt"] = data["attempt"] or 1
+    data["command_display"] = data["command_display"] or ""
+    return JobRecord(**data)
 
 
 def _row_to_record(row: Any) -> JobRecord:
@@ -320,11 +342,13 @@ class JobStore:
             **values,
         }
         row.setdefault("root_job_id", row["job_id"])
+        # Statements with bound parameters (not .values(...)) reuse SQLAlchemy's compiled cache.
         with self._write() as conn:
-            conn.execute(jobs_table.insert().values(**row))
-            conn.execute(transitions_table.insert().values(
-                job_id=row["job_id"], old_state=None, new_state=row["state"], timestamp=now, reason=reason,
-            ))
+            conn.execute(jobs_table.insert(), row)
+            conn.execute(transitions_table.insert(), {
+                "job_id": row["job_id"], "old_state": None, "new_state": row["state"], "timestamp": now,
+                "reason": reason,
+            })
             if dependencies:
                 conn.execute(dependencies_table.insert(), [
                     {
@@ -335,7 +359,7 @@ class JobStore:
                     }
                     for d in dependencies
                 ])
-        return self.get_job(row["cluster_name"], row["job_id"])
+        return _record_from_values(row)
 
     def transition(
         self,
@@ -354,19 +378,17 @@ class JobStore:
             raise ValueError(f"illegal transition {old_state.value} -> {new_state.value}")
         now = time.time()
         values = {**fields, "state": new_state.value, "updated_at": now}
+        stmt = _cas_update(tuple(sorted(values)))
         with self._write() as conn:
-            result = conn.execute(
-                jobs_table.update()
-                .where(jobs_table.c.job_id == job_id)
-                .where(jobs_table.c.cluster_name == cluster_name)
-                .where(jobs_table.c.state == old_state.value)
-                .values(**values)
-            )
+            result = conn.execute(stmt, {
+                **values, "w_job_id": job_id, "w_cluster": cluster_name, "w_state": old_state.value,
+            })
             if result.rowcount != 1:
                 return None
-            conn.execute(transitions_table.insert().values(
-                job_id=job_id, old_state=old_state.value, new_state=new_state.value, timestamp=now, reason=reason,
-            ))
+            conn.execute(transitions_table.insert(), {
+                "job_id": job_id, "old_state": old_state.value, "new_state": new_state.value,
+                "timestamp": now, "reason": reason,
+            })
         return StatusTransition(job_id, old_state, new_state, now, reason)
 
     def update_job(
@@ -474,6 +496,29 @@ class JobStore:
             stmt = stmt.limit(limit)
         with self._read() as conn:
             return [_row_to_record(r) for r in conn.execute(stmt)]
+
+    def list_active_light(self, cluster_name: str) -> list[tuple[JobRecord, bool]]:
+        """Active jobs with just what a refresh needs, plus whether each has a retry policy.
+
+        Cheaper than :meth:`list_jobs` (no metadata, fewer columns); refresh runs it often.
+        """
+        c = jobs_table.c
+        stmt = (
+            sa.select(c.job_id, c.scheduler, c.state, c.root_job_id, c.attempt, c.scheduler_job_id,
+                      c.raw_state, c.created_at, c.submitted_at, c.started_at, c.job_dir,
+                      c.retry_json.is_not(None))
+            .where(c.cluster_name == cluster_name)
+            .where(c.state.in_([s.value for s in ACTIVE_STATES]))
+            .order_by(c.created_at)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            (JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
+                       root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
+                       created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10]), bool(r[11]))
+            for r in rows
+        ]
 
     def list_pending_retries(self, cluster_name: str) -> list[JobRecord]:
         stmt = (

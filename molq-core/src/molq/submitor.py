@@ -141,6 +141,7 @@ class Submitor:
         self.profile_name = profile_name
         self.event_bus = event_bus or EventBus()
         self._sinks: list[Any] | None = None
+        self._made_dirs: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Submitor({self.target!r})"
@@ -456,8 +457,10 @@ class Submitor:
         transport = self.target.transport
         try:
             parent = record.job_dir.rsplit("/", 1)[0]
-            transport.mkdir(parent, parents=True, mode=0o700)
-            transport.mkdir(record.job_dir, parents=True, mode=0o700)
+            if parent not in self._made_dirs:
+                transport.mkdir(parent, parents=True, mode=0o700)
+                self._made_dirs.add(parent)
+            transport.mkdir(record.job_dir, parents=False, mode=0o700)
             sid = self.scheduler.submit(spec, record.job_dir)
         except (SchedulerError, TransportError, ConfigError, OSError) as exc:
             message = getattr(exc, "stderr", "") or str(exc)
@@ -479,13 +482,18 @@ class Submitor:
     def refresh_jobs(self) -> None:
         """Reconcile every active job of this cluster with the scheduler, and start retries
         that are due. A failed scheduler query changes nothing."""
-        active = self.store.list_jobs(self.cluster_name)
+        light = self.store.list_active_light(self.cluster_name)
+        self._has_retry = {r.job_id: has for r, has in light}
+        active = [r for r, _ in light]
         self._adopt_orphans([r for r in active if r.state == JobState.CREATED and r.scheduler_job_id is None])
-        tracked = [r for r in active if r.scheduler_job_id is not None and r.state != JobState.CREATED
-                   or (r.state == JobState.CREATED and r.scheduler_job_id is not None)]
+        tracked = [r for r in active if r.scheduler_job_id is not None]
+        self._all_completed_check = False
         if tracked:
             self._reconcile(tracked)
         self._run_due_retries()
+        if self._all_completed_check and (self.event_bus.has_handlers() or self._sinks is None or self._sinks):
+            if not self.store.list_jobs(self.cluster_name, limit=1) and not self.store.list_pending_retries(self.cluster_name):
+                self._emit(EventType.ALL_COMPLETED, None)
 
     def _tracked(self, record: JobRecord) -> TrackedJob:
         return TrackedJob(record.job_id, record.scheduler_job_id, record.job_dir or "", record.submitted_at)
@@ -576,8 +584,7 @@ class Submitor:
         if tr is None:
             return
         self._schedule_retry(record.job_id)
-        if not self.store.list_jobs(self.cluster_name, states=[JobState.CREATED, JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING], limit=1):
-            self._emit(EventType.ALL_COMPLETED, None)
+        self._all_completed_check = True
 
     # -- retries -----------------------------------------------------------------------------
     def _retry_policy(self, job_id: str) -> RetryPolicy | None:
@@ -587,6 +594,8 @@ class Submitor:
         return serde.structure(internal["retry"], RetryPolicy)
 
     def _schedule_retry(self, job_id: str) -> None:
+        if not getattr(self, "_has_retry", {}).get(job_id, True):
+            return
         record = self.store.get_job(self.cluster_name, job_id)
         policy = self._retry_policy(job_id)
         if policy is None or not policy.should_retry(record):
@@ -720,7 +729,11 @@ class Submitor:
                 if remaining <= 0:
                     raise TimeoutError(f"jobs not finished after {timeout} s")
                 sleep = min(sleep, remaining)
-            time.sleep(sleep)
+            waiter = getattr(self.scheduler, "wait_for_change", None)
+            if waiter is not None:
+                waiter(sleep)
+            else:
+                time.sleep(sleep)
 
     def cancel_job(self, job_id: str) -> None:
         """Cancel the latest active attempt of a job (and any retry it was waiting for).

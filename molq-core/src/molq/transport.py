@@ -75,9 +75,10 @@ class Transport(Protocol):
     def download(self, remote: str, local: str | Path, *, recursive: bool = False) -> None: ...
 
     def spawn_detached(
-        self, argv: Sequence[str], *, cwd: str, stdout: str, stderr: str
+        self, argv: Sequence[str], *, cwd: str | None, stdout: str, stderr: str
     ) -> int:
-        """Start ``argv`` in a new session that outlives the caller; return its pid."""
+        """Start ``argv`` in a new session that outlives the caller; return its pid.
+        ``argv[0]`` is an absolute path; ``cwd=None`` keeps the current directory."""
         ...
 
     def read_many(self, paths: Sequence[str]) -> dict[str, str | None]:
@@ -176,9 +177,9 @@ class BaseTransport:
             out[path] = chunk[2:] if chunk.startswith("F\n") else None
         return out
 
-    def spawn_detached(self, argv: Sequence[str], *, cwd: str, stdout: str, stderr: str) -> int:
-        script = 'cd "$1" || exit 97; o="$2"; e="$3"; shift 3; setsid "$@" > "$o" 2> "$e" < /dev/null & echo $!'
-        result = self._check(self.sh(script, cwd, stdout, stderr, *argv), "starting a job")
+    def spawn_detached(self, argv: Sequence[str], *, cwd: str | None, stdout: str, stderr: str) -> int:
+        script = 'cd "${1:-.}" || exit 97; o="$2"; e="$3"; shift 3; setsid "$@" > "$o" 2> "$e" < /dev/null & echo $!'
+        result = self._check(self.sh(script, cwd or "", stdout, stderr, *argv), "starting a job")
         return int(result.stdout.strip().splitlines()[-1])
 
     def home(self) -> str:
@@ -271,6 +272,12 @@ class LocalTransport(BaseTransport):
 
     def mkdir(self, path: str, *, parents: bool = True, mode: int | None = None) -> None:
         try:
+            if not parents and mode is not None:
+                try:
+                    os.mkdir(path, mode)  # new directory: umask cannot widen 0o700
+                    return
+                except FileExistsError:
+                    pass
             if mode is None:
                 Path(path).mkdir(parents=parents, exist_ok=True)
             else:
@@ -313,7 +320,22 @@ class LocalTransport(BaseTransport):
                 out[path] = None
         return out
 
-    def spawn_detached(self, argv: Sequence[str], *, cwd: str, stdout: str, stderr: str) -> int:
+    def spawn_detached(self, argv: Sequence[str], *, cwd: str | None, stdout: str, stderr: str) -> int:
+        if cwd is None and hasattr(os, "posix_spawn"):
+            # posix_spawn (vfork-like) is several times cheaper than fork+exec from a large
+            # Python process; the job starts in a session of its own.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            actions = [
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, stdout, flags, 0o600),
+                (os.POSIX_SPAWN_OPEN, 2, stderr, flags, 0o600),
+            ]
+            try:
+                pid = os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions, setsid=True)
+            except OSError as exc:
+                raise TransportError(f"cannot start {argv[0]}: {exc}") from exc
+            _spawned_pids.append(pid)
+            return pid
         try:
             with open(stdout, "ab") as out, open(stderr, "ab") as err:
                 proc = subprocess.Popen(
@@ -342,9 +364,21 @@ def _reap_later(proc: subprocess.Popen) -> None:
         _children[:] = [p for p in _children if p.poll() is None]
 
 
+_spawned_pids: list[int] = []
+
+
 def reap_children() -> None:
     """Collect exited detached children of this process (avoids zombies)."""
     _children[:] = [p for p in _children if p.poll() is None]
+    alive = []
+    for pid in _spawned_pids:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if done == 0:
+            alive.append(pid)
+    _spawned_pids[:] = alive
 
 
 class _suppress:

@@ -11,7 +11,7 @@ Layout of a job directory::
     script        the user's inline script, when there is one
     stdout        standard output (unless output_file says otherwise)
     stderr        standard error (unless error_file says otherwise)
-    started       "<epoch seconds> <pid> <hostname>" once the job began
+    started       the wrapper's pid, created when the job began (its mtime is the start time)
     exit_code     "<code>" once the job ended (written atomically)
 """
 
@@ -69,11 +69,13 @@ def render_command(spec: JobSpec, job_dir: str) -> str:
 
 def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> str:
     """The wrapper lines placed after a scheduler's directives (or alone, locally)."""
+    # Shell builtins only, apart from the user's command and one `mv`: the start is recorded by
+    # creating the file (its mtime is the start time; its content the wrapper's pid), which costs
+    # no extra process, so trivial jobs stay cheap.
     lines = [
         f"# molq job {spec.job_id}",
         f"molq_dir={q(job_dir)}",
-        f'printf "%s %s %s\\n" "$(date +%s)" "$$" "$(hostname 2>/dev/null || echo unknown)" '
-        f'> "$molq_dir/{STARTED_FILE}.tmp" && mv -f "$molq_dir/{STARTED_FILE}.tmp" "$molq_dir/{STARTED_FILE}"',
+        f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}"',
     ]
     for key, value in sorted((spec.execution.env or {}).items()):
         lines.append(f"export {key}={q(value)}")
@@ -109,18 +111,14 @@ def parse_exit_code(text: str | None) -> int | None:
     return int(text)
 
 
-def parse_started(text: str | None) -> tuple[float, int | None, str | None] | None:
-    """Read a ``started`` file: (epoch seconds, pid, host)."""
-    if not text:
+def parse_started(text: str | None, mtime: float | None = None) -> tuple[float | None, int | None] | None:
+    """Read a ``started`` file: (start time, wrapper pid). The start time is the file's mtime
+    (pass it when known); the content is the wrapper's pid."""
+    if text is None:
         return None
     parts = text.split()
-    try:
-        when = float(parts[0])
-    except (IndexError, ValueError):
-        return None
-    pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-    host = parts[2] if len(parts) > 2 else None
-    return when, pid, host
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return mtime, pid
 
 
 def describe_exit(code: int) -> tuple[int | None, str | None]:

@@ -1,0 +1,69 @@
+"""Local scheduler throughput: submit and wait for N trivial jobs through molq, against the
+same commands started with ``subprocess.Popen`` and waited for, measured in the same run.
+
+    python benchmarks/bench_local.py [--jobs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def baseline(n: int, workdir: str) -> float:
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["true"], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True) for _ in range(n)]
+    for p in procs:
+        p.wait()
+    return time.perf_counter() - start
+
+
+def molq_run(n: int, workdir: str) -> tuple[float, float]:
+    from molq import Cluster, JobExecution, JobState, Submitor
+
+    submitor = Submitor(Cluster("bench-local"))
+    execution = JobExecution(cwd=workdir)
+    start = time.perf_counter()
+    ids = [submitor.submit_job(argv=["true"], execution=execution).job_id for _ in range(n)]
+    submitted = time.perf_counter() - start
+    records = submitor.watch_jobs(ids, timeout=600)
+    total = time.perf_counter() - start
+    bad = [r for r in records if r.state != JobState.SUCCEEDED]
+    if bad:
+        raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0]}")
+    submitor.close()
+    return submitted, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side; the median is reported")
+    args = parser.parse_args()
+    bases, subs, totals = [], [], []
+    for i in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="molq-bench-") as tmp:
+            os.environ["MOLQ_HOME"] = os.path.join(tmp, "home")
+            work = os.path.join(tmp, "work")
+            os.mkdir(work)
+            bases.append(baseline(args.jobs, work))
+            s, t = molq_run(args.jobs, work)
+            subs.append(s)
+            totals.append(t)
+    base, submitted, total = (sorted(x)[len(x) // 2] for x in (bases, subs, totals))
+    n = args.jobs
+    print(f"local scheduler, {n} trivial jobs (submit + wait), {os.cpu_count()} cores, median of {args.repeat}")
+    print(f"  baseline Popen+wait : {base:8.3f} s  {n / base:8.1f} jobs/s")
+    print(f"  molq submit         : {submitted:8.3f} s  {1000 * submitted / n:8.2f} ms/job")
+    print(f"  molq submit + wait  : {total:8.3f} s  {n / total:8.1f} jobs/s")
+    print(f"  ratio molq/baseline : {total / base:8.2f}x   (target <= 5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
