@@ -78,6 +78,7 @@ class Cluster:
         self._host = host
         self._transport = transport
         self._options = _build_options(self._plugin.options_type, scheduler_options, scheduler)
+        self._transport_options = dict(transport_options or {})
         self._impl: Scheduler | None = None
 
     def __repr__(self) -> str:
@@ -122,6 +123,26 @@ class Cluster:
         if workspace.cluster is not self:
             raise ConfigError("the workspace belongs to another cluster")
         return workspace.get_project(name)
+
+    @classmethod
+    def from_target(cls, name: str, target: dict[str, Any] | None, profile_name: str | None = None) -> Cluster:
+        """Rebuild the Cluster a stored job was submitted to (CLI, daemon)."""
+        if profile_name:
+            try:
+                return cls.from_profile(profile_name)
+            except ConfigError:
+                pass  # the profile was removed; fall back to what the record says
+        target = target or {}
+        options = target.get("scheduler_options")
+        if isinstance(options, dict):
+            options = {k: v for k, v in options.items() if v is not None}
+        return cls(
+            name,
+            target.get("scheduler", "local"),
+            host=target.get("host"),
+            scheduler_options=options or None,
+            transport_options=target.get("transport_options") or None,
+        )
 
     @classmethod
     def from_profile(cls, profile_name: str, *, config_path: str | Path | None = None) -> Cluster:

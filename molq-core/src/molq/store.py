@@ -80,6 +80,7 @@ jobs_table = sa.Table(
     sa.Column("next_retry_at", sa.Float),
     sa.Column("retried_by", sa.String(64)),
     sa.Column("missing_count", sa.Integer, nullable=False, default=0),
+    sa.Column("target_json", sa.Text),  # how to rebuild the Cluster: scheduler, host, options
     sa.Column("submit_host", sa.String(255)),
     sa.Column("submit_pid", sa.Integer),
     sa.Column("cleaned_at", sa.Float),
@@ -436,7 +437,7 @@ class JobStore:
         with self._read() as conn:
             row = conn.execute(
                 sa.select(jobs_table.c.spec_json, jobs_table.c.retry_json, jobs_table.c.missing_count,
-                          jobs_table.c.submit_host, jobs_table.c.submit_pid)
+                          jobs_table.c.submit_host, jobs_table.c.submit_pid, jobs_table.c.target_json)
                 .where(jobs_table.c.cluster_name == cluster_name)
                 .where(jobs_table.c.job_id == job_id)
             ).first()
@@ -449,7 +450,21 @@ class JobStore:
             "missing_count": m["missing_count"],
             "submit_host": m["submit_host"],
             "submit_pid": m["submit_pid"],
+            "target": json.loads(m["target_json"]) if m["target_json"] else None,
         }
+
+    def cluster_targets(self) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+        """For each cluster name in the store: the newest record's target description and
+        profile name (used to rebuild a Cluster for the CLI and the daemon)."""
+        c = jobs_table.c
+        out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(c.cluster_name, c.target_json, c.profile_name).order_by(c.created_at)
+            ).all()
+        for name, target, profile in rows:
+            out[name] = (json.loads(target) if target else None, profile)
+        return out
 
     def resolve_job_id(self, cluster_name: str | None, prefix: str) -> tuple[str, str]:
         """Full (cluster, job id) for an id or unique id prefix; ``cluster_name=None`` searches

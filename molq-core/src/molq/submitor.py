@@ -408,6 +408,7 @@ class Submitor:
             "metadata_json": json.dumps(dict(metadata or {})),
             "spec_json": json.dumps(stored_spec),
             "retry_json": json.dumps(serde.unstructure(retry_policy)) if retry_policy else None,
+            "target_json": self._target_json(),
         }
         if attempt_of is not None:
             values.update(
@@ -418,6 +419,20 @@ class Submitor:
                 profile_name=attempt_of.profile_name,
             )
         return _Submission(spec, values, tuple(dep_rows))
+
+    def _target_json(self) -> str:
+        cached = getattr(self, "_target_cache", None)
+        if cached is None:
+            target = self.target
+            options = target.scheduler_options
+            cached = json.dumps({
+                "scheduler": target.scheduler,
+                "host": target.host,
+                "scheduler_options": serde.unstructure(options) if options is not None else None,
+                "transport_options": getattr(target, "_transport_options", None) or None,
+            }, default=str)
+            self._target_cache = cached
+        return cached
 
     def _compile_dependencies(self, job_id: str, refs: Sequence[DependencyRef], sched: Any) -> tuple[list[Any], list[JobDependency]]:
         from molq.model import CompiledDependency

@@ -1,0 +1,5 @@
+"""``python -m molq`` runs the command line."""
+
+from molq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""``molq profile list|show|add|remove``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from molq.cli import render
+from molq.cli.commands import complete_profiles
+
+
+@click.group()
+def profile() -> None:
+    """Manage profiles in ~/.molq/config.toml (or $MOLQ_CONFIG)."""
+
+
+@profile.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_profiles(as_json: bool) -> int:
+    """List profiles; the default one is marked with *."""
+    from molq.config import load_config
+
+    config = load_config()
+    if as_json:
+        render.dump_json([{"name": p.name, "scheduler": p.scheduler, "cluster": p.effective_cluster_name,
+                           "host": p.host, "default": p.name == config.default_profile}
+                          for p in config.profiles.values()])
+        return 0
+    if not config.profiles:
+        click.echo("no profiles (add one with `molq profile add NAME --scheduler ...`)", err=True)
+        return 0
+    rows = [[("* " if p.name == config.default_profile else "  ") + p.name, p.scheduler,
+             p.effective_cluster_name, p.host or "-"] for p in config.profiles.values()]
+    click.echo(render.table(["PROFILE", "SCHEDULER", "CLUSTER", "HOST"], rows))
+    return 0
+
+
+@profile.command("show")
+@click.argument("name", shell_complete=complete_profiles)
+@click.option("--json", "as_json", is_flag=True)
+def show_profile(name: str, as_json: bool) -> int:
+    """Show one profile as TOML (or JSON)."""
+    import tomli_w
+
+    from molq import serde
+    from molq.config import load_config
+
+    config = load_config()
+    prof = config.get(name)
+    data = serde.prune(serde.unstructure(prof, human=True))
+    if as_json:
+        data["default"] = name == config.default_profile
+        render.dump_json(data)
+    else:
+        data.pop("name", None)
+        if name == config.default_profile:
+            click.echo("# the default profile")
+        click.echo(tomli_w.dumps({"profiles": {name: data}}).rstrip())
+    return 0
+
+
+def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=what)
+        out[key] = value
+    return out
+
+
+@profile.command("add")
+@click.argument("name")
+@click.option("--scheduler", default="local", show_default=True, help="local, slurm, pbs, lsf, ...")
+@click.option("--cluster-name", default=None, help="Cluster name for records (default: the profile name).")
+@click.option("--host", default=None, help="SSH destination (needs molq-ssh).")
+@click.option("--option", "options", multiple=True, metavar="K=V", help="Scheduler option (repeatable).")
+@click.option("--cpus", type=int, default=None, help="Default CPUs per job.")
+@click.option("--mem", default=None, help="Default memory per job.")
+@click.option("--time", "time_limit", default=None, help="Default time limit.")
+@click.option("--partition", "--queue", "partition", default=None, help="Default partition / queue.")
+@click.option("--account", default=None, help="Default account.")
+@click.option("--retries", type=click.IntRange(min=0), default=None, help="Default extra attempts.")
+@click.option("--jobs-dir", default=None, help="Where job directories go.")
+@click.option("--default", "make_default", is_flag=True, help="Make this the default profile.")
+@click.option("--force", is_flag=True, help="Replace an existing profile of that name.")
+def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str | None, options: tuple[str, ...],
+                cpus: int | None, mem: str | None, time_limit: str | None, partition: str | None,
+                account: str | None, retries: int | None, jobs_dir: str | None, make_default: bool,
+                force: bool) -> int:
+    """Add (or with --force replace) a profile. The scheduler plugin must be installed."""
+    from molq.cluster import Cluster
+    from molq.config import MolqProfile, load_config, save_config
+    from molq.errors import ConfigError
+    from molq.model import JobResources, JobScheduling, RetryPolicy, SubmitorDefaults
+
+    config = load_config()
+    if name in config.profiles and not force:
+        raise ConfigError(f"profile {name!r} already exists (use --force to replace it)")
+    resources = JobResources(cpu_count=cpus, memory=mem, time_limit=time_limit)
+    scheduling = JobScheduling(partition=partition, account=account)
+    defaults = SubmitorDefaults(
+        resources=resources if resources != JobResources() else None,
+        scheduling=scheduling if scheduling != JobScheduling() else None,
+    )
+    prof = MolqProfile(
+        name=name, scheduler=scheduler, cluster_name=cluster_name, host=host,
+        defaults=defaults if (defaults.resources or defaults.scheduling) else None,
+        scheduler_options=_kv(options, "--option"),
+        retry=RetryPolicy(max_attempts=retries + 1) if retries else None,
+        jobs_dir=jobs_dir,
+    )
+    # Validate before writing: the scheduler exists and its options parse.
+    Cluster(prof.effective_cluster_name, prof.scheduler, host=None,
+            scheduler_options=prof.scheduler_options or None)
+    path = save_config(config.with_profile(prof, make_default=make_default or not config.profiles))
+    click.echo(f"profile {name!r} saved to {path}")
+    return 0
+
+
+@profile.command("remove")
+@click.argument("name", shell_complete=complete_profiles)
+def remove_profile(name: str) -> int:
+    """Remove a profile."""
+    from molq.config import load_config, save_config
+
+    path = save_config(load_config().without_profile(name))
+    click.echo(f"profile {name!r} removed from {path}")
+    return 0
