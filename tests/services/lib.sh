@@ -6,6 +6,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 _svc_tag="${_svc_tag:-services}"
 
+# Debian packages per service (up.sh installs the union in one apt-get run)
+# shellcheck disable=SC2034
+{
+SLURM_PKGS=(slurm-wlm slurm-wlm-torque slurm-client munge mariadb-server mariadb-client slurmdbd)
+SSHD_PKGS=(openssh-server openssh-client rsync)
+AT_PKGS=(at)
+}
+
 log()  { printf '[%s %s] %s\n' "$_svc_tag" "$(date +%H:%M:%S)" "$*" >&2; }
 warn() { printf '[%s %s] WARNING: %s\n' "$_svc_tag" "$(date +%H:%M:%S)" "$*" >&2; }
 die()  { printf '[%s %s] ERROR: %s\n' "$_svc_tag" "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
@@ -65,7 +73,7 @@ spawn() {
     local logf=$1; shift
     (
         local fd
-        for fd in /proc/$BASHPID/fd/*; do
+        for fd in "/proc/$BASHPID/fd/"*; do
             fd=${fd##*/}
             [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
         done

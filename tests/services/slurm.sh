@@ -5,6 +5,7 @@
 #   slurm.sh status               show daemons and node states
 #   slurm.sh stop-ctld CLUSTER    stop only slurmctld of CLUSTER (simulate a controller outage)
 #   slurm.sh start-ctld CLUSTER   start slurmctld of CLUSTER again and wait until it answers
+#   slurm.sh clean                scancel every job on both clusters (leftovers of earlier runs)
 #   slurm.sh stop                 stop all slurm daemons, slurmdbd and the private MariaDB
 #
 # Clusters: molqacct (slurmdbd + MariaDB accounting), molqnoacct (no accounting).
@@ -36,8 +37,6 @@ NODE_CPUS="${MOLQ_TEST_SLURM_CPUS:-16}"
 [ "$(nproc)" -gt "$NODE_CPUS" ] && NODE_CPUS=$(nproc)
 NODE_MEM_MB="${MOLQ_TEST_SLURM_MEM_MB:-8192}"
 IDLE_WAIT=${MOLQ_TEST_SLURM_WAIT:-90}
-
-PKGS=(slurm-wlm slurm-wlm-torque slurm-client munge mariadb-server mariadb-client slurmdbd)
 
 ctld_port()  { case $1 in "$ACCT_CLUSTER") echo 16817;; *) echo 16827;; esac; }
 slurmd_port(){ case $1 in "$ACCT_CLUSTER") echo 16818;; *) echo 16828;; esac; }
@@ -84,6 +83,7 @@ ensure_munge() {
 
 # ---------------------------------------------------------------- MariaDB (private instance)
 mysql_cnf() { echo "$MYSQL_DIR/my.cnf"; }
+# shellcheck disable=SC2120
 mysql_q()   { timeout 30 mariadb --no-defaults --socket="$MYSQL_SOCK" -uroot --batch --skip-column-names "$@"; }
 mysql_ok()  { timeout 10 mariadb-admin --no-defaults --socket="$MYSQL_SOCK" -uroot ping >/dev/null 2>&1; }
 
@@ -188,7 +188,6 @@ Waittime=0
 SlurmctldTimeout=30
 SlurmdTimeout=60
 MessageTimeout=10
-PropagateResourceLimits=NONE
 MailProg=/bin/true
 # bind daemons to the configured (loopback) addresses instead of 0.0.0.0
 CommunicationParameters=NoInAddrAny
@@ -378,7 +377,7 @@ ENV
 
 cmd_up() {
     require_root
-    apt_ensure "${PKGS[@]}"
+    apt_ensure "${SLURM_PKGS[@]}"
     install -d -m 0755 "$MOLQ_TEST_DIR" "$SLURM_DIR"
     local rc=0 c
     with_lock "$SLURM_DIR/.lock" _up_locked || rc=$?
@@ -435,7 +434,10 @@ case "${1:-up}" in
     start-ctld)
         [ $# -eq 2 ] || die "usage: $0 start-ctld CLUSTER"
         known_cluster "$2"; start_ctld "$2"; log "slurmctld of $2 is up" ;;
+    clean)
+        for c in "${CLUSTERS[@]}"; do sc "$c" scancel --user=root >&2 || warn "scancel on $c failed"; done
+        log "cancelled all jobs on ${CLUSTERS[*]}" ;;
     stop) cmd_stop ;;
-    -h|--help|help) sed -n '2,12p' "$0" ;;
-    *) die "unknown command '$1' (up|status|stop-ctld C|start-ctld C|stop)" ;;
+    -h|--help|help) sed -n '2,13p' "$0" ;;
+    *) die "unknown command '$1' (up|status|stop-ctld C|start-ctld C|clean|stop)" ;;
 esac

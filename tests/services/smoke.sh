@@ -23,6 +23,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ -n "$SAMPLES" ]; then mkdir -p "$SAMPLES" && SAMPLES=$(cd "$SAMPLES" && pwd) || die "bad --samples dir"; fi
 [ -f "$MOLQ_TEST_DIR/env.sh" ] || die "run up.sh first ($MOLQ_TEST_DIR/env.sh missing)"
 # shellcheck disable=SC1091
 . "$MOLQ_TEST_DIR/env.sh"
@@ -77,14 +78,18 @@ for k in ACCT NOACCT; do
     check "$k scontrol ExitCode fail" "ExitCode=7:0" "$(SLURM_CONF=$conf scontrol show job -o "${ID[$k.fail]}" | grep -o 'ExitCode=[0-9:]*')"
 done
 conf=$MOLQ_TEST_SLURM_ACCT_CONF
-sacct_state() { SLURM_CONF=$conf sacct -n -P -X -o State,ExitCode -j "$1" | sort -u | tr '\n' ' ' | sed 's/ $//'; }
-# slurmctld hands job records to slurmdbd asynchronously: give it a moment
-wait_until 20 "sacct sees the cancelled job" bash -c "SLURM_CONF=$conf sacct -n -P -X -o State -j ${ID[ACCT.cancel]} | grep -q CANCELLED"
-check "sacct fail" "FAILED|7:0" "$(sacct_state "${ID[ACCT.fail]}")"
-check "sacct ok" "COMPLETED|0:0" "$(sacct_state "${ID[ACCT.ok]}")"
-check "sacct array" "COMPLETED|0:0" "$(sacct_state "${ID[ACCT.array]}")"
-check "sacct cancel" "CANCELLED by 0|0:0" "$(sacct_state "${ID[ACCT.cancel]}")"
-check "sacct account/qos" "molqtest|molqtest|long" "$(SLURM_CONF=$conf sacct -n -P -X -o Account,QOS,Partition -j "${ID[ACCT.acct]}")"
+sacct_state() { SLURM_CONF=$MOLQ_TEST_SLURM_ACCT_CONF sacct -n -P -X -o "${2:-State,ExitCode}" -j "$1" | sort -u | tr '\n' ' ' | sed 's/ $//'; }
+# slurmctld hands job records to slurmdbd asynchronously: poll (bounded) before judging
+check_sacct() { # DESCRIPTION EXPECTED JOBID [FIELDS]
+    local end=$((SECONDS + 30)) got
+    while got=$(sacct_state "$3" "${4:-}"); [ "$got" != "$2" ] && [ $SECONDS -lt $end ]; do sleep 1; done
+    check "$1" "$2" "$got"
+}
+check_sacct "sacct fail" "FAILED|7:0" "${ID[ACCT.fail]}"
+check_sacct "sacct ok" "COMPLETED|0:0" "${ID[ACCT.ok]}"
+check_sacct "sacct array" "COMPLETED|0:0" "${ID[ACCT.array]}"
+check_sacct "sacct cancel" "CANCELLED by 0|0:0" "${ID[ACCT.cancel]}"
+check_sacct "sacct account/qos" "molqtest|molqtest|long" "${ID[ACCT.acct]}" Account,QOS,Partition
 check "sacct without accounting" "Slurm accounting storage is disabled" "$(SLURM_CONF=$MOLQ_TEST_SLURM_NOACCT_CONF sacct -P -j 1 2>&1)"
 
 # Torque-style commands (slurm-wlm-torque) on molqnoacct
@@ -108,9 +113,7 @@ if [ $QUICK = 0 ]; then
         wait_until 150 "$k --time=0:01 job to time out" bash -c "[ \"\$(SLURM_CONF=$conf squeue -h -t all -j ${ID[$k.timeout]} -o %T)\" = TIMEOUT ]"
         check "$k squeue timeout" TIMEOUT "$(state_of "$conf" "${ID[$k.timeout]}")"
     done
-    conf=$MOLQ_TEST_SLURM_ACCT_CONF
-    wait_until 20 "sacct TIMEOUT" bash -c "SLURM_CONF=$conf sacct -n -P -X -o State -j ${ID[ACCT.timeout]} | grep -q TIMEOUT"
-    check "sacct timeout" "TIMEOUT|0:0" "$(sacct_state "${ID[ACCT.timeout]}")"
+    check_sacct "sacct timeout" "TIMEOUT|0:0" "${ID[ACCT.timeout]}"
 fi
 
 if [ -n "$SAMPLES" ]; then
@@ -167,6 +170,9 @@ if [ -n "$SAMPLES" ]; then
     } > "$SAMPLES/torque_qstat.txt"
     log "samples written to $SAMPLES"
 fi
+# do not leave the never-satisfiable dependants pending forever
+SLURM_CONF=$MOLQ_TEST_SLURM_ACCT_CONF scancel "${ID[ACCT.never]}" 2>/dev/null
+SLURM_CONF=$MOLQ_TEST_SLURM_NOACCT_CONF scancel "${ID[NOACCT.never]}" 2>/dev/null
 rm -rf "$WORK"
 if [ $fails -gt 0 ]; then echo "smoke: $fails check(s) FAILED"; exit 1; fi
 echo "smoke: all checks passed"

@@ -140,7 +140,7 @@ stop_sshd() {
 
 cmd_up() {
     require_root
-    apt_ensure openssh-server openssh-client rsync
+    apt_ensure "${SSHD_PKGS[@]}"
     install -d -m 0755 "$MOLQ_TEST_DIR"
     with_lock "$MOLQ_TEST_DIR/sshd.lock" _up_locked || return 1
     echo "ssh -F $SSH_CFG molq-test-remote true   # or: ssh -i $KEY -p $SSH_PORT root@$SSH_ADDR"
@@ -174,7 +174,7 @@ verify() {
 
 case "${1:-up}" in
     up) cmd_up ;;
-    restart) require_root; with_lock "$MOLQ_TEST_DIR/sshd.lock" bash -c ': ' ; stop_sshd; cmd_up ;;
+    restart) require_root; stop_sshd; cmd_up ;;
     stop) stop_sshd; log "sshd stopped" ;;
     status)
         if sshd_alive && login_ok; then echo "sshd: ok (pid $(pid_alive "$PIDF"), $SSH_ADDR:$SSH_PORT)"; exit 0

@@ -15,6 +15,9 @@ install -d -m 0755 "$MOLQ_TEST_DIR"
 start=$SECONDS
 failed=()
 summary=()
+# one apt-get update + install for everything that is missing (a failure here
+# is reported by the service scripts below, which retry their own packages)
+( apt_ensure "${SLURM_PKGS[@]}" "${SSHD_PKGS[@]}" "${AT_PKGS[@]}" ) || warn "combined package install failed; each service retries its own"
 for svc in slurm sshd at; do
     t0=$SECONDS
     # per-service bound: a cold apt install is the slow part (~30 s here)

@@ -122,13 +122,9 @@ leases_table = sa.Table(
 # Forward migrations: version -> function upgrading a connection from that version to the next.
 MIGRATIONS: dict[int, Any] = {}
 
-_RECORD_COLUMNS = [
-    "job_id", "cluster_name", "scheduler", "state", "root_job_id", "attempt",
-    "previous_attempt_job_id", "retry_group_id", "profile_name", "scheduler_job_id", "raw_state",
-    "created_at", "submitted_at", "started_at", "finished_at", "updated_at", "exit_code",
-    "exit_signal", "failure_reason", "cwd", "job_dir", "command_type", "command_display",
-    "job_name", "metadata_json", "next_retry_at", "retried_by", "cleaned_at",
-]
+from molq._records import RECORD_COLUMNS as _RECORD_COLUMNS  # noqa: E402
+from molq._records import row_to_record  # noqa: E402
+
 _SELECT_RECORD = [jobs_table.c[name] for name in _RECORD_COLUMNS]
 
 
@@ -163,37 +159,7 @@ def _record_from_values(row: dict[str, Any]) -> JobRecord:
 
 
 def _row_to_record(row: Any) -> JobRecord:
-    m = row._mapping
-    return JobRecord(
-        job_id=m["job_id"],
-        cluster_name=m["cluster_name"],
-        scheduler=m["scheduler"],
-        state=JobState(m["state"]),
-        root_job_id=m["root_job_id"],
-        attempt=m["attempt"],
-        previous_attempt_job_id=m["previous_attempt_job_id"],
-        retry_group_id=m["retry_group_id"],
-        profile_name=m["profile_name"],
-        scheduler_job_id=m["scheduler_job_id"],
-        raw_state=m["raw_state"],
-        created_at=m["created_at"],
-        submitted_at=m["submitted_at"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        updated_at=m["updated_at"],
-        exit_code=m["exit_code"],
-        exit_signal=m["exit_signal"],
-        failure_reason=m["failure_reason"],
-        cwd=m["cwd"],
-        job_dir=m["job_dir"],
-        command_type=m["command_type"],
-        command_display=m["command_display"],
-        job_name=m["job_name"],
-        metadata=json.loads(m["metadata_json"] or "{}"),
-        next_retry_at=m["next_retry_at"],
-        retried_by=m["retried_by"],
-        cleaned_at=m["cleaned_at"],
-    )
+    return row_to_record(row._mapping)
 
 
 class JobStore:

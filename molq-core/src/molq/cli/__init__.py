@@ -7,6 +7,7 @@ Start-up is kept light: only click is imported up front; each command imports wh
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
@@ -28,11 +29,61 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _index_path() -> str:
+    import os
+
+    home = os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
+    return os.path.join(home, "cache", "cli-commands.json")
+
+
+def _environment_signature() -> list[list[float | str]]:
+    """Changes whenever a distribution is installed or removed (site directories' mtimes),
+    plus the plugin block list."""
+    import os
+
+    sig: list[list[float | str]] = [["block", os.environ.get("MOLQ_BLOCK_PLUGINS", "")]]
+    for entry in sys.path:
+        try:
+            sig.append([entry, os.stat(entry or ".").st_mtime])
+        except OSError:
+            continue
+    return sig
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported only when invoked."""
+    """A click group whose subcommands are imported only when invoked.
+
+    The names and help of plugin commands are cached (``~/.molq/cache/cli-commands.json``,
+    invalidated when installed packages change) so ``molq --help`` loads no plugin.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*BUILTIN_COMMANDS, *self._plugin_commands()])
+        return sorted([*BUILTIN_COMMANDS, *self._plugin_index()])
+
+    def _plugin_index(self) -> dict[str, str]:
+        import json
+
+        path = _index_path()
+        signature = _environment_signature()
+        try:
+            with open(path) as fh:
+                cached = json.load(fh)
+            if cached.get("signature") == signature:
+                return dict(cached["commands"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        index = {name: cmd.help for name, cmd in self._plugin_commands().items()}
+        try:
+            import os
+
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as fh:
+                json.dump({"signature": signature, "commands": index}, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return index
 
     def _plugin_commands(self) -> dict[str, Any]:
         cached = getattr(self, "_plugins", None)
@@ -58,7 +109,7 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, _, help_) in sorted(BUILTIN_COMMANDS.items())]
-        rows += [(name, cmd.help) for name, cmd in sorted(self._plugin_commands().items())]
+        rows += sorted(self._plugin_index().items())
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -24,6 +24,14 @@ def open_store() -> Any:
     return JobStore()
 
 
+def _store_url() -> str:
+    env = os.environ.get("MOLQ_STORE_URL")
+    if env:
+        return env
+    home = os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
+    return f"sqlite:///{os.path.join(home, 'jobs.db')}"
+
+
 def default_cluster() -> Any:
     from molq.cluster import Cluster
     from molq.config import load_config
@@ -246,19 +254,20 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
              refresh: bool, as_json: bool) -> int:
     """List jobs: active ones by default, newest first."""
     from molq.model import JobState
+    from molq.store_lite import list_jobs as lite_list, sqlite_path
 
-    sess = Session()
-    if refresh:
-        for name, *_ in sess.store.list_clusters():
-            if cluster_name in (None, name):
-                sess.submitor(name).refresh_jobs()
-    records = sess.store.list_jobs(
-        cluster_name,
-        include_terminal=show_all,
-        states=[JobState(s) for s in states] or None,
-        limit=limit,
-        newest_first=True,
-    )
+    path = None if refresh else sqlite_path(_store_url())
+    query = dict(include_terminal=show_all, states=[JobState(s) for s in states] or None, limit=limit,
+                 newest_first=True)
+    if path is not None and os.path.exists(path):
+        records = lite_list(path, cluster_name, **query)  # no SQLAlchemy import for a plain listing
+    else:
+        sess = Session()
+        if refresh:
+            for name, *_ in sess.store.list_clusters():
+                if cluster_name in (None, name):
+                    sess.submitor(name).refresh_jobs()
+        records = sess.store.list_jobs(cluster_name, **query)
     if as_json:
         render.dump_json([render.record_json(r) for r in records])
     elif records:
