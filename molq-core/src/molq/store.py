@@ -80,6 +80,7 @@ jobs_table = sa.Table(
     sa.Column("next_retry_at", sa.Float),
     sa.Column("retried_by", sa.String(64)),
     sa.Column("missing_count", sa.Integer, nullable=False, default=0),
+    sa.Column("missing_since", sa.Float),
     sa.Column("target_json", sa.Text),  # how to rebuild the Cluster: scheduler, host, options
     sa.Column("submit_host", sa.String(255)),
     sa.Column("submit_pid", sa.Integer),
@@ -403,6 +404,7 @@ class JobStore:
         with self._read() as conn:
             row = conn.execute(
                 sa.select(jobs_table.c.spec_json, jobs_table.c.retry_json, jobs_table.c.missing_count,
+                          jobs_table.c.missing_since,
                           jobs_table.c.submit_host, jobs_table.c.submit_pid, jobs_table.c.target_json)
                 .where(jobs_table.c.cluster_name == cluster_name)
                 .where(jobs_table.c.job_id == job_id)
@@ -414,6 +416,7 @@ class JobStore:
             "spec": json.loads(m["spec_json"] or "{}"),
             "retry": json.loads(m["retry_json"]) if m["retry_json"] else None,
             "missing_count": m["missing_count"],
+            "missing_since": m["missing_since"],
             "submit_host": m["submit_host"],
             "submit_pid": m["submit_pid"],
             "target": json.loads(m["target_json"]) if m["target_json"] else None,
@@ -478,8 +481,9 @@ class JobStore:
         with self._read() as conn:
             return [_row_to_record(r) for r in conn.execute(stmt)]
 
-    def list_active_light(self, cluster_name: str) -> list[tuple[JobRecord, bool]]:
-        """Active jobs with just what a refresh needs, plus whether each has a retry policy.
+    def list_active_light(self, cluster_name: str) -> list[tuple[JobRecord, bool, int]]:
+        """Active jobs with just what a refresh needs, plus whether each has a retry policy and
+        how many successful queries in a row missed it.
 
         Cheaper than :meth:`list_jobs` (no metadata, fewer columns); refresh runs it often.
         """
@@ -487,7 +491,7 @@ class JobStore:
         stmt = (
             sa.select(c.job_id, c.scheduler, c.state, c.root_job_id, c.attempt, c.scheduler_job_id,
                       c.raw_state, c.created_at, c.submitted_at, c.started_at, c.job_dir,
-                      c.retry_json.is_not(None))
+                      c.retry_json.is_not(None), c.missing_count)
             .where(c.cluster_name == cluster_name)
             .where(c.state.in_([s.value for s in ACTIVE_STATES]))
             .order_by(c.created_at)
@@ -497,7 +501,7 @@ class JobStore:
         return [
             (JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
                        root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
-                       created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10]), bool(r[11]))
+                       created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10]), bool(r[11]), r[12] or 0)
             for r in rows
         ]
 

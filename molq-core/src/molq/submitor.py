@@ -46,8 +46,10 @@ log = logging.getLogger("molq.submitor")
 
 __all__ = ["Submitor", "JobHandle"]
 
-#: Successful queries that must miss a job (with no terminal evidence) before it is LOST.
+#: Successful queries that must miss a job (with no terminal evidence) before it is LOST...
 LOST_AFTER_MISSES = 3
+#: ...over at least this long (accounting can lag the queue by a few seconds).
+LOST_AFTER_SECONDS = 120.0
 #: A ``created`` record older than this, whose submitting process is gone, is an orphan.
 ORPHAN_AGE_SECONDS = 30.0
 
@@ -142,6 +144,8 @@ class Submitor:
         self.event_bus = event_bus or EventBus()
         self._sinks: list[Any] | None = None
         self._made_dirs: set[str] = set()
+        self._missing: dict[str, int] = {}
+        self._has_retry: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"Submitor({self.target!r})"
@@ -498,8 +502,9 @@ class Submitor:
         """Reconcile every active job of this cluster with the scheduler, and start retries
         that are due. A failed scheduler query changes nothing."""
         light = self.store.list_active_light(self.cluster_name)
-        self._has_retry = {r.job_id: has for r, has in light}
-        active = [r for r, _ in light]
+        self._has_retry = {r.job_id: has for r, has, _ in light}
+        self._missing = {r.job_id: misses for r, _, misses in light}
+        active = [r for r, _, _ in light]
         self._adopt_orphans([r for r in active if r.state == JobState.CREATED and r.scheduler_job_id is None])
         tracked = [r for r in active if r.scheduler_job_id is not None]
         self._all_completed_check = False
@@ -542,7 +547,8 @@ class Submitor:
     def _count_missing(self, record: JobRecord) -> None:
         internal = self.store.get_internal(self.cluster_name, record.job_id)
         misses = internal["missing_count"] + 1
-        if misses >= LOST_AFTER_MISSES:
+        since = internal["missing_since"] or time.time()
+        if misses >= LOST_AFTER_MISSES and time.time() - since >= LOST_AFTER_SECONDS:
             self._transition(
                 record, JobState.LOST,
                 reason=f"the scheduler no longer knows job {record.scheduler_job_id} and left no final state",
@@ -550,7 +556,8 @@ class Submitor:
                 finished_at=time.time(), missing_count=misses,
             )
         else:
-            self.store.update_job(self.cluster_name, record.job_id, expect_state=record.state, missing_count=misses)
+            self.store.update_job(self.cluster_name, record.job_id, expect_state=record.state,
+                                  missing_count=misses, missing_since=since)
 
     def _apply(self, record: JobRecord, status: SchedulerStatus) -> None:
         fields: dict[str, Any] = {"raw_state": status.raw_state or None}
@@ -564,9 +571,9 @@ class Submitor:
             self._finish(record, SchedulerStatus(JobState.FAILED, status.raw_state, reason=reason))
             return
         if status.state == record.state:
-            if record.raw_state != (status.raw_state or None):
+            if record.raw_state != (status.raw_state or None) or self._missing.get(record.job_id):
                 self.store.update_job(self.cluster_name, record.job_id, expect_state=record.state,
-                                      raw_state=status.raw_state or None, missing_count=0)
+                                      raw_state=status.raw_state or None, missing_count=0, missing_since=None)
             return
         if status.state.is_terminal:
             self._finish(record, status)
@@ -578,6 +585,7 @@ class Submitor:
         if status.state in (JobState.SUBMITTED, JobState.CREATED):
             return
         fields["missing_count"] = 0
+        fields["missing_since"] = None
         self._transition(record, status.state, reason=status.reason or f"scheduler reports {status.raw_state or status.state.value}", **fields)
 
     def _finish(self, record: JobRecord, status: SchedulerStatus) -> None:
