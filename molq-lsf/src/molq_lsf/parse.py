@@ -41,6 +41,7 @@ __all__ = [
 
 _SUBMITTED_RE = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>")
 _NOT_FOUND_RE = re.compile(r"Job <([^>]+)> is not found")
+_NEVER_RE = re.compile(r"Dependency condition invalid or never satisfied", re.IGNORECASE)
 _NO_JOBS_RE = re.compile(r"^No (?:unfinished |matching )?job(?:s)? found\.?$", re.IGNORECASE)
 
 #: Messages of LSF clients that mean "the batch system did not answer; try again".
@@ -268,7 +269,8 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
         if not is_known_state(raw):
             reason = f"unknown LSF state {raw!r}"
         elif state == JobState.QUEUED:
-            reason = rec.pend_reason or None
+            # bjobs ends each pending reason with ";".
+            reason = rec.pend_reason.rstrip("; ") or None
         elif raw != "RUN":
             reason = LSF_STATES[raw][1]
     return SchedulerStatus(
@@ -279,6 +281,8 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
         reason=reason,
         started_at=started_at,
         finished_at=finished_at if state in TERMINAL_STATES else None,
+        # LSF keeps such a job pending forever; the engine cancels it and says why.
+        dependency_never_satisfied=state == JobState.QUEUED and _NEVER_RE.search(rec.pend_reason) is not None,
     )
 
 
@@ -320,6 +324,7 @@ def aggregate_status(records: Sequence[BjobsRecord], *, now: float | None = None
             reason=f"{len(active)} of {len(statuses)} array elements active"
             + (f"; pending: {pending}" if pending else ""),
             started_at=started_at,
+            dependency_never_satisfied=all(s.dependency_never_satisfied for s in active),
         )
     for outcome in _TERMINAL_PRIORITY:
         chosen = [(r, s) for r, s in zip(ordered, statuses) if s.state == outcome]
