@@ -197,7 +197,8 @@ def test_outage_changes_nothing(lsf):
         lsf.scheduler.cancel_many([job])
     with pytest.raises(TransientSchedulerError):
         lsf.scheduler.list_queue()
-    with pytest.raises(TransientSchedulerError):
+    # refused before acceptance: the submission definitely failed (no retry, no adoption)
+    with pytest.raises(SubmitError):
         lsf.submit(lsf.spec(["true"]))
     lsf.sim.restore()
     # The job was never touched: still running, and still cancellable.

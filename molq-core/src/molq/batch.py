@@ -155,6 +155,11 @@ class BatchDialect:
     def compile_dependencies(self, deps: Sequence[CompiledDependency]) -> str | None:
         raise NotImplementedError
 
+    # -- environment -------------------------------------------------------------------------
+    def command_env(self) -> dict[str, str]:
+        """Environment variables every scheduler command runs with (e.g. a time format)."""
+        return {}
+
     # -- errors ------------------------------------------------------------------------------
     def is_transient(self, result: CommandResult) -> bool:
         """Whether a failed command is worth retrying (timeouts, controller not answering)."""
@@ -212,7 +217,7 @@ class BatchScheduler(SchedulerBase):
         self.name = dialect.name
         self.binaries = dict(binaries or {})
         self.extra_submit_args = tuple(extra_submit_args)
-        self.env = dict(env or {})
+        self.env = {**dialect.command_env(), **dict(env or {})}
         self.retry = retry
         self._sleep = sleep
         #: Every command this scheduler ran, for benchmarks and tests: (argv[0], duration).
@@ -228,11 +233,13 @@ class BatchScheduler(SchedulerBase):
             argv[0] = self.binaries[argv[0]]
         return argv
 
-    def run(self, argv: Sequence[str], *, retry_transient: bool = True) -> CommandResult:
+    def run(self, argv: Sequence[str], *, retry_transient: bool = True, is_submission: bool = False) -> CommandResult:
         """Run one scheduler command, retrying transient failures with backoff.
 
         Returns the last result (successful or not); raises :class:`TransientSchedulerError`
-        when the command kept failing transiently.
+        when the command kept failing transiently. A submission is never resent after a
+        transport failure: the command may have reached the scheduler before the connection
+        dropped, and resending could run the job twice (adoption finds it instead).
         """
         delay = self.retry.initial_delay
         attempts = self.retry.attempts if retry_transient else 1
@@ -245,6 +252,10 @@ class BatchScheduler(SchedulerBase):
                     self._argv(argv), env=self.env or None, timeout=self.retry.command_timeout
                 )
             except TransportError as exc:
+                if is_submission:
+                    raise TransientSchedulerError(
+                        f"{argv[0]}: the connection failed while submitting; the job may or may not "
+                        f"have been accepted ({exc})", command=list(argv)) from exc
                 result = CommandResult(tuple(argv), 255, "", str(exc))
                 transient = True
             else:
@@ -258,6 +269,11 @@ class BatchScheduler(SchedulerBase):
                 self._sleep(delay)
                 delay *= self.retry.factor
         assert last is not None
+        if is_submission:
+            # The dialect called these failures transient because the scheduler refused the
+            # job before accepting it: the submission definitely did not happen.
+            raise SubmitError(f"{argv[0]} failed: {last.stderr.strip() or last.returncode}",
+                              stderr=last.stderr, command=list(argv))
         raise TransientSchedulerError(
             f"{argv[0]} kept failing: {last.stderr.strip() or last.returncode}",
             stderr=last.stderr,
@@ -289,7 +305,7 @@ class BatchScheduler(SchedulerBase):
             argv = [argv[0], *self.extra_submit_args, *argv[1:]]
         # A submission is not retried blindly: a timeout may hide an accepted job. Only
         # failures the dialect calls transient (refused before acceptance) are retried.
-        result = self.run(argv)
+        result = self.run(argv, is_submission=True)
         return self.dialect.parse_submit(result)
 
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
@@ -306,8 +322,9 @@ class BatchScheduler(SchedulerBase):
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
         resolved: dict[str, SchedulerStatus] = {}
         pending = list(by_sid)
-        accounting_ok = True
-        if pending and self.dialect.terminal_argv(pending, since) is not None:
+        # No accounting query at all counts as "accounting unavailable": use the fallback.
+        accounting_ok = not pending or self.dialect.terminal_argv(pending, since) is not None
+        if pending and accounting_ok:
             try:
                 for chunk in chunk_ids(pending, max_chars=self.dialect.max_command_chars):
                     argv = self.dialect.terminal_argv(chunk, since)

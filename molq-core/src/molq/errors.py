@@ -76,5 +76,17 @@ class SubmitError(SchedulerError):
     """The scheduler refused a submission (invalid partition, account, qos...)."""
 
 
+class SubmissionUncertainError(SubmitError):
+    """The scheduler may or may not have accepted a job (the connection failed mid-submit).
+
+    The record stays ``created``; a later refresh adopts the job if the scheduler has it,
+    or fails the record if it does not. ``job_id`` names the record.
+    """
+
+    def __init__(self, message: str, *, job_id: str, stderr: str = "") -> None:
+        self.job_id = job_id
+        super().__init__(message, stderr=stderr)
+
+
 class StoreError(MolqError):
     """The job store could not be opened or is of an incompatible schema version."""

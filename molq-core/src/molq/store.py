@@ -129,6 +129,18 @@ from molq._records import row_to_record  # noqa: E402
 _SELECT_RECORD = [jobs_table.c[name] for name in _RECORD_COLUMNS]
 
 
+def open_store(url: str | None = None) -> Any:
+    """Open the job store for ``url`` (default: ``$MOLQ_STORE_URL`` or ``~/.molq/jobs.db``)
+    through the store plugin that handles its scheme (the built-in SQL store for SQLAlchemy
+    URLs)."""
+    url = url or default_store_url()
+    if "://" not in url:
+        return JobStore(url)
+    from molq.plugins import get_plugin_manager
+
+    return get_plugin_manager().store_for_url(url).factory(url)
+
+
 def default_store_url() -> str:
     env = os.environ.get("MOLQ_STORE_URL")
     if env:

@@ -21,7 +21,16 @@ import attrs
 
 from molq import serde
 from molq.cluster import Cluster
-from molq.errors import ConfigError, JobNotFoundError, MolqError, SchedulerError, SubmitError, TransportError
+from molq.errors import (
+    ConfigError,
+    JobNotFoundError,
+    MolqError,
+    SchedulerError,
+    SubmissionUncertainError,
+    SubmitError,
+    TransientSchedulerError,
+    TransportError,
+)
 from molq.events import EventBus, EventPayload, EventType, events_for_transition
 from molq.model import (
     DependencyRef,
@@ -180,7 +189,9 @@ class Submitor:
         if target is None:
             target = Cluster.from_profile(profile_name, config_path=config_path)
         if store is None and profile.store_url:
-            store = JobStore(profile.store_url)
+            from molq.store import open_store
+
+            store = open_store(profile.store_url)
         return cls(
             target,
             defaults=profile.defaults,
@@ -481,6 +492,14 @@ class Submitor:
                 self._made_dirs.add(parent)
             transport.mkdir(record.job_dir, parents=False, mode=0o700)
             sid = self.scheduler.submit(spec, record.job_dir)
+        except TransientSchedulerError as exc:
+            # The scheduler may have the job: keep the record, let refresh adopt or fail it.
+            self.store.update_job(self.cluster_name, record.job_id, expect_state=JobState.CREATED,
+                                  submit_pid=None)
+            raise SubmissionUncertainError(
+                f"submission of {record.job_id} to {self.cluster_name} is uncertain ({exc}); "
+                f"molq will adopt the job on a later refresh if the scheduler accepted it",
+                job_id=record.job_id, stderr=exc.stderr) from exc
         except (SchedulerError, TransportError, ConfigError, OSError) as exc:
             message = getattr(exc, "stderr", "") or str(exc)
             self._transition(record, JobState.FAILED, reason=f"submission failed: {message.strip()}",

@@ -146,7 +146,7 @@ class BaseTransport:
     def write_bytes(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         import base64
 
-        script = 'umask 077; t="$1.molq-tmp.$$"; base64 -d > "$t" && { [ -z "$2" ] || chmod "$2" "$t"; } && mv -f "$t" "$1"'
+        script = 'if [ -d "$1" ]; then echo "$1: Is a directory" >&2; exit 1; fi; umask 077; t="$1.molq-tmp.$$"; base64 -d > "$t" && { [ -z "$2" ] || chmod "$2" "$t"; } && mv -f "$t" "$1"'
         self._check(
             self.sh(script, path, "" if mode is None else format(mode, "o"), input=base64.b64encode(data).decode()),
             f"writing {path}",

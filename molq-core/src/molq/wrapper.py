@@ -72,10 +72,16 @@ def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> st
     # Shell builtins only, apart from the user's command and one `mv`: the start is recorded by
     # creating the file (its mtime is the start time; its content the wrapper's pid), which costs
     # no extra process, so trivial jobs stay cheap.
+    # $molq_dir (the job directory) and $molq_task (".<index>" for an array task, else empty)
+    # are stable names that a dialect's pre_run may use. Array tasks share one job directory,
+    # so each writes its own started/exit_code files.
     lines = [
         f"# molq job {spec.job_id}",
         f"molq_dir={q(job_dir)}",
-        f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}"',
+        'molq_task="${SLURM_ARRAY_TASK_ID:-${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-}}}"',
+        'if [ -z "$molq_task" ] && [ "${LSB_JOBINDEX:-0}" != 0 ]; then molq_task="$LSB_JOBINDEX"; fi',
+        'molq_task="${molq_task:+.$molq_task}"',
+        f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}$molq_task"',
     ]
     for key, value in sorted((spec.execution.env or {}).items()):
         lines.append(f"export {key}={q(value)}")
@@ -90,8 +96,8 @@ def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> st
     else:
         lines.append(f"{render_command(spec, job_dir)}; molq_rc=$?")
     lines += [
-        f'printf "%s\\n" "$molq_rc" > "$molq_dir/{EXIT_CODE_FILE}.tmp" '
-        f'&& mv -f "$molq_dir/{EXIT_CODE_FILE}.tmp" "$molq_dir/{EXIT_CODE_FILE}"',
+        f'printf "%s\\n" "$molq_rc" > "$molq_dir/.{EXIT_CODE_FILE}$molq_task.tmp" '
+        f'&& mv -f "$molq_dir/.{EXIT_CODE_FILE}$molq_task.tmp" "$molq_dir/{EXIT_CODE_FILE}$molq_task"',
         'exit "$molq_rc"',
     ]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,53 @@
 """Registers the PBS backend with molq (entry point group "molq").
 
-Filled in by its own issue; registers nothing yet.
+``Cluster("hpc", "pbs", scheduler_options=PbsOptions(flavor="torque"))``; the dialect modules
+are imported only when a scheduler is built.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from molq.hookspecs import hookimpl
+from molq.plugin_types import SchedulerPlugin
+
+from molq_pbs.options import PbsOptions
+
 MOLQ_PLUGIN_API = 1
+
+
+def build_scheduler(transport: Any, options: PbsOptions | None = None) -> Any:
+    """A PBS scheduler for ``transport``: the PBS Pro or Torque dialect run by molq's batch
+    runner, configured from ``options``."""
+    from molq.batch import RetrySettings
+
+    from molq_pbs.dialect import make_dialect
+    from molq_pbs.scheduler import PbsScheduler
+
+    opts = options if options is not None else PbsOptions()
+    dialect = make_dialect(
+        opts.flavor,
+        default_queue=opts.default_queue,
+        default_account=opts.default_account,
+        use_history=opts.use_history,
+        gpu_type_resource=opts.gpu_type_resource,
+    )
+    return PbsScheduler(
+        dialect,
+        transport,
+        binaries=opts.binaries,
+        extra_submit_args=opts.extra_qsub_args,
+        env=opts.env,
+        retry=RetrySettings(command_timeout=opts.command_timeout),
+    )
+
+
+@hookimpl
+def molq_register_schedulers():  # type: ignore[no-untyped-def]
+    """The ``pbs`` scheduler (PBS Pro / OpenPBS and Torque)."""
+    yield SchedulerPlugin(
+        name="pbs",
+        factory=build_scheduler,
+        options_type=PbsOptions,
+        description="PBS Professional / OpenPBS and Torque (qsub, qstat, qdel)",
+    )

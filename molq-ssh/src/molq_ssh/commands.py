@@ -36,12 +36,20 @@ __all__ = [
     "escape_remote_glob",
     "remote_spec",
     "parse_master_pid",
+    "strip_mux_noise",
 ]
 
 #: Names that a POSIX shell accepts in a ``NAME=value`` assignment.
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _MASTER_PID_RE = re.compile(r"Master running \(pid=(\d+)\)")
+
+# What ssh itself prints when a control master is unusable and it falls back to a direct
+# connection. These lines come before anything the remote command writes.
+_MUX_NOISE_RE = re.compile(
+    rb"^(?:mux_client_[a-z_]+: |muxclient: |Control ?[Ss]ocket connect\(|"
+    rb"ControlSocket .* already exists, disabling multiplexing)"
+)
 
 
 def quote_word(word: str, *, force: bool = False) -> str:
@@ -102,7 +110,7 @@ def remote_command(
     return (
         f"printf '\\036S{nonce}\\036'; "
         + " ".join(parts)
-        + f"; s=$?; printf '\\036E{nonce}:%d\\036' \"$s\"; exit \"$s\""
+        + f'; s=$?; printf \'\\036E{nonce}:%d\\036\' "$s"; exit "$s"'
     )
 
 
@@ -123,16 +131,16 @@ def split_output(raw: bytes, markers: Markers) -> SplitOutput:
     """
     start = raw.find(markers.start)
     started = start >= 0
-    body = raw[start + len(markers.start):] if started else raw
+    body = raw[start + len(markers.start) :] if started else raw
     status: int | None = None
     end = body.rfind(markers.end_prefix)
     if end >= 0:
-        tail = body[end + len(markers.end_prefix):]
+        tail = body[end + len(markers.end_prefix) :]
         close = tail.find(b"\x1e")
         digits = tail[:close] if close >= 0 else b""
         if close >= 0 and digits.isdigit():
             status = int(digits)
-            body = body[:end] + tail[close + 1:]
+            body = body[:end] + tail[close + 1 :]
     return SplitOutput(body, started, status)
 
 
@@ -187,3 +195,18 @@ def parse_master_pid(text: str) -> int | None:
     """The master's pid from ``ssh -O check`` output (``Master running (pid=123)``)."""
     match = _MASTER_PID_RE.search(text)
     return int(match.group(1)) if match else None
+
+
+def strip_mux_noise(stderr: bytes) -> tuple[bytes, bool]:
+    """Remove ssh's own multiplexing diagnostics from the start of ``stderr``.
+
+    Returns the remote command's stderr and whether ssh said it bypassed a broken master.
+    """
+    noisy = False
+    while stderr:
+        line, nl, rest = stderr.partition(b"\n")
+        if not _MUX_NOISE_RE.match(line):
+            break
+        noisy = True
+        stderr = rest if nl else b""
+    return stderr, noisy

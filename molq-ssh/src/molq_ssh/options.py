@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 import attrs
-
 from molq.errors import ConfigError
 
 __all__ = ["SshTransportOptions", "FILE_TRANSFER_MODES"]
@@ -49,7 +48,9 @@ def _positive_int(_inst: Any, attr: attrs.Attribute, value: int) -> None:
 
 def _check_transfer(_inst: Any, _attr: Any, value: str) -> None:
     if value not in FILE_TRANSFER_MODES:
-        raise ConfigError(f"ssh: file_transfer must be one of {', '.join(FILE_TRANSFER_MODES)}, got {value!r}")
+        raise ConfigError(
+            f"ssh: file_transfer must be one of {', '.join(FILE_TRANSFER_MODES)}, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=False)
@@ -88,7 +89,9 @@ class SshTransportOptions:
     port: int | None = attrs.field(default=None, validator=_check_port)
     identity_file: str | None = attrs.field(default=None, converter=_optional_path)
     ssh_opts: tuple[str, ...] = attrs.field(default=(), converter=_to_str_tuple)
-    rsync_opts: tuple[str, ...] = attrs.field(default=("-a", "--partial", "--inplace"), converter=_to_str_tuple)
+    rsync_opts: tuple[str, ...] = attrs.field(
+        default=("-a", "--partial", "--inplace"), converter=_to_str_tuple
+    )
     config_file: str | None = attrs.field(default=None, converter=_optional_path)
     connect_timeout: int = attrs.field(default=10, validator=_positive_int)
     control_persist: int = attrs.field(default=600, validator=_positive_int)

@@ -19,9 +19,9 @@ from molq.errors import ConfigError, MolqError
 
 
 def open_store() -> Any:
-    from molq.store import JobStore
+    from molq.store import open_store as _open
 
-    return JobStore()
+    return _open()
 
 
 def _store_url() -> str:

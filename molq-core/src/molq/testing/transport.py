@@ -62,6 +62,12 @@ class TransportConformance:
         transport.remove(f"{remote_dir}/a", recursive=True)
         assert not transport.exists(f"{remote_dir}/a")
 
+    def test_write_onto_directory_raises(self, transport: Transport, remote_dir: str) -> None:
+        transport.mkdir(f"{remote_dir}/adir")
+        with pytest.raises(TransportError):
+            transport.write_text(f"{remote_dir}/adir", "x")
+        assert transport.run(["ls", "-A", f"{remote_dir}/adir"]).stdout == ""
+
     def test_read_missing_file_raises(self, transport: Transport, remote_dir: str) -> None:
         with pytest.raises(TransportError):
             transport.read_text(f"{remote_dir}/does-not-exist")

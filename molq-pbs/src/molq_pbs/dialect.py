@@ -1,0 +1,537 @@
+"""The PBS dialects: PBS Pro / OpenPBS (:class:`PbsProDialect`) and Torque (:class:`TorqueDialect`).
+
+Pure functions only (no I/O): they render ``#PBS`` directives, build ``qsub``/``qstat``/``qdel``
+command lines and parse their answers. :class:`molq.batch.BatchScheduler` runs them.
+
+Where the job's settings go:
+
+* ``#PBS`` directives in the job script: name, queue, account, resources, array, dependencies,
+  mail, priority and the molq tag (``-v MOLQ_TAG=molq-<job id>``, used for adoption).
+* the ``qsub`` command line: the output and error paths (paths are not word-split there, and
+  command-line options win over directives on every PBS).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from molq import wrapper
+from molq.batch import BatchDialect
+from molq.errors import ConfigError, SchedulerError, SubmitError
+from molq.model import (
+    CompiledDependency,
+    DependencyCondition,
+    JobSpec,
+    QueueEntry,
+    SchedulerCapabilities,
+    SchedulerStatus,
+)
+from molq.transport import CommandResult
+
+from molq_pbs import parse
+from molq_pbs.parse import JobRecords
+from molq_pbs.states import (
+    FinishedJob,
+    classify_pbspro_finished,
+    classify_torque_completed,
+    is_finished_state,
+    map_state,
+)
+
+__all__ = ["PbsDialectBase", "PbsProDialect", "TorqueDialect", "sanitize_job_name", "TAG_VARIABLE"]
+
+#: Environment variable that carries the molq tag on every PBS job.
+TAG_VARIABLE = "MOLQ_TAG"
+
+#: molq dependency condition -> PBS ``depend`` type (same on PBS Pro and Torque).
+NATIVE_CONDITIONS: dict[str, str] = {
+    "after_success": "afterok",
+    "after_failure": "afternotok",
+    "after_started": "after",
+    "after": "afterany",
+}
+
+# Messages of failures worth retrying: the server could not be reached, or refused to talk.
+_TRANSIENT_ANY = [
+    "connection refused",
+    "cannot connect to server",
+    "cannot connect to host",  # pbs_iff: cannot connect to host
+    "cannot connect to default server",
+    "communication failure",
+    "no route to host",
+    "network is unreachable",
+    "no free connections",
+    "server shutting down",
+    "unable to contact slurm controller",  # SLURM's Torque wrappers
+    "problem loading jobs",
+]
+# Only for queries: for qsub a timeout may hide a job the server has accepted.
+_TRANSIENT_QUERY = ["timed out", "time out", "premature end of", "end of file", "socket timed out"]
+
+_SAFE_VALUE_RE = re.compile(r"^[^\s\"'\\#]+$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+_JOB_ID_RE = re.compile(r"^\d+(\[\d*\])?(\.[^\s]+)?$")
+
+
+def sanitize_job_name(name: str, *, max_length: int, numeric_first: bool) -> str:
+    """A job name PBS accepts: printable non-blank ASCII, starting with a letter (or a digit
+    where allowed), at most ``max_length`` characters. Anything else becomes ``_``.
+
+    >>> sanitize_job_name("my job é", max_length=236, numeric_first=True)
+    'my_job__'
+    >>> sanitize_job_name("-x", max_length=15, numeric_first=False)
+    'j-x'
+    """
+    cleaned = "".join(c if 0x21 <= ord(c) <= 0x7E and c not in "\"'\\#" else "_" for c in name)
+    first_ok = cleaned[:1].isalpha() or (numeric_first and cleaned[:1].isdigit())
+    if not cleaned or not first_ok:
+        cleaned = "j" + cleaned
+    return cleaned[:max_length]
+
+
+def _directive_value(field: str, value: str) -> str:
+    """A value for a ``#PBS`` line: PBS word-splits directives, so refuse blanks and quotes."""
+    if not _SAFE_VALUE_RE.match(value):
+        raise ConfigError(
+            f"{field} {value!r} cannot be passed to PBS: it must not contain spaces, quotes, '\\' or '#'"
+        )
+    return value
+
+
+class PbsDialectBase(BatchDialect):
+    """What PBS Pro and Torque share: directives, dependencies, cancel, errors."""
+
+    name = "pbs"
+    flavor = "pbspro"
+    shebang = "#!/bin/bash"
+    max_name_length = 236
+    numeric_name_first = True
+
+    def __init__(
+        self,
+        *,
+        default_queue: str | None = None,
+        default_account: str | None = None,
+        use_history: bool = True,
+    ) -> None:
+        self.default_queue = default_queue
+        self.default_account = default_account
+        self.use_history = use_history
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- script ------------------------------------------------------------------------------
+    def job_name(self, spec: JobSpec) -> str:
+        """The ``-N`` value for ``spec`` (sanitized, see :func:`sanitize_job_name`)."""
+        return sanitize_job_name(
+            spec.name, max_length=self.max_name_length, numeric_first=self.numeric_name_first
+        )
+
+    def resource_options(self, spec: JobSpec) -> list[str]:
+        """Directive bodies for resources (``-l ...``), per flavour."""
+        raise NotImplementedError
+
+    def array_option(self, array_spec: str) -> str:
+        """The directive body for an array job, per flavour."""
+        raise NotImplementedError
+
+    def render_directives(self, spec: JobSpec, job_dir: str) -> list[str]:
+        sched = spec.scheduling
+        opts = [f"-N {self.job_name(spec)}"]
+        queue = sched.partition or self.default_queue
+        if queue:
+            opts.append(f"-q {_directive_value('scheduling.partition', queue)}")
+        account = sched.account or self.default_account
+        if account:
+            opts.append(f"-A {_directive_value('scheduling.account', account)}")
+        opts += self.resource_options(spec)
+        if sched.array_spec:
+            opts.append(self.array_option(sched.array_spec.replace(" ", "")))
+        depend = [d for d in (self.compile_dependencies(spec.dependencies), sched.dependency) if d]
+        if depend:
+            opts.append(f"-W depend={_directive_value('scheduling.dependency', ','.join(depend))}")
+        if sched.email:
+            opts.append(f"-M {_directive_value('scheduling.email', sched.email)}")
+            opts.append("-m ae")
+        if sched.priority:
+            opts.append(f"-p {self._priority(sched.priority)}")
+        if _TAG_RE.match(spec.tag):
+            opts.append(f"-v {TAG_VARIABLE}={spec.tag}")
+        return [f"#PBS {o}" for o in opts]
+
+    @staticmethod
+    def _priority(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+        if number is None or not -1024 <= number <= 1023:
+            raise ConfigError(f"PBS priority must be a whole number from -1024 to 1023, got {value!r}")
+        return number
+
+    # -- submission --------------------------------------------------------------------------
+    def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:
+        job_dir = script_path.rsplit("/", 1)[0] if "/" in script_path else "."
+        out = wrapper.stdout_path(spec, job_dir)
+        err = wrapper.stderr_path(spec, job_dir)
+        for field, path in (("execution.output_file", out), ("execution.error_file", err)):
+            if ":" in path:
+                # PBS reads "a:b" as "file b on host a".
+                raise ConfigError(f"{field} {path!r} cannot contain ':' on PBS")
+        if out == err:
+            return ["qsub", "-j", "oe", "-o", out, script_path]
+        return ["qsub", "-o", out, "-e", err, script_path]
+
+    def parse_submit(self, result: CommandResult) -> str:
+        if result.returncode != 0:
+            # Torque front-ends (SLURM's qsub wrapper) print their errors on stdout.
+            message = "\n".join(t.strip() for t in (result.stderr, result.stdout) if t.strip())
+            raise SubmitError(
+                f"{self.name}: qsub refused the job: {message or f'exit status {result.returncode}'}",
+                stderr=message,
+                command=list(result.argv),
+            )
+        lines = [ln.strip() for ln in result.stdout.splitlines() if ln.strip()]
+        if not lines or not _JOB_ID_RE.match(lines[-1]):
+            raise SchedulerError(
+                f"{self.name}: cannot read a job id from qsub's answer: {result.stdout.strip()!r}",
+                stderr=result.stderr,
+                command=list(result.argv),
+            )
+        return lines[-1]
+
+    # -- status ------------------------------------------------------------------------------
+    def read_records(self, result: CommandResult) -> JobRecords:
+        """Job records of a qstat answer, per flavour. Raises ValueError on garbage."""
+        raise NotImplementedError
+
+    def status_from_record(self, record: dict[str, str]) -> SchedulerStatus | None:
+        """A job's status from its qstat record; None when qstat holds no usable verdict."""
+        raise NotImplementedError
+
+    def _records(self, result: CommandResult, scheduler_ids: Sequence[str] | None) -> JobRecords:
+        """Records keyed by the requested ids (or by qstat's ids when ``scheduler_ids`` is None).
+
+        A failed query raises; per-job "unknown"/"finished" messages are answers, not failures.
+        """
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        if "job_history_enable" in result.stderr:
+            raise SchedulerError(
+                f"{self.name}: the server keeps no job history; set use_history=False "
+                f"in PbsOptions ({result.stderr.strip()})",
+                stderr=result.stderr,
+                command=list(result.argv),
+            )
+        if result.returncode != 0:
+            bad = [ln for ln in lines if not parse.benign_error(ln)]
+            if bad or (not lines and result.returncode != 153):
+                raise SchedulerError(
+                    f"{self.name}: {result.argv[0] if result.argv else 'qstat'} failed "
+                    f"(exit {result.returncode}): {' '.join(bad).strip() or result.stdout.strip()[:200]}",
+                    stderr=result.stderr,
+                    command=list(result.argv),
+                )
+        if result.returncode == 0 and scheduler_ids and not result.stdout.strip():
+            # Asked about jobs, got neither jobs nor "unknown job" messages: not an answer.
+            raise SchedulerError(
+                f"{self.name}: qstat printed nothing about {len(scheduler_ids)} job(s)",
+                stderr=result.stderr,
+                command=list(result.argv),
+            )
+        try:
+            records = self.read_records(result)
+        except ValueError as exc:
+            raise SchedulerError(
+                f"{self.name}: cannot parse qstat output: {exc}", stderr=result.stderr
+            ) from exc
+        if scheduler_ids is None:
+            return records
+        pairs = parse.match_ids(scheduler_ids, records)
+        return {rid: records[fid] for rid, fid in pairs.items()}
+
+    def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+        out = {}
+        for sid, record in self._records(result, scheduler_ids).items():
+            status = self.status_from_record(record)
+            if status is not None:
+                out[sid] = status
+        return out
+
+    def terminal_argv(self, scheduler_ids: Sequence[str], since: float | None) -> list[str] | None:
+        return self.status_argv(scheduler_ids)
+
+    def parse_terminal(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> dict[str, SchedulerStatus]:
+        return {
+            sid: st for sid, st in self.parse_status(result, scheduler_ids).items() if st.state.is_terminal
+        }
+
+    # -- cancel, queue, adoption -------------------------------------------------------------
+    def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        return ["qdel", *scheduler_ids]
+
+    def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
+        if result.returncode == 0:
+            return
+        lines = [ln for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
+        bad = [ln for ln in lines if not parse.benign_error(ln)]
+        if bad:
+            raise SchedulerError(
+                f"{self.name}: qdel failed: {' '.join(bad).strip()}",
+                stderr=result.stderr,
+                command=list(result.argv),
+            )
+
+    def queue_argv(self, user: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def parse_queue(self, result: CommandResult) -> list[QueueEntry]:
+        """Every active job qstat shows (any user; see :class:`molq_pbs.scheduler.PbsScheduler`
+        for the per-user filter). Finished jobs are left out."""
+        entries = []
+        for sid, rec in self._records(result, None).items():
+            raw = rec.get("job_state", "").strip().upper()
+            if is_finished_state(raw, self.flavor):
+                continue
+            start = parse.parse_pbs_time(rec.get("stime") or rec.get("start_time"))
+            entries.append(
+                QueueEntry(
+                    scheduler_job_id=sid,
+                    name=rec.get("Job_Name"),
+                    user=(rec.get("Job_Owner") or "").split("@", 1)[0] or None,
+                    state=map_state(raw, flavor=self.flavor, started=start is not None),
+                    raw_state=raw,
+                    partition=rec.get("queue"),
+                    submit_time=parse.parse_pbs_time(rec.get("qtime") or rec.get("ctime")),
+                    start_time=start,
+                )
+            )
+        return entries
+
+    def adopt_argv(self, tags: Sequence[str]) -> list[str] | None:
+        return self.queue_argv(None)
+
+    def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
+        wanted = set(tags)
+        found: dict[str, str] = {}
+        for sid, rec in self._records(result, None).items():
+            tag = parse.variable_list(rec).get(TAG_VARIABLE)
+            if tag in wanted:
+                found[tag] = sid
+        return found
+
+    # -- dependencies ------------------------------------------------------------------------
+    def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
+        return f"{NATIVE_CONDITIONS[condition]}:{scheduler_job_id}"
+
+    def compile_dependencies(self, deps: Sequence[CompiledDependency]) -> str | None:
+        """``afterok:1.srv:2.srv,afternotok:3.srv`` (one group per condition, in order)."""
+        groups: dict[str, list[str]] = {}
+        for dep in deps:
+            groups.setdefault(NATIVE_CONDITIONS[dep.condition], []).append(dep.scheduler_job_id)
+        return ",".join(f"{kind}:{':'.join(ids)}" for kind, ids in groups.items()) or None
+
+    # -- errors ------------------------------------------------------------------------------
+    def is_transient(self, result: CommandResult) -> bool:
+        text = (result.stderr + "\n" + result.stdout).lower()
+        if any(p in text for p in _TRANSIENT_ANY):
+            return True
+        command = result.argv[0].rsplit("/", 1)[-1] if result.argv else ""
+        return command != "qsub" and any(p in text for p in _TRANSIENT_QUERY)
+
+
+class PbsProDialect(PbsDialectBase):
+    """PBS Professional and OpenPBS: ``select`` chunks, ``-J`` arrays, ``qstat -f -F json -x``.
+
+    >>> d = PbsProDialect()
+    >>> d.native_condition("after", "12.srv")
+    'afterany:12.srv'
+    """
+
+    flavor = "pbspro"
+    max_name_length = 236
+    numeric_name_first = True
+
+    def __init__(
+        self,
+        *,
+        default_queue: str | None = None,
+        default_account: str | None = None,
+        use_history: bool = True,
+        gpu_type_resource: str | None = None,
+    ) -> None:
+        super().__init__(
+            default_queue=default_queue, default_account=default_account, use_history=use_history
+        )
+        self.gpu_type_resource = gpu_type_resource
+        unsupported = ["qos", "reservation"] + ([] if gpu_type_resource else ["gpu_type"])
+        self.capabilities = SchedulerCapabilities.all_except(*unsupported)
+
+    def resource_options(self, spec: JobSpec) -> list[str]:
+        res, sched = spec.resources, spec.scheduling
+        chunk = []
+        if res.cpu_count:
+            chunk.append(f"ncpus={res.cpu_count}")
+        if res.memory:
+            chunk.append(f"mem={res.memory.to_pbs()}")
+        if res.gpu_count:
+            chunk.append(f"ngpus={res.gpu_count}")
+        if res.gpu_type:
+            value = _directive_value("resources.gpu_type", res.gpu_type)
+            chunk.append(f"{self.gpu_type_resource}={value}")
+        opts = []
+        if chunk or sched.node_count:
+            opts.append(f"-l select={sched.node_count or 1}:{':'.join(chunk or ['ncpus=1'])}")
+        place = (["scatter"] if (sched.node_count or 1) > 1 else []) + (
+            ["excl"] if sched.exclusive_node else []
+        )
+        if place:
+            opts.append(f"-l place={':'.join(place)}")
+        if res.time_limit:
+            opts.append(f"-l walltime={res.time_limit.to_pbs()}")
+        return opts
+
+    def array_option(self, array_spec: str) -> str:
+        # PBS Pro takes one range X-Y[:Z]; "%N" (max running subjobs) needs OpenPBS 20 or later.
+        if not re.fullmatch(r"\d+-\d+(:\d+)?(%\d+)?", array_spec):
+            raise ConfigError(
+                f"PBS Pro arrays are one range 'X-Y[:step][%max]', got array_spec {array_spec!r}"
+            )
+        return f"-J {array_spec}"
+
+    def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        return ["qstat", "-f", "-F", "json", *(["-x"] if self.use_history else []), *scheduler_ids]
+
+    def read_records(self, result: CommandResult) -> JobRecords:
+        text = result.stdout.strip()
+        return parse.parse_qstat_json(text) if text else {}
+
+    def status_from_record(self, record: dict[str, str]) -> SchedulerStatus | None:
+        raw = record.get("job_state", "").strip().upper()
+        started = parse.parse_pbs_time(record.get("stime"))
+        comment = record.get("comment") or None
+        if not is_finished_state(raw, "pbspro"):
+            state = map_state(raw, flavor="pbspro", started=started is not None)
+            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started)
+        job = FinishedJob(
+            exit_status=parse.parse_int(record.get("Exit_status")),
+            substate=parse.parse_int(record.get("substate")),
+            comment=comment,
+            walltime_used=parse.parse_hms(record.get("resources_used.walltime")),
+            walltime_limit=parse.parse_hms(record.get("Resource_List.walltime")),
+            is_array=record.get("array", "").lower() == "true",
+        )
+        state, code, sig, reason = classify_pbspro_finished(job)
+        finished = parse.parse_pbs_time(record.get("obittime") or record.get("mtime"))
+        return SchedulerStatus(
+            state=state,
+            raw_state=raw,
+            exit_code=code,
+            exit_signal=sig,
+            reason=reason,
+            started_at=started,
+            finished_at=finished,
+        )
+
+    def queue_argv(self, user: str | None) -> list[str]:
+        # "-u" would switch qstat to its fixed-width table; JSON is filtered by Job_Owner instead.
+        return ["qstat", "-f", "-F", "json"]
+
+
+class TorqueDialect(PbsDialectBase):
+    """Torque (and PBS-compatible wrappers such as SLURM's ``slurm-wlm-torque``): ``nodes=N:ppn=C``,
+    ``-t`` arrays, ``qstat -f`` text. Torque keeps no history: a finished job stays visible as
+    ``C`` for ``keep_completed`` seconds, after which the wrapper's exit-code file decides.
+    """
+
+    flavor = "torque"
+    max_name_length = 15  # the POSIX/Torque limit; longer names are cut
+    numeric_name_first = False
+
+    def __init__(
+        self,
+        *,
+        default_queue: str | None = None,
+        default_account: str | None = None,
+        use_history: bool = True,
+    ) -> None:
+        super().__init__(
+            default_queue=default_queue, default_account=default_account, use_history=use_history
+        )
+        self.capabilities = SchedulerCapabilities.all_except("qos", "reservation", "gpu_type")
+
+    def resource_options(self, spec: JobSpec) -> list[str]:
+        res, sched = spec.resources, spec.scheduling
+        nodes = sched.node_count or 1
+        opts = []
+        if res.cpu_count or sched.node_count or res.gpu_count:
+            parts = [str(nodes)]
+            if res.cpu_count:
+                parts.append(f"ppn={res.cpu_count}")
+            if res.gpu_count:
+                parts.append(f"gpus={res.gpu_count}")
+            opts.append(f"-l nodes={':'.join(parts)}")
+        if res.memory:
+            # molq memory is per node (like SLURM --mem); Torque's mem is for the whole job.
+            total = type(res.memory)(res.memory.bytes * nodes)
+            opts.append(f"-l mem={total.to_pbs()}")
+        if res.time_limit:
+            opts.append(f"-l walltime={res.time_limit.to_pbs()}")
+        if sched.exclusive_node:
+            opts.append("-n")
+        return opts
+
+    def array_option(self, array_spec: str) -> str:
+        if ":" in array_spec:
+            raise ConfigError(f"Torque arrays take no step (':'), got array_spec {array_spec!r}")
+        return f"-t {array_spec}"
+
+    def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        return ["qstat", "-f", "-1", *scheduler_ids]
+
+    def read_records(self, result: CommandResult) -> JobRecords:
+        return parse.parse_qstat_full(result.stdout)
+
+    def status_from_record(self, record: dict[str, str]) -> SchedulerStatus | None:
+        raw = record.get("job_state", "").strip().upper()
+        started = parse.parse_pbs_time(record.get("start_time"))
+        comment = record.get("comment") or None
+        if not is_finished_state(raw, "torque"):
+            state = map_state(raw, flavor="torque", started=started is not None)
+            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started)
+        job = FinishedJob(
+            exit_status=parse.parse_int(record.get("exit_status") or record.get("Exit_status")),
+            comment=comment,
+            walltime_used=parse.parse_hms(record.get("resources_used.walltime")),
+            walltime_limit=parse.parse_hms(record.get("Resource_List.walltime")),
+        )
+        verdict = classify_torque_completed(job)
+        if verdict is None:
+            return None  # completed, but qstat does not say how: the exit-code file will
+        state, code, sig, reason = verdict
+        return SchedulerStatus(
+            state=state,
+            raw_state=raw,
+            exit_code=code,
+            exit_signal=sig,
+            reason=reason,
+            started_at=started,
+            finished_at=parse.parse_pbs_time(record.get("comp_time")),
+        )
+
+    def queue_argv(self, user: str | None) -> list[str]:
+        return ["qstat", "-f", "-1"]
+
+
+def make_dialect(flavor: str, **kwargs: object) -> PbsDialectBase:
+    """The dialect for ``flavor`` (``"pbspro"`` or ``"torque"``)."""
+    if flavor == "torque":
+        kwargs.pop("gpu_type_resource", None)
+        return TorqueDialect(**kwargs)  # type: ignore[arg-type]
+    return PbsProDialect(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,279 @@
+"""Every PBS job state (PBS Pro / OpenPBS and Torque) and how molq reads it.
+
+Two tables map the one-letter ``job_state`` of ``qstat`` to a molq :class:`~molq.model.JobState`:
+:data:`PBSPRO_STATES` and :data:`TORQUE_STATES`. The finished states (``F`` and ``X`` in PBS Pro,
+``C`` in Torque) map to SUCCEEDED here and are refined from the job's exit status, sub-state and
+resource use by :func:`classify_pbspro_finished` and :func:`classify_torque_completed`.
+
+A state letter that is in neither table is kept raw and treated as non-terminal: RUNNING when the
+job has a start time, QUEUED otherwise, so that molq never finalises a job it does not understand.
+
+Exit statuses, as PBS reports them:
+
+* ``0`` .. ``255``: the exit status of the job's top shell (``128 + N`` when the shell itself
+  saw a child killed by signal N).
+* ``256 + N``: the top shell was killed by signal N (e.g. 271 = SIGTERM, 265 = SIGKILL). Older
+  PBS Pro releases and Torque report a walltime kill this way.
+* negative values: ``JOB_EXEC_*`` codes set by the execution host (:data:`PBSPRO_EXEC_CODES`,
+  :data:`TORQUE_EXEC_CODES`); ``-29`` (PBS Pro) and ``-11`` (Torque) mean "killed for exceeding
+  walltime".
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+
+import attrs
+from molq.model import JobState
+
+__all__ = [
+    "PBSPRO_STATES",
+    "TORQUE_STATES",
+    "PBSPRO_EXEC_CODES",
+    "TORQUE_EXEC_CODES",
+    "PBSPRO_WALLTIME_CODE",
+    "TORQUE_WALLTIME_CODE",
+    "SUBSTATE_TERMINATED",
+    "SUBSTATE_FINISHED",
+    "SUBSTATE_FAILED",
+    "FinishedJob",
+    "map_state",
+    "is_finished_state",
+    "classify_pbspro_finished",
+    "classify_torque_completed",
+]
+
+#: PBS Pro / OpenPBS ``job_state`` -> (molq state, what PBS means by it). ``F`` and ``X`` are
+#: refined by :func:`classify_pbspro_finished`.
+PBSPRO_STATES: dict[str, tuple[JobState, str]] = {
+    "B": (JobState.RUNNING, "array job: at least one subjob has started"),
+    "E": (JobState.RUNNING, "exiting after having run"),
+    "F": (JobState.SUCCEEDED, "finished (history job, shown with qstat -x)"),
+    "H": (JobState.QUEUED, "held (user, system or dependency hold)"),
+    # M: moved to another server by peer scheduling; the job lives on there.
+    "M": (JobState.QUEUED, "moved to another server"),
+    "Q": (JobState.QUEUED, "queued, eligible to run"),
+    "R": (JobState.RUNNING, "running"),
+    "S": (JobState.RUNNING, "suspended while running"),
+    "T": (JobState.QUEUED, "being moved to a new location"),
+    "U": (JobState.RUNNING, "cycle-harvesting job suspended because of keyboard activity"),
+    "W": (JobState.QUEUED, "waiting for its requested start time"),
+    "X": (JobState.SUCCEEDED, "subjob finished or deleted (expired)"),
+}
+
+#: Torque ``job_state`` -> (molq state, meaning). ``C`` is refined by
+#: :func:`classify_torque_completed`.
+TORQUE_STATES: dict[str, tuple[JobState, str]] = {
+    "C": (JobState.SUCCEEDED, "completed (kept for keep_completed seconds)"),
+    "E": (JobState.RUNNING, "exiting after having run"),
+    "H": (JobState.QUEUED, "held"),
+    "Q": (JobState.QUEUED, "queued, eligible to run"),
+    "R": (JobState.RUNNING, "running"),
+    "T": (JobState.QUEUED, "being moved to a new location"),
+    "W": (JobState.QUEUED, "waiting for its execution time"),
+    "S": (JobState.RUNNING, "suspended"),
+}
+
+_FINISHED = {"pbspro": frozenset({"F", "X"}), "torque": frozenset({"C"})}
+
+#: Job sub-states PBS Pro gives history jobs (``substate`` attribute).
+SUBSTATE_TERMINATED = 91  # deleted (qdel) or aborted by the server
+SUBSTATE_FINISHED = 92
+SUBSTATE_FAILED = 93
+
+#: PBS Pro ``JOB_EXEC_*`` exit codes (negative ``Exit_status``), from the OpenPBS sources.
+PBSPRO_EXEC_CODES: dict[int, str] = {
+    -1: "JOB_EXEC_FAIL1: job exec failed, before files, no retry",
+    -2: "JOB_EXEC_FAIL2: job exec failed, after files, no retry",
+    -3: "JOB_EXEC_RETRY: job execution failed, do retry",
+    -4: "JOB_EXEC_INITABT: job aborted on MoM initialization",
+    -5: "JOB_EXEC_INITRST: job aborted on MoM init, checkpoint, no migrate",
+    -6: "JOB_EXEC_INITRMG: job aborted on MoM init, checkpoint, ok migrate",
+    -7: "JOB_EXEC_BADRESRT: job restart failed",
+    -10: "JOB_EXEC_FAILUID: invalid uid/gid for job",
+    -11: "JOB_EXEC_RERUN: job rerun",
+    -12: "JOB_EXEC_CHKP: job was checkpointed and killed",
+    -13: "JOB_EXEC_FAIL_PASSWORD: job failed due to a bad password",
+    -14: "JOB_EXEC_RERUN_SIS_FAIL: job rerun after a sister failed",
+    -15: "JOB_EXEC_QUERST: requeued for restart from checkpoint",
+    -16: "JOB_EXEC_FAILHOOK_RERUN: a hook rejected the job, requeued",
+    -17: "JOB_EXEC_FAILHOOK_DELETE: a hook rejected the job, deleted",
+    -18: "JOB_EXEC_HOOK_RERUN: a hook requested a requeue",
+    -19: "JOB_EXEC_HOOK_DELETE: a hook requested deletion",
+    -20: "JOB_EXEC_RERUN_MS_FAIL: mother superior connection failed",
+    -21: "JOB_EXEC_FAIL_SECURITY: security breach in PBS directory",
+    -22: "JOB_EXEC_HOOKERROR: hook error or hook timeout",
+    -23: "JOB_EXEC_FAIL_KRB5: no Kerberos credentials",
+    -24: "JOB_EXEC_KILL_NCPUS_BURST: killed for exceeding ncpus (burst)",
+    -25: "JOB_EXEC_KILL_NCPUS_SUM: killed for exceeding ncpus (sum)",
+    -26: "JOB_EXEC_KILL_VMEM: killed for exceeding vmem",
+    -27: "JOB_EXEC_KILL_MEM: killed for exceeding mem",
+    -28: "JOB_EXEC_KILL_CPUT: killed for exceeding cput",
+    -29: "JOB_EXEC_KILL_WALLTIME: killed for exceeding walltime",
+    -30: "JOB_EXEC_JOINJOB: join job error",
+}
+PBSPRO_WALLTIME_CODE = -29
+
+#: Torque's exit codes (Torque 6 documentation, "Job Exit Status").
+TORQUE_EXEC_CODES: dict[int, str] = {
+    -1: "JOB_EXEC_FAIL1: job exec failed, before files, no retry",
+    -2: "JOB_EXEC_FAIL2: job exec failed, after files, no retry",
+    -3: "JOB_EXEC_RETRY: job execution failed, do retry",
+    -4: "JOB_EXEC_INITABT: job aborted on MOM initialization",
+    -5: "JOB_EXEC_INITRST: job aborted on MOM init, checkpoint, no migrate",
+    -6: "JOB_EXEC_INITRMG: job aborted on MOM init, checkpoint, ok migrate",
+    -7: "JOB_EXEC_BADRESRT: job restart failed",
+    -8: "JOB_EXEC_CMDFAIL: exec() of user command failed",
+    -9: "JOB_EXEC_STDOUTFAIL: could not create/open stdout stderr files",
+    -10: "JOB_EXEC_OVERLIMIT_MEM: job exceeded a memory limit",
+    -11: "JOB_EXEC_OVERLIMIT_WT: job exceeded a walltime limit",
+    -12: "JOB_EXEC_OVERLIMIT_CPUT: job exceeded a CPU time limit",
+    -13: "JOB_EXEC_CGROUP: could not create the job's cgroups",
+    -14: "JOB_EXEC_PROLOGUE: prologue failed",
+}
+TORQUE_WALLTIME_CODE = -11
+
+
+def is_finished_state(raw: str, flavor: str = "pbspro") -> bool:
+    """Whether ``raw`` is a finished state of ``flavor`` (``F``/``X`` or Torque's ``C``)."""
+    return raw.strip().upper() in _FINISHED[flavor]
+
+
+def map_state(raw: str, *, flavor: str = "pbspro", started: bool = False) -> JobState:
+    """The molq state of a native ``job_state`` letter, without exit details.
+
+    Unknown letters are non-terminal: RUNNING when the job has started, else QUEUED.
+
+    >>> map_state("H")
+    <JobState.QUEUED: 'queued'>
+    >>> map_state("Z", started=True)
+    <JobState.RUNNING: 'running'>
+    """
+    table = TORQUE_STATES if flavor == "torque" else PBSPRO_STATES
+    entry = table.get(raw.strip().upper())
+    if entry is None:
+        return JobState.RUNNING if started else JobState.QUEUED
+    return entry[0]
+
+
+@attrs.frozen
+class FinishedJob:
+    """What qstat says about a job that has finished, as input to the classifiers."""
+
+    exit_status: int | None = None
+    substate: int | None = None
+    comment: str | None = None
+    walltime_used: int | None = None
+    walltime_limit: int | None = None
+    is_array: bool = False
+
+
+def _signal_reason(sig: int) -> str:
+    try:
+        name = _signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    return f"killed by signal {sig} ({name})"
+
+
+def _mentions_walltime(comment: str | None) -> bool:
+    text = (comment or "").lower()
+    return "walltime" in text and ("exceed" in text or "killed" in text)
+
+
+def _dependency_deleted(job: FinishedJob) -> bool:
+    """The server deleted the job because its dependency can never be satisfied ("Job deleted as
+    result of dependency on job 12.srv"). molq calls that FAILED, as on every scheduler."""
+    return "dependency" in (job.comment or "").lower() and (
+        job.exit_status is None or job.substate == SUBSTATE_TERMINATED or job.exit_status == 271
+    )
+
+
+def _hit_walltime(job: FinishedJob) -> bool:
+    return (
+        job.walltime_limit is not None
+        and job.walltime_used is not None
+        and job.walltime_used >= job.walltime_limit
+    )
+
+
+def _from_exit(
+    job: FinishedJob, exec_codes: dict[int, str], walltime_code: int
+) -> tuple[JobState, int | None, int | None, str | None]:
+    """(state, exit code, signal, reason) shared by both flavours."""
+    es = job.exit_status
+    if es == walltime_code or (es is not None and es < 0 and _mentions_walltime(job.comment)):
+        return JobState.TIMED_OUT, None, None, exec_codes.get(walltime_code)
+    if es is not None and es >= 256:
+        sig = es - 256
+        # A signal kill at or past the walltime limit is PBS enforcing the limit (older PBS Pro
+        # and Torque report walltime kills as 256 + SIGTERM/SIGKILL).
+        if _hit_walltime(job) or _mentions_walltime(job.comment):
+            return JobState.TIMED_OUT, None, sig, f"walltime exceeded; {_signal_reason(sig)}"
+        return JobState.FAILED, None, sig, _signal_reason(sig)
+    if es is not None and es < 0:
+        text = exec_codes.get(es, f"PBS exit code {es}")
+        return JobState.FAILED, None, None, text
+    if es == 0:
+        return JobState.SUCCEEDED, 0, None, None
+    if es is not None:
+        if 128 < es <= 128 + 64:
+            return JobState.FAILED, es, es - 128, _signal_reason(es - 128)
+        return JobState.FAILED, es, None, f"exited with code {es}"
+    return JobState.FAILED, None, None, None
+
+
+def classify_pbspro_finished(job: FinishedJob) -> tuple[JobState, int | None, int | None, str | None]:
+    """(state, exit code, exit signal, reason) of a PBS Pro job in state ``F`` or ``X``.
+
+    Order of evidence: a walltime kill (``Exit_status`` -29, or a signal kill at the walltime
+    limit), a deletion by the server because a dependency can never be satisfied (FAILED), a
+    deletion (sub-state 91, TERMINATED: CANCELLED), then the exit status itself. An array parent
+    reports 0 (all subjobs exited 0), 1 (some subjob failed) or 2 (some subjob was deleted).
+
+    >>> classify_pbspro_finished(FinishedJob(exit_status=-29))[0]
+    <JobState.TIMED_OUT: 'timed_out'>
+    >>> classify_pbspro_finished(FinishedJob(exit_status=271, substate=91))[0]
+    <JobState.CANCELLED: 'cancelled'>
+    >>> classify_pbspro_finished(FinishedJob(exit_status=7, substate=93))[:2]
+    (<JobState.FAILED: 'failed'>, 7)
+    """
+    es = job.exit_status
+    if job.is_array and es is not None and 0 <= es < 256:
+        if job.substate == SUBSTATE_TERMINATED:
+            return JobState.CANCELLED, None, None, "array job deleted"
+        if es == 0:
+            return JobState.SUCCEEDED, 0, None, None
+        if es == 2:
+            return JobState.FAILED, None, None, "some subjobs were deleted or did not run"
+        return JobState.FAILED, None, None, "some subjobs exited with a non-zero status"
+    state, code, sig, reason = _from_exit(job, PBSPRO_EXEC_CODES, PBSPRO_WALLTIME_CODE)
+    if state is JobState.TIMED_OUT:
+        return state, code, sig, reason
+    if _dependency_deleted(job):
+        return JobState.FAILED, None, None, f"dependency never satisfied: {job.comment}"
+    if job.substate == SUBSTATE_TERMINATED:
+        why = job.comment or "deleted"
+        return JobState.CANCELLED, code, sig, why
+    if es is None:
+        # Finished without an exit status: the job was deleted before it ran.
+        return JobState.CANCELLED, None, None, job.comment or "finished without running"
+    return state, code, sig, reason
+
+
+def classify_torque_completed(job: FinishedJob) -> tuple[JobState, int | None, int | None, str | None] | None:
+    """(state, exit code, exit signal, reason) of a Torque job in state ``C``.
+
+    None when qstat gives no ``exit_status`` (some Torque front-ends never do): the wrapper's
+    exit-code file must then decide.
+
+    >>> classify_torque_completed(FinishedJob(exit_status=-11))[0]
+    <JobState.TIMED_OUT: 'timed_out'>
+    >>> classify_torque_completed(FinishedJob()) is None
+    True
+    """
+    if job.exit_status is None:
+        return None
+    if _dependency_deleted(job):  # Torque records such jobs with exit_status 271
+        return JobState.FAILED, None, None, f"dependency never satisfied: {job.comment}"
+    return _from_exit(job, TORQUE_EXEC_CODES, TORQUE_WALLTIME_CODE)

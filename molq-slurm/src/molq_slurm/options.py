@@ -1,0 +1,125 @@
+"""``SlurmOptions``: per-cluster settings of the SLURM backend, loaded from profiles.
+
+Example profile::
+
+    [profiles.hpc]
+    scheduler = "slurm"
+    host = "login.hpc.example.org"
+
+    [profiles.hpc.scheduler_options]
+    default_partition = "compute"
+    default_account = "proj42"
+    extra_sbatch_args = ["--constraint=skylake"]
+    binaries = { sbatch = "/opt/slurm/bin/sbatch" }
+    env = { SLURM_CONF = "/etc/slurm/alt.conf" }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from molq.errors import ConfigError
+from molq.scheduler import SchedulerOptions
+
+__all__ = ["SlurmOptions", "SLURM_COMMANDS"]
+
+#: The SLURM client commands molq runs; ``binaries`` may point any of them elsewhere.
+SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
+
+
+def _str_dict(name: str):
+    def convert(value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"SlurmOptions.{name} must be a table of strings, got {value!r}")
+        out = {}
+        for key, val in value.items():
+            if not isinstance(key, str) or not isinstance(val, str) or not val:
+                raise ConfigError(f"SlurmOptions.{name}: {key!r} = {val!r} is not a non-empty string")
+            out[key] = val
+        return out
+
+    return convert
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        # A lone string is almost certainly "--flag value" meant as one list item each;
+        # splitting it silently would guess wrong, so refuse.
+        raise ConfigError(
+            f"SlurmOptions.extra_sbatch_args must be a list of arguments, got the string {value!r}"
+        )
+    out = tuple(value)
+    for item in out:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"SlurmOptions.extra_sbatch_args: {item!r} is not a non-empty string")
+    return out
+
+
+def _opt_name(name: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
+            raise ConfigError(f"SlurmOptions.{name} must be a non-empty one-line string, got {value!r}")
+
+    return check
+
+
+def _positive(name: str):
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"SlurmOptions.{name} must be a positive number, got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class SlurmOptions(SchedulerOptions):
+    """Settings of one SLURM cluster.
+
+    * ``binaries`` -- paths of the client commands on the cluster, e.g.
+      ``{"sbatch": "/opt/slurm/bin/sbatch"}`` (keys: sbatch, squeue, sacct, scontrol, scancel).
+    * ``extra_sbatch_args`` -- arguments placed before the script on every ``sbatch`` call,
+      e.g. ``("--constraint=skylake",)``.
+    * ``default_partition`` / ``default_account`` -- used when a job names none.
+    * ``env`` -- environment of every SLURM command (``SLURM_CONF``, ...).
+    * ``use_accounting`` -- ``True``: final states come from ``sacct``; ``False``: never call
+      ``sacct`` (use ``scontrol`` and the wrapper's exit-code file); ``None`` (default):
+      try ``sacct`` and fall back when the cluster reports accounting as disabled.
+    * ``mail_type`` -- ``--mail-type`` used when a job sets ``scheduling.email``.
+    * ``command_timeout`` -- seconds one SLURM command may take.
+    * ``retry_attempts``, ``retry_initial_delay``, ``retry_factor`` -- how a command that
+      failed transiently (controller not answering, socket timeout) is retried.
+    """
+
+    binaries: dict[str, str] = attrs.field(factory=dict, converter=_str_dict("binaries"), hash=False)
+    extra_sbatch_args: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    default_partition: str | None = attrs.field(default=None, validator=_opt_name("default_partition"))
+    default_account: str | None = attrs.field(default=None, validator=_opt_name("default_account"))
+    env: dict[str, str] = attrs.field(factory=dict, converter=_str_dict("env"), hash=False)
+    use_accounting: bool | None = None
+    mail_type: str = attrs.field(default="END,FAIL", validator=_opt_name("mail_type"))
+    command_timeout: float = attrs.field(default=60.0, validator=_positive("command_timeout"))
+    retry_attempts: int = attrs.field(default=3)
+    retry_initial_delay: float = attrs.field(default=0.5)
+    retry_factor: float = attrs.field(default=2.0)
+
+    def __attrs_post_init__(self) -> None:
+        unknown = sorted(set(self.binaries) - set(SLURM_COMMANDS))
+        if unknown:
+            raise ConfigError(
+                f"SlurmOptions.binaries: unknown command(s) {', '.join(unknown)}; "
+                f"molq runs {', '.join(SLURM_COMMANDS)}"
+            )
+        if self.use_accounting is not None and not isinstance(self.use_accounting, bool):
+            raise ConfigError(f"SlurmOptions.use_accounting must be true, false or unset, got {self.use_accounting!r}")
+        if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int) or self.retry_attempts < 1:
+            raise ConfigError(f"SlurmOptions.retry_attempts must be a whole number >= 1, got {self.retry_attempts!r}")
+        if not isinstance(self.retry_initial_delay, (int, float)) or self.retry_initial_delay < 0:
+            raise ConfigError(f"SlurmOptions.retry_initial_delay must be >= 0, got {self.retry_initial_delay!r}")
+        if not isinstance(self.retry_factor, (int, float)) or self.retry_factor < 1:
+            raise ConfigError(f"SlurmOptions.retry_factor must be >= 1, got {self.retry_factor!r}")

@@ -1,0 +1,150 @@
+"""The SLURM job-state table: every state squeue, sacct and scontrol print, mapped to molq.
+
+SLURM prints states in two spellings: the compact code (``squeue -o %t``: ``PD``, ``R``, ``CD``)
+and the long name (``squeue -O State``, ``sacct``, ``scontrol``: ``PENDING``, ``RUNNING``,
+``COMPLETED``). sacct decorates some long names (``CANCELLED by 1000``), and fixed-width
+output may truncate them with a ``+``. :func:`normalize_state` undoes all of that, and
+:func:`map_state` turns the result into a :class:`~molq.model.JobState`.
+
+How the less common states are read, and why:
+
+* ``CONFIGURING`` (nodes allocated but still booting) counts as QUEUED: the job's own
+  code has not started yet.
+* ``COMPLETING``, ``STAGE_OUT``, ``SIGNALING`` and ``RESIZING`` are still RUNNING: the job
+  has not reached its final state, and only that final state says how it ended.
+* ``SUSPENDED`` and ``STOPPED`` are RUNNING: the job holds (or will get back) its
+  allocation and continues when resumed.
+* ``REQUEUED``, ``REQUEUE_HOLD``, ``REQUEUE_FED`` and ``RESV_DEL_HOLD`` are QUEUED: the job
+  waits to run (again).
+* ``DEADLINE`` (ended because its ``--deadline`` passed) is TIMED_OUT: like a time limit,
+  it is a clock that ran out.
+* ``PREEMPTED``, ``NODE_FAIL``, ``BOOT_FAIL``, ``OUT_OF_MEMORY`` and ``SPECIAL_EXIT`` are
+  FAILED: the job did not complete, and a retry policy may run it again.
+* ``REVOKED`` (a federated sibling withdrawn because another cluster runs the job) is
+  CANCELLED on this cluster.
+* A state missing from this table (a newer SLURM) is kept raw and never treated as final:
+  QUEUED if the job has no start time, RUNNING if it has one.
+"""
+
+from __future__ import annotations
+
+from molq.model import JobState
+
+__all__ = [
+    "SHORT_TO_LONG",
+    "STATE_MAP",
+    "normalize_state",
+    "map_state",
+    "is_known_state",
+    "FAILURE_DESCRIPTIONS",
+]
+
+#: Compact state codes (``squeue -o %t``) and their long names.
+SHORT_TO_LONG: dict[str, str] = {
+    "BF": "BOOT_FAIL",
+    "CA": "CANCELLED",
+    "CD": "COMPLETED",
+    "CF": "CONFIGURING",
+    "CG": "COMPLETING",
+    "DL": "DEADLINE",
+    "F": "FAILED",
+    "NF": "NODE_FAIL",
+    "OOM": "OUT_OF_MEMORY",
+    "PD": "PENDING",
+    "PR": "PREEMPTED",
+    "R": "RUNNING",
+    "RD": "RESV_DEL_HOLD",
+    "RF": "REQUEUE_FED",
+    "RH": "REQUEUE_HOLD",
+    "RQ": "REQUEUED",
+    "RS": "RESIZING",
+    "RV": "REVOKED",
+    "SE": "SPECIAL_EXIT",
+    "SI": "SIGNALING",
+    "SO": "STAGE_OUT",
+    "ST": "STOPPED",
+    "S": "SUSPENDED",
+    "TO": "TIMEOUT",
+}
+
+#: Long state name -> molq state. The one table every SLURM parser uses.
+STATE_MAP: dict[str, JobState] = {
+    # waiting
+    "PENDING": JobState.QUEUED,
+    "CONFIGURING": JobState.QUEUED,
+    "REQUEUED": JobState.QUEUED,
+    "REQUEUE_HOLD": JobState.QUEUED,
+    "REQUEUE_FED": JobState.QUEUED,
+    "RESV_DEL_HOLD": JobState.QUEUED,
+    # started, not final yet
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SUSPENDED": JobState.RUNNING,
+    "STOPPED": JobState.RUNNING,
+    # final
+    "COMPLETED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "TIMEOUT": JobState.TIMED_OUT,
+    "DEADLINE": JobState.TIMED_OUT,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,
+}
+
+#: Why a job ended, for final states whose name alone is terse.
+FAILURE_DESCRIPTIONS: dict[str, str] = {
+    "OUT_OF_MEMORY": "out of memory",
+    "NODE_FAIL": "node failure",
+    "BOOT_FAIL": "node failed to boot",
+    "PREEMPTED": "preempted",
+    "SPECIAL_EXIT": "special exit (held by SLURM)",
+    "TIMEOUT": "time limit reached",
+    "DEADLINE": "deadline reached",
+    "REVOKED": "revoked (the federation runs it on another cluster)",
+}
+
+
+def normalize_state(raw: str) -> str:
+    """The bare long state name in ``raw``.
+
+    >>> normalize_state("CANCELLED by 1000")
+    'CANCELLED'
+    >>> normalize_state("PD")
+    'PENDING'
+    >>> normalize_state("TIMEOUT+")
+    'TIMEOUT'
+    """
+    text = raw.strip()
+    if not text:
+        return ""
+    word = text.split()[0].rstrip("+").upper()
+    return SHORT_TO_LONG.get(word, word)
+
+
+def is_known_state(raw: str) -> bool:
+    """Whether ``raw`` names a state in :data:`STATE_MAP`."""
+    return normalize_state(raw) in STATE_MAP
+
+
+def map_state(raw: str, *, started: bool = False) -> JobState:
+    """The molq state for a SLURM state (either spelling, decorations allowed).
+
+    An unknown state is never final: it maps to RUNNING when the job has a start time
+    (``started``), else to QUEUED.
+
+    >>> map_state("CD")
+    <JobState.SUCCEEDED: 'succeeded'>
+    >>> map_state("SOME_NEW_STATE", started=True)
+    <JobState.RUNNING: 'running'>
+    """
+    state = STATE_MAP.get(normalize_state(raw))
+    if state is not None:
+        return state
+    return JobState.RUNNING if started else JobState.QUEUED

@@ -1,0 +1,123 @@
+"""The PBS state tables and exit-status rules (molq_pbs.states)."""
+
+from __future__ import annotations
+
+import pytest
+from molq.model import JobState
+from molq_pbs.states import (
+    PBSPRO_STATES,
+    TORQUE_STATES,
+    FinishedJob,
+    classify_pbspro_finished,
+    classify_torque_completed,
+    is_finished_state,
+    map_state,
+)
+
+
+@pytest.mark.parametrize(
+    "letter,state",
+    [
+        ("B", JobState.RUNNING),
+        ("E", JobState.RUNNING),
+        ("H", JobState.QUEUED),
+        ("M", JobState.QUEUED),
+        ("Q", JobState.QUEUED),
+        ("R", JobState.RUNNING),
+        ("S", JobState.RUNNING),
+        ("T", JobState.QUEUED),
+        ("U", JobState.RUNNING),
+        ("W", JobState.QUEUED),
+    ],
+)
+def test_every_active_pbspro_state(letter, state):
+    assert map_state(letter) is state
+    assert map_state(letter.lower()) is state
+    assert not is_finished_state(letter)
+
+
+def test_tables_cover_the_documented_letters():
+    assert set(PBSPRO_STATES) == set("BEFHMQRSTUWX")
+    assert set(TORQUE_STATES) == set("CEHQRTWS")
+    assert {letter for letter in PBSPRO_STATES if is_finished_state(letter)} == {"F", "X"}
+    assert {letter for letter in TORQUE_STATES if is_finished_state(letter, "torque")} == {"C"}
+
+
+@pytest.mark.parametrize("letter,state", [("C", None), ("E", JobState.RUNNING), ("H", JobState.QUEUED)])
+def test_torque_states(letter, state):
+    if state is None:
+        assert is_finished_state(letter, "torque")
+    else:
+        assert map_state(letter, flavor="torque") is state
+
+
+@pytest.mark.parametrize("flavor", ["pbspro", "torque"])
+def test_unknown_letters_are_non_terminal(flavor):
+    assert map_state("Z", flavor=flavor) is JobState.QUEUED
+    assert map_state("Z", flavor=flavor, started=True) is JobState.RUNNING
+    assert not is_finished_state("Z", flavor)
+
+
+@pytest.mark.parametrize(
+    "job,expected",
+    [
+        (FinishedJob(exit_status=0, substate=92), (JobState.SUCCEEDED, 0, None)),
+        (FinishedJob(exit_status=1, substate=93), (JobState.FAILED, 1, None)),
+        (FinishedJob(exit_status=137, substate=93), (JobState.FAILED, 137, 9)),
+        (FinishedJob(exit_status=265, substate=93), (JobState.FAILED, None, 9)),
+        (FinishedJob(exit_status=-29), (JobState.TIMED_OUT, None, None)),
+        (
+            FinishedJob(exit_status=271, walltime_used=3601, walltime_limit=3600),
+            (JobState.TIMED_OUT, None, 15),
+        ),
+        (
+            FinishedJob(exit_status=265, comment="=>> PBS: job killed: walltime 130 exceeded limit 120"),
+            (JobState.TIMED_OUT, None, 9),
+        ),
+        (FinishedJob(exit_status=271, substate=91), (JobState.CANCELLED, None, 15)),
+        (FinishedJob(exit_status=0, substate=91), (JobState.CANCELLED, 0, None)),
+        (FinishedJob(substate=91), (JobState.CANCELLED, None, None)),
+        (FinishedJob(), (JobState.CANCELLED, None, None)),
+        (FinishedJob(exit_status=-3, substate=93), (JobState.FAILED, None, None)),
+        (FinishedJob(exit_status=-99), (JobState.FAILED, None, None)),
+        (FinishedJob(exit_status=0, is_array=True), (JobState.SUCCEEDED, 0, None)),
+        (FinishedJob(exit_status=1, is_array=True), (JobState.FAILED, None, None)),
+        (FinishedJob(exit_status=2, is_array=True), (JobState.FAILED, None, None)),
+        (FinishedJob(exit_status=2, substate=91, is_array=True), (JobState.CANCELLED, None, None)),
+        (
+            FinishedJob(substate=91, comment="Job deleted as result of dependency on job 12.srv"),
+            (JobState.FAILED, None, None),
+        ),
+    ],
+)
+def test_pbspro_finished(job, expected):
+    assert classify_pbspro_finished(job)[:3] == expected
+
+
+def test_pbspro_reasons_name_the_exec_code():
+    assert "JOB_EXEC_RETRY" in classify_pbspro_finished(FinishedJob(exit_status=-3))[3]
+    assert classify_pbspro_finished(FinishedJob(exit_status=-99))[3] == "PBS exit code -99"
+    assert "SIGKILL" in classify_pbspro_finished(FinishedJob(exit_status=265))[3]
+
+
+@pytest.mark.parametrize(
+    "job,expected",
+    [
+        (FinishedJob(exit_status=0), (JobState.SUCCEEDED, 0, None)),
+        (FinishedJob(exit_status=7), (JobState.FAILED, 7, None)),
+        (FinishedJob(exit_status=-11), (JobState.TIMED_OUT, None, None)),
+        (FinishedJob(exit_status=-10), (JobState.FAILED, None, None)),
+        (FinishedJob(exit_status=271, walltime_used=120, walltime_limit=120), (JobState.TIMED_OUT, None, 15)),
+        (FinishedJob(exit_status=271, walltime_used=10, walltime_limit=120), (JobState.FAILED, None, 15)),
+        (
+            FinishedJob(exit_status=271, comment="Job deleted as result of dependency on job 3.t"),
+            (JobState.FAILED, None, None),
+        ),
+    ],
+)
+def test_torque_completed(job, expected):
+    assert classify_torque_completed(job)[:3] == expected
+
+
+def test_torque_completed_without_exit_status_has_no_verdict():
+    assert classify_torque_completed(FinishedJob(walltime_used=5)) is None
