@@ -172,68 +172,7 @@ class _LocalOps:
         return self._Lock(self._fcntl, path)
 
 
-class _RemoteOps(_LocalOps):
-    """The same operations through a (remote) transport, one command each."""
-
-    def __init__(self, transport: Transport) -> None:
-        super().__init__()
-        self.t = transport
-
-    def cpu_count(self) -> int:
-        result = self.t.run(["nproc"])
-        try:
-            return int(result.stdout.strip())
-        except ValueError:
-            return 1
-
-    def listdir(self, path: str) -> list[str]:
-        result = self.t.run(["ls", "-1", "--", path])
-        return result.stdout.split() if result.returncode == 0 else []
-
-    def read(self, path: str) -> str | None:
-        return self.t.read_many([path]).get(path)
-
-    def write(self, path: str, text: str) -> None:
-        self.t.write_text(path, text)
-
-    def touch(self, path: str) -> None:
-        self.t.run(["touch", "--", path])
-
-    def write_new(self, path: str, text: str, mode: int) -> None:
-        self.t.write_text(path, text, mode=mode)
-
-    def remove(self, path: str) -> None:
-        self.t.run(["rm", "-f", "--", path])
-
-    def exists(self, path: str) -> bool:
-        return self.t.exists(path)
-
-    def mkdirs(self, *paths: str) -> None:
-        self.t.run(["mkdir", "-p", "-m", "700", "--", *paths])
-
-    def start_time(self, pid: int) -> str | None:
-        text = self.read(f"/proc/{pid}/stat")
-        if not text:
-            return None
-        rest = text.rsplit(")", 1)[-1].split()
-        if not rest or rest[0] in ("Z", "X"):
-            return None
-        return rest[19]
-
-    def group_alive(self, pgid: int) -> bool:
-        return self.t.run(["kill", "-0", "--", f"-{pgid}"]).returncode == 0
-
-    def killpg(self, pgid: int, sig: int) -> None:
-        self.t.run(["kill", f"-{sig}", "--", f"-{pgid}"])
-
-    def lock(self, path: str) -> Any:
-        # Coordinate the processes of this machine that drive the same remote spool.
-        from molq.config import molq_home
-
-        local = molq_home() / "locks"
-        local.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = "".join(c if c.isalnum() else "_" for c in f"{self.t.name}_{path}")[-150:]
-        return self._Lock(self._fcntl, str(local / name))
+#REMOTE_SPOOL_PLACEHOLDER
 
 
 class ShellScheduler(SchedulerBase):

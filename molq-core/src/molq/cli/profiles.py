@@ -60,13 +60,35 @@ def show_profile(name: str, as_json: bool) -> int:
     return 0
 
 
+def _toml_value(text: str) -> Any:
+    """``3`` -> 3, ``true`` -> True, ``["-v"]`` -> ["-v"]; anything else stays a string."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; dotted keys build tables (``env.SLURM_CONF=/etc/slurm.conf``)."""
     out: dict[str, Any] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=what)
-        out[key] = value
+        *parents, leaf = key.split(".")
+        table = out
+        for part in parents:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise click.BadParameter(f"{key!r} conflicts with an earlier value", param_hint=what)
+        # Values inside a table (env, binaries) are always strings.
+        table[leaf] = value if parents else _toml_value(value)
     return out
 
 
@@ -75,7 +97,10 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 @click.option("--scheduler", default="local", show_default=True, help="local, slurm, pbs, lsf, ...")
 @click.option("--cluster-name", default=None, help="Cluster name for records (default: the profile name).")
 @click.option("--host", default=None, help="SSH destination (needs molq-ssh).")
-@click.option("--option", "options", multiple=True, metavar="K=V", help="Scheduler option (repeatable).")
+@click.option("--option", "options", multiple=True, metavar="K=V",
+              help="Scheduler option (repeatable); dotted keys set tables, e.g. env.SLURM_CONF=/etc/slurm.conf.")
+@click.option("--transport-option", "transport_options", multiple=True, metavar="K=V",
+              help="SSH transport option (repeatable), e.g. config_file=~/.ssh/config.")
 @click.option("--cpus", type=int, default=None, help="Default CPUs per job.")
 @click.option("--mem", default=None, help="Default memory per job.")
 @click.option("--time", "time_limit", default=None, help="Default time limit.")
@@ -86,6 +111,7 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 @click.option("--default", "make_default", is_flag=True, help="Make this the default profile.")
 @click.option("--force", is_flag=True, help="Replace an existing profile of that name.")
 def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str | None, options: tuple[str, ...],
+                transport_options: tuple[str, ...],
                 cpus: int | None, mem: str | None, time_limit: str | None, partition: str | None,
                 account: str | None, retries: int | None, jobs_dir: str | None, make_default: bool,
                 force: bool) -> int:
@@ -108,6 +134,7 @@ def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str |
         name=name, scheduler=scheduler, cluster_name=cluster_name, host=host,
         defaults=defaults if (defaults.resources or defaults.scheduling) else None,
         scheduler_options=_kv(options, "--option"),
+        transport_options=_kv(transport_options, "--transport-option"),
         retry=RetryPolicy(max_attempts=retries + 1) if retries else None,
         jobs_dir=jobs_dir,
     )
