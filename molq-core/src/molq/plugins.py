@@ -251,10 +251,11 @@ def _check_api_version(plugin: Any, name: str, dist: str) -> None:
     if declared is None:
         return
     if declared != hookspecs.PLUGIN_API_VERSION:
+        newer = isinstance(declared, int) and declared > hookspecs.PLUGIN_API_VERSION
         raise PluginError(
             f"plugin {name} ({dist}) was built for molq plugin API {declared}, "
             f"but molq-core {_core_version()} provides API {hookspecs.PLUGIN_API_VERSION}; "
-            f"upgrade {dist} or molq-core"
+            + ("upgrade molq-core" if newer else f"upgrade {dist}")
         )
 
 
@@ -277,6 +278,3 @@ def reset_plugin_manager() -> None:
     with _manager_lock:
         _manager = None
 
-
-def iter_registrations(items: Iterable[T], fn: Callable[[T], Any]) -> list[Any]:
-    return [fn(i) for i in items]
