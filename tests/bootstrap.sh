@@ -19,12 +19,13 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 stamp=.venv/.molq-installed
-want="$(cat molq-*/pyproject.toml tests/requirements.txt | sha256sum | cut -c1-16)"
+want="$(cat molq-*/pyproject.toml examples/*/pyproject.toml tests/requirements.txt docs/requirements.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q \
         -e ./molq-core -e ./molq-slurm -e ./molq-pbs -e ./molq-lsf -e ./molq-ssh \
-        -r tests/requirements.txt
+        -e ./examples/molq-at -e ./examples/molexp-molq \
+        -r tests/requirements.txt -r docs/requirements.txt
     echo "$want" > "$stamp"
 fi
 echo "$root/.venv/bin/python"

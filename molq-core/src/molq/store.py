@@ -411,6 +411,22 @@ class JobStore:
             raise JobNotFoundError(f"no job {job_id!r} in cluster {cluster_name!r}")
         return _row_to_record(row)
 
+    def get_jobs(self, cluster_name: str, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """Several records in one query (missing ids are left out)."""
+        out: dict[str, JobRecord] = {}
+        ids = list(dict.fromkeys(job_ids))
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(*_SELECT_RECORD)
+                    .where(jobs_table.c.cluster_name == cluster_name)
+                    .where(jobs_table.c.job_id.in_(ids[start:start + 500]))
+                ).all()
+                for row in rows:
+                    rec = _row_to_record(row)
+                    out[rec.job_id] = rec
+        return out
+
     def get_internal(self, cluster_name: str, job_id: str) -> dict[str, Any]:
         """Columns that are not part of :class:`JobRecord` (spec, retry policy, counters)."""
         with self._read() as conn:

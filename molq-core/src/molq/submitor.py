@@ -154,6 +154,7 @@ class Submitor:
         self._sinks: list[Any] | None = None
         self._made_dirs: set[str] = set()
         self._missing: dict[str, int] = {}
+        self._deferred: list[tuple[str, Any, Any, Any]] | None = None
         self._has_retry: dict[str, bool] = {}
 
     def __repr__(self) -> str:
@@ -217,6 +218,14 @@ class Submitor:
               record: JobRecord | None = None, **data: Any) -> None:
         payload = EventPayload(event, job_id, transition, record, {"cluster_name": self.cluster_name, **data})
         self.event_bus.emit(event, payload)
+        self._wants_events()
+        for sink in self._sinks or ():
+            try:
+                sink.handler(payload)
+            except Exception:  # noqa: BLE001
+                log.exception("event sink %s failed", sink.name)
+
+    def _wants_events(self) -> bool:
         if self._sinks is None:
             from molq.plugins import get_plugin_manager
 
@@ -225,21 +234,32 @@ class Submitor:
             except MolqError as exc:
                 log.warning("event sinks unavailable: %s", exc)
                 self._sinks = []
-        for sink in self._sinks:
-            try:
-                sink.handler(payload)
-            except Exception:  # noqa: BLE001
-                log.exception("event sink %s failed", sink.name)
+        return bool(self._sinks) or self.event_bus.has_handlers()
 
     def _transition(self, record: JobRecord, new_state: JobState, reason: str | None = None, **fields: Any) -> StatusTransition | None:
         tr = self.store.transition(self.cluster_name, record.job_id, record.state, new_state, reason=reason, **fields)
-        if tr is not None and (self.event_bus.has_handlers() or self._sinks is None or self._sinks):
-            updated = None
-            for event in events_for_transition(new_state, record.state):
-                if updated is None:
-                    updated = self.store.get_job(self.cluster_name, record.job_id)
-                self._emit(event, record.job_id, tr, updated)
+        if tr is not None and self._wants_events():
+            if self._deferred is not None:
+                # Inside a refresh: emitted together afterwards, with one store read for all.
+                self._deferred.append((record.job_id, record.state, tr, None))
+            else:
+                updated = self.store.get_job(self.cluster_name, record.job_id)
+                for event in events_for_transition(new_state, record.state):
+                    self._emit(event, record.job_id, tr, updated)
         return tr
+
+    def _flush_events(self) -> None:
+        deferred, self._deferred = self._deferred or [], None
+        if not deferred:
+            return
+        records = self.store.get_jobs(self.cluster_name, [item[0] for item in deferred])
+        for job_id, old_state, tr, extra in deferred:
+            if extra is not None:  # a non-transition event, e.g. a retry being scheduled
+                event, data = extra
+                self._emit(event, job_id, None, records.get(job_id), **data)
+                continue
+            for event in events_for_transition(tr.new_state, old_state):
+                self._emit(event, job_id, tr, records.get(job_id))
 
     # -- lookups -----------------------------------------------------------------------------
     def _resolve(self, job_id: str) -> str:
@@ -528,9 +548,13 @@ class Submitor:
         tracked = [r for r in active if r.scheduler_job_id is not None]
         self._all_completed_check = False
         if tracked:
-            self._reconcile(tracked)
+            self._deferred = []
+            try:
+                self._reconcile(tracked)
+            finally:
+                self._flush_events()
         self._run_due_retries()
-        if self._all_completed_check and (self.event_bus.has_handlers() or self._sinks is None or self._sinks):
+        if self._all_completed_check and self._wants_events():
             if not self.store.list_jobs(self.cluster_name, limit=1) and not self.store.list_pending_retries(self.cluster_name):
                 self._emit(EventType.ALL_COMPLETED, None)
 
@@ -644,7 +668,11 @@ class Submitor:
             return
         due = time.time() + policy.backoff.delay(record.attempt)
         self.store.update_job(self.cluster_name, job_id, next_retry_at=due)
-        self._emit(EventType.JOB_RETRYING, job_id, record=record, due_at=due, attempt=record.attempt + 1)
+        data = {"due_at": due, "attempt": record.attempt + 1}
+        if self._deferred is not None:
+            self._deferred.append((job_id, None, None, (EventType.JOB_RETRYING, data)))
+        else:
+            self._emit(EventType.JOB_RETRYING, job_id, record=record, **data)
 
     def _run_due_retries(self) -> None:
         now = time.time()
