@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-
 from molq.errors import ConfigError
 from molq.scheduler import SchedulerOptions
 

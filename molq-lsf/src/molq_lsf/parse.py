@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterable, Sequence
 
 import attrs
-
 from molq import wrapper
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.model import TERMINAL_STATES, JobState, SchedulerStatus

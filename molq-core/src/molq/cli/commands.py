@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from molq.cli import render
 from molq.errors import ConfigError, MolqError
-
 
 # -- shared helpers -------------------------------------------------------------------------
 
@@ -254,7 +252,8 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
              refresh: bool, as_json: bool) -> int:
     """List jobs: active ones by default, newest first."""
     from molq.model import JobState
-    from molq.store_lite import list_jobs as lite_list, sqlite_path
+    from molq.store_lite import list_jobs as lite_list
+    from molq.store_lite import sqlite_path
 
     path = None if refresh else sqlite_path(_store_url())
     query = dict(include_terminal=show_all, states=[JobState(s) for s in states] or None, limit=limit,
@@ -445,7 +444,7 @@ def logs(job_id: str, use_stderr: bool, follow: bool, lines: int | None) -> int:
     click.echo(content, nl=False)
     if not follow:
         return 0
-    printed = len((transport.read_many([path]).get(path) or ""))
+    printed = len(transport.read_many([path]).get(path) or "")
     while True:
         sub.refresh_jobs()
         current = transport.read_many([path]).get(path) or ""
