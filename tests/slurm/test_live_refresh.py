@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from molq import Cluster, JobExecution, Submitor
 from molq.model import JobState
 

@@ -55,6 +55,8 @@ log = logging.getLogger("molq.submitor")
 
 __all__ = ["Submitor", "JobHandle"]
 
+_RECORD_FIELDS = frozenset(a.name for a in attrs.fields(JobRecord))
+
 #: Successful queries that must miss a job (with no terminal evidence) before it is LOST...
 LOST_AFTER_MISSES = 3
 #: ...over at least this long (accounting can lag the queue by a few seconds).
@@ -243,7 +245,9 @@ class Submitor:
                 # Inside a refresh: emitted together afterwards, with one store read for all.
                 self._deferred.append((record.job_id, record.state, tr, None))
             else:
-                updated = self.store.get_job(self.cluster_name, record.job_id)
+                # The caller's record plus what just changed: no read back from the store.
+                known = {k: v for k, v in fields.items() if k in _RECORD_FIELDS}
+                updated = attrs.evolve(record, state=new_state, updated_at=tr.timestamp, **known)
                 for event in events_for_transition(new_state, record.state):
                     self._emit(event, record.job_id, tr, updated)
         return tr
@@ -544,15 +548,16 @@ class Submitor:
         self._has_retry = {r.job_id: has for r, has, _ in light}
         self._missing = {r.job_id: misses for r, _, misses in light}
         active = [r for r, _, _ in light]
-        self._adopt_orphans([r for r in active if r.state == JobState.CREATED and r.scheduler_job_id is None])
-        tracked = [r for r in active if r.scheduler_job_id is not None]
         self._all_completed_check = False
-        if tracked:
-            self._deferred = []
-            try:
+        # Records here are partial (a light projection): events wait for one read at the end.
+        self._deferred = []
+        try:
+            self._adopt_orphans([r for r in active if r.state == JobState.CREATED and r.scheduler_job_id is None])
+            tracked = [r for r in active if r.scheduler_job_id is not None]
+            if tracked:
                 self._reconcile(tracked)
-            finally:
-                self._flush_events()
+        finally:
+            self._flush_events()
         self._run_due_retries()
         if self._all_completed_check and self._wants_events():
             if not self.store.list_jobs(self.cluster_name, limit=1) and not self.store.list_pending_retries(self.cluster_name):

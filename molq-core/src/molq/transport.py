@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -217,23 +218,40 @@ class LocalTransport(BaseTransport):
             full_env.update(env)
         start = time.monotonic()
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 list(argv),
-                input=input,
-                capture_output=True,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
+                errors="replace",
                 cwd=cwd,
                 env=full_env,
-                timeout=timeout,
-                errors="replace",
             )
         except FileNotFoundError as exc:
             return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found ({exc})", 0.0)
-        except subprocess.TimeoutExpired as exc:
-            raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}") from exc
         except OSError as exc:
             raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
-        return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+        # A timer kills a command that overruns; communicate() without a timeout returns as
+        # soon as the command ends (Popen.wait(timeout) would poll with growing sleeps).
+        timer = None
+        fired: list[bool] = []
+        if timeout is not None:
+            def _kill() -> None:
+                fired.append(True)
+                proc.kill()
+
+            timer = threading.Timer(timeout, _kill)
+            timer.daemon = True
+            timer.start()
+        try:
+            stdout, stderr = proc.communicate(input)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if fired:
+            raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}")
+        return CommandResult(tuple(argv), proc.returncode, stdout, stderr, time.monotonic() - start)
 
     def read_text(self, path: str) -> str:
         try:

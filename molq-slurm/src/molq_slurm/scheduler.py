@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import attrs
-
 from molq import wrapper
 from molq.batch import BatchScheduler, RetrySettings, read_exit_files
 from molq.errors import TransportError
