@@ -79,6 +79,8 @@ class BatchDialect:
     shebang: str = "#!/bin/bash"
     #: Command-line budget for one status/accounting/cancel command.
     max_command_chars: int = 60_000
+    #: Whether a cancel command that fails without printing anything counts as failed.
+    silent_cancel_failure_is_error: bool = True
 
     # -- script ------------------------------------------------------------------------------
     def render_directives(self, spec: JobSpec, job_dir: str) -> list[str]:
@@ -129,10 +131,24 @@ class BatchDialect:
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
+    def cancel_line_is_benign(self, line: str) -> bool:
+        """Whether one output line of a failed cancel only says "that job already ended or is
+        unknown" (cancelling a finished job is not an error)."""
+        return False
+
     def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
-        """Raise if cancelling failed for a reason other than "already finished"."""
-        if result.returncode != 0:
-            raise SchedulerError(f"{self.name}: cancel failed: {result.stderr.strip()}", stderr=result.stderr)
+        """Raise unless the cancel command succeeded or every line it printed is benign."""
+        if result.returncode == 0:
+            return
+        lines = [ln.strip() for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
+        problems = [ln for ln in lines if not self.cancel_line_is_benign(ln)]
+        if problems or (not lines and self.silent_cancel_failure_is_error):
+            program = result.argv[0].rsplit("/", 1)[-1] if result.argv else "cancel"
+            raise SchedulerError(
+                f"{program} failed (exit {result.returncode}): {'; '.join(problems) or '(no output)'}",
+                stderr=result.stderr,
+                command=list(result.argv),
+            )
 
     def queue_argv(self, user: str | None) -> list[str]:
         raise NotImplementedError

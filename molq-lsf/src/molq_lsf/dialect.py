@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from molq import wrapper
 from molq.batch import BatchDialect
-from molq.errors import ConfigError, SchedulerError
+from molq.errors import ConfigError
 from molq.model import (
     TERMINAL_STATES,
     CompiledDependency,
@@ -207,19 +207,8 @@ class LsfDialect(BatchDialect):
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         return ["bkill", *scheduler_ids]
 
-    def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
-        if result.returncode == 0:
-            return
-        problems = [
-            line.strip()
-            for line in (result.stderr + "\n" + result.stdout).splitlines()
-            if line.strip() and not _CANCEL_OK_RE.search(line)
-        ]
-        if problems or not (result.stderr.strip() or result.stdout.strip()):
-            raise SchedulerError(
-                f"lsf: bkill failed (exit {result.returncode}): {' '.join(problems) or '(no output)'}",
-                stderr=result.stderr,
-            )
+    def cancel_line_is_benign(self, line: str) -> bool:
+        return bool(_CANCEL_OK_RE.search(line))
 
     def queue_argv(self, user: str | None) -> list[str]:
         argv = ["bjobs", "-o", QUEUE_FIELDS, "-json"]

@@ -276,17 +276,11 @@ class PbsDialectBase(BatchDialect):
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         return ["qdel", *scheduler_ids]
 
-    def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
-        if result.returncode == 0:
-            return
-        lines = [ln for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
-        bad = [ln for ln in lines if not parse.benign_error(ln)]
-        if bad:
-            raise SchedulerError(
-                f"{self.name}: qdel failed: {' '.join(bad).strip()}",
-                stderr=result.stderr,
-                command=list(result.argv),
-            )
+    # slurm-wlm-torque's qdel exits non-zero without a word for a job that already ended.
+    silent_cancel_failure_is_error = False
+
+    def cancel_line_is_benign(self, line: str) -> bool:
+        return parse.benign_error(line)
 
     def queue_argv(self, user: str | None) -> list[str]:
         raise NotImplementedError

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-
 from molq.errors import ConfigError
 from molq.scheduler import SchedulerOptions
 
