@@ -6,11 +6,12 @@ and schedulers only touch the cluster through their :class:`~molq.transport.Tran
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from molq.errors import ConfigError
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -21,7 +22,15 @@ from molq.model import (
 )
 from molq.transport import Transport
 
-__all__ = ["Scheduler", "TrackedJob", "SchedulerOptions"]
+__all__ = [
+    "Scheduler",
+    "TrackedJob",
+    "SchedulerOptions",
+    "string_map",
+    "string_list",
+    "optional_name",
+    "positive_number",
+]
 
 
 @attrs.frozen
@@ -36,6 +45,67 @@ class TrackedJob:
 
 class SchedulerOptions:
     """Marker base class for scheduler-specific option classes (attrs classes)."""
+
+
+# Converters and validators shared by the option classes of scheduler plugins, so that every
+# backend rejects a bad profile value with the same kind of message.
+
+
+def string_map(name: str) -> Callable[[Any], dict[str, str]]:
+    """attrs converter: a mapping of strings to strings (``binaries``, ``env``); None -> {}."""
+
+    def convert(value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a mapping of strings, got {value!r}")
+        out = {}
+        for key, val in value.items():
+            if not isinstance(key, str) or not key or not isinstance(val, str) or not val:
+                raise ConfigError(f"{name} must map non-empty strings to non-empty strings, got {key!r}: {val!r}")
+            out[key] = val
+        return out
+
+    return convert
+
+
+def string_list(name: str) -> Callable[[Any], tuple[str, ...]]:
+    """attrs converter: a list of strings (extra command-line arguments); None -> ()."""
+
+    def convert(value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of arguments (strings, one per argument), got {value!r}")
+        return tuple(value)
+
+    return convert
+
+
+def optional_name(name: str, *, spaces: bool = True) -> Callable[[Any, Any, Any], None]:
+    """attrs validator: None, or a non-empty one-line string (without spaces if asked)."""
+
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if value is None:
+            return
+        bad = not isinstance(value, str) or not value.strip() or "\n" in value or "\x00" in value
+        if not bad and not spaces:
+            bad = any(c.isspace() for c in value)
+        if bad:
+            extra = "" if spaces else " without spaces"
+            raise ConfigError(f"{name} must be a non-empty one-line string{extra}, got {value!r}")
+
+    return check
+
+
+def positive_number(name: str) -> Callable[[Any, Any, Any], None]:
+    """attrs validator: a number greater than zero."""
+
+    def check(_inst: Any, _attr: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+    return check
 
 
 @runtime_checkable

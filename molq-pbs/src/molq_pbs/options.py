@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 from molq.errors import ConfigError
-from molq.scheduler import SchedulerOptions
+from molq.scheduler import SchedulerOptions, optional_name, positive_number, string_list, string_map
 
 __all__ = ["PbsOptions", "FLAVORS"]
 
@@ -22,45 +21,8 @@ def _flavor(value: Any) -> str:
     return FLAVORS[key]
 
 
-def _str_dict(name: str):
-    def convert(value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{name} must be a mapping of strings, got {value!r}")
-        out = {}
-        for key, val in value.items():
-            if not isinstance(key, str) or not isinstance(val, str):
-                raise ConfigError(f"{name} must map strings to strings, got {key!r}: {val!r}")
-            out[key] = val
-        return out
-
-    return convert
 
 
-def _str_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ConfigError(f"extra_qsub_args must be a list of strings, got {value!r}")
-    if not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"extra_qsub_args must be a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _opt_name(name: str):
-    def check(_inst: Any, _attr: Any, value: Any) -> None:
-        if value is None:
-            return
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
-            raise ConfigError(f"{name} must be a non-empty string without spaces, got {value!r}")
-
-    return check
-
-
-def _timeout(_inst: Any, _attr: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"command_timeout must be a positive number of seconds, got {value!r}")
 
 
 @attrs.frozen
@@ -83,11 +45,11 @@ class PbsOptions(SchedulerOptions):
     """
 
     flavor: str = attrs.field(default="pbspro", converter=_flavor)
-    binaries: dict[str, str] = attrs.field(factory=dict, converter=_str_dict("binaries"), hash=False)
-    extra_qsub_args: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    default_queue: str | None = attrs.field(default=None, validator=_opt_name("default_queue"))
-    default_account: str | None = attrs.field(default=None, validator=_opt_name("default_account"))
-    env: dict[str, str] = attrs.field(factory=dict, converter=_str_dict("env"), hash=False)
-    command_timeout: float = attrs.field(default=60.0, validator=_timeout)
-    gpu_type_resource: str | None = attrs.field(default=None, validator=_opt_name("gpu_type_resource"))
+    binaries: dict[str, str] = attrs.field(factory=dict, converter=string_map("PbsOptions.binaries"), hash=False)
+    extra_qsub_args: tuple[str, ...] = attrs.field(default=(), converter=string_list("PbsOptions.extra_qsub_args"))
+    default_queue: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.default_queue", spaces=False))
+    default_account: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.default_account", spaces=False))
+    env: dict[str, str] = attrs.field(factory=dict, converter=string_map("PbsOptions.env"), hash=False)
+    command_timeout: float = attrs.field(default=60.0, validator=positive_number("PbsOptions.command_timeout"))
+    gpu_type_resource: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.gpu_type_resource", spaces=False))
     use_history: bool = True

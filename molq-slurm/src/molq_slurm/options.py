@@ -16,11 +16,9 @@ Example profile::
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 from molq.errors import ConfigError
-from molq.scheduler import SchedulerOptions
+from molq.scheduler import SchedulerOptions, optional_name, positive_number, string_list, string_map
 
 __all__ = ["SlurmOptions", "SLURM_COMMANDS"]
 
@@ -28,52 +26,8 @@ __all__ = ["SlurmOptions", "SLURM_COMMANDS"]
 SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
 
 
-def _str_dict(name: str):
-    def convert(value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"SlurmOptions.{name} must be a table of strings, got {value!r}")
-        out = {}
-        for key, val in value.items():
-            if not isinstance(key, str) or not isinstance(val, str) or not val:
-                raise ConfigError(f"SlurmOptions.{name}: {key!r} = {val!r} is not a non-empty string")
-            out[key] = val
-        return out
-
-    return convert
 
 
-def _str_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        # A lone string is almost certainly "--flag value" meant as one list item each;
-        # splitting it silently would guess wrong, so refuse.
-        raise ConfigError(
-            f"SlurmOptions.extra_sbatch_args must be a list of arguments, got the string {value!r}"
-        )
-    out = tuple(value)
-    for item in out:
-        if not isinstance(item, str) or not item:
-            raise ConfigError(f"SlurmOptions.extra_sbatch_args: {item!r} is not a non-empty string")
-    return out
-
-
-def _opt_name(name: str):
-    def check(_inst: Any, _attr: Any, value: Any) -> None:
-        if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
-            raise ConfigError(f"SlurmOptions.{name} must be a non-empty one-line string, got {value!r}")
-
-    return check
-
-
-def _positive(name: str):
-    def check(_inst: Any, _attr: Any, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"SlurmOptions.{name} must be a positive number, got {value!r}")
-
-    return check
 
 
 @attrs.frozen
@@ -95,14 +49,14 @@ class SlurmOptions(SchedulerOptions):
       failed transiently (controller not answering, socket timeout) is retried.
     """
 
-    binaries: dict[str, str] = attrs.field(factory=dict, converter=_str_dict("binaries"), hash=False)
-    extra_sbatch_args: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    default_partition: str | None = attrs.field(default=None, validator=_opt_name("default_partition"))
-    default_account: str | None = attrs.field(default=None, validator=_opt_name("default_account"))
-    env: dict[str, str] = attrs.field(factory=dict, converter=_str_dict("env"), hash=False)
+    binaries: dict[str, str] = attrs.field(factory=dict, converter=string_map("SlurmOptions.binaries"), hash=False)
+    extra_sbatch_args: tuple[str, ...] = attrs.field(default=(), converter=string_list("SlurmOptions.extra_sbatch_args"))
+    default_partition: str | None = attrs.field(default=None, validator=optional_name("SlurmOptions.default_partition"))
+    default_account: str | None = attrs.field(default=None, validator=optional_name("SlurmOptions.default_account"))
+    env: dict[str, str] = attrs.field(factory=dict, converter=string_map("SlurmOptions.env"), hash=False)
     use_accounting: bool | None = None
-    mail_type: str = attrs.field(default="END,FAIL", validator=_opt_name("mail_type"))
-    command_timeout: float = attrs.field(default=60.0, validator=_positive("command_timeout"))
+    mail_type: str = attrs.field(default="END,FAIL", validator=optional_name("SlurmOptions.mail_type"))
+    command_timeout: float = attrs.field(default=60.0, validator=positive_number("SlurmOptions.command_timeout"))
     retry_attempts: int = attrs.field(default=3)
     retry_initial_delay: float = attrs.field(default=0.5)
     retry_factor: float = attrs.field(default=2.0)
