@@ -572,6 +572,24 @@ class JobStore:
             ).all()
         return [_row_to_record(r) for r in rows]
 
+    def latest_attempts(self, cluster_name: str, root_job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """root job id -> its latest attempt, for many retry families in few queries."""
+        out: dict[str, JobRecord] = {}
+        roots = list(dict.fromkeys(root_job_ids))
+        with self._read() as conn:
+            for start in range(0, len(roots), 500):
+                rows = conn.execute(
+                    sa.select(*_SELECT_RECORD)
+                    .where(jobs_table.c.cluster_name == cluster_name)
+                    .where(jobs_table.c.root_job_id.in_(roots[start:start + 500]))
+                ).all()
+                for row in rows:
+                    rec = _row_to_record(row)
+                    best = out.get(rec.root_job_id)
+                    if best is None or rec.attempt > best.attempt:
+                        out[rec.root_job_id] = rec
+        return out
+
     def get_transitions(self, cluster_name: str, job_id: str) -> list[StatusTransition]:
         self.get_job(cluster_name, job_id)
         with self._read() as conn:

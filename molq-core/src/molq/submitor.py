@@ -779,19 +779,21 @@ class Submitor:
         max_interval = poll_interval if poll_interval is not None else (0.5 if fast else 5.0)
         interval = min_interval
         last_states: dict[str, Any] = {}
+        done: dict[str, JobRecord] = {}
         while True:
             self.refresh_jobs()
-            finals: list[JobRecord] = []
             pending_retry_due: list[float] = []
+            open_roots = [r for r in roots if r not in done]
+            latest = self.store.latest_attempts(self.cluster_name, open_roots)
             states = {}
-            for root in roots:
-                family = self.store.get_retry_family(self.cluster_name, root)
-                latest = family[-1]
-                states[root] = (latest.job_id, latest.state)
-                if latest.is_terminal and latest.next_retry_at is not None and latest.retried_by is None:
-                    pending_retry_due.append(latest.next_retry_at)
-                elif latest.is_terminal:
-                    finals.append(latest)
+            for root in open_roots:
+                rec = latest[root]
+                states[root] = (rec.job_id, rec.state)
+                if rec.is_terminal and rec.next_retry_at is not None and rec.retried_by is None:
+                    pending_retry_due.append(rec.next_retry_at)
+                elif rec.is_terminal:
+                    done[root] = rec
+            finals = [done[r] for r in roots if r in done]
             if len(finals) == len(roots):
                 return finals
             interval = min_interval if states != last_states else min(interval * 1.5, max_interval)
