@@ -311,7 +311,8 @@ class BatchScheduler(SchedulerBase):
         if spec.script is not None and spec.script.variant == "inline":
             self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text, mode=0o700)
         path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
-        self.transport.write_text(path, self.dialect.render_script(spec, job_dir), mode=0o700)
+        create = getattr(self.transport, "create_text", None) or self.transport.write_text
+        create(path, self.dialect.render_script(spec, job_dir), mode=0o700)
         return path
 
     def submit(self, spec: JobSpec, job_dir: str) -> str:

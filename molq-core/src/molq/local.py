@@ -114,17 +114,6 @@ class _LocalOps:
     def touch(self, path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
-    def write_new(self, path: str, text: str, mode: int) -> None:
-        """Create a file that nobody reads before we are done (a new job's script)."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        except FileExistsError:
-            self.write(path, text)
-            os.chmod(path, mode)
-            return
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-
     def remove(self, path: str) -> None:
         try:
             os.unlink(path)
@@ -963,11 +952,20 @@ class ShellScheduler(SchedulerBase):
         if self._remote is not None:
             self._remote.submit(spec, job_dir, info, script, self.max_cpus)
             return sid
-        self._ops.write_new(wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), script, 0o700)
+        self.transport.create_text(wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), script, mode=0o700)
         spool = self.spool
         self._ops.write(f"{spool}/jobs/{sid}.json", json.dumps(info))
-        self._ops.touch(f"{spool}/queued/{time.time_ns():020d}-{sid}")
         with self._ops.lock(f"{spool}/.lock"):
+            # Nothing waiting ahead of it, no dependency and a free core: start it right away
+            # (FIFO order is kept: with anything queued, it queues behind).
+            if not info["deps"] and not self._ops.listdir(f"{spool}/queued"):
+                if isinstance(self.transport, LocalTransport):
+                    reap_children()
+                used = sum(r[2] for r in self._running().values())
+                if used + info["cpus"] <= self.max_cpus:
+                    self._start(sid, info)
+                    return sid
+            self._ops.touch(f"{spool}/queued/{time.time_ns():020d}-{sid}")
             self._schedule()
         return sid
 
@@ -1007,18 +1005,22 @@ class ShellScheduler(SchedulerBase):
                 self._ops.write(wrapper.join_path(info["job_dir"], NEVER_RAN_FILE), action[4] + "\n")
                 self._ops.remove(f"{spool}/queued/{entry}")
             else:
-                pid = self.transport.spawn_detached(
-                    ["/bin/sh", wrapper.join_path(info["job_dir"], wrapper.SCRIPT_FILE)],
-                    cwd=None,  # the wrapper enters the job's working directory itself
-                    stdout=info["stdout"],
-                    stderr=info["stderr"],
-                )
-                start = self._ops.start_time(pid)
-                if start is None:
-                    # Finished before we could look: record an identity that can never match.
-                    start = "gone"
-                self._ops.write(f"{spool}/running/{sid}", f"{pid} {start} {info['cpus']}")
+                self._start(sid, info)
                 self._ops.remove(f"{spool}/queued/{entry}")
+
+    def _start(self, sid: str, info: dict[str, Any]) -> None:
+        """Start one job's wrapper and record its identity (caller holds the lock)."""
+        pid = self.transport.spawn_detached(
+            ["/bin/sh", wrapper.join_path(info["job_dir"], wrapper.SCRIPT_FILE)],
+            cwd=None,  # the wrapper enters the job's working directory itself
+            stdout=info["stdout"],
+            stderr=info["stderr"],
+        )
+        start = self._ops.start_time(pid)
+        if start is None:
+            # Finished before we could look: record an identity that can never match.
+            start = "gone"
+        self._ops.write(f"{self.spool}/running/{sid}", f"{pid} {start} {info['cpus']}")
 
     def _upstream_lookup(
         self, running: dict[str, tuple[int, str, int]], queued: set[str]

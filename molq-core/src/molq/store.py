@@ -183,6 +183,9 @@ class JobStore:
     """
 
     def __init__(self, url: str | Path | sa.engine.Engine | None = None) -> None:
+        import threading
+
+        self._local = threading.local()
         if isinstance(url, sa.engine.Engine):
             self.engine = url
             self._owns_engine = False
@@ -254,15 +257,39 @@ class JobStore:
 
     @contextmanager
     def _write(self) -> Iterator[sa.engine.Connection]:
+        batch = getattr(self._local, "conn", None)
+        if batch is not None:
+            yield batch
+            return
         with self.engine.connect().execution_options(molq_write=True) as conn:
             with conn.begin():
                 yield conn
 
     @contextmanager
     def _read(self) -> Iterator[sa.engine.Connection]:
+        batch = getattr(self._local, "conn", None)
+        if batch is not None:
+            yield batch  # see our own uncommitted writes
+            return
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run every store call of this thread inside one write transaction (committed at
+        the end, rolled back on error). A refresh applies all its transitions this way: one
+        commit instead of one per job."""
+        if getattr(self._local, "conn", None) is not None:
+            yield  # already batching
+            return
+        with self.engine.connect().execution_options(molq_write=True) as conn:
+            with conn.begin():
+                self._local.conn = conn
+                try:
+                    yield
+                finally:
+                    self._local.conn = None
 
     def _init_schema(self) -> None:
         try:

@@ -585,12 +585,23 @@ class Submitor:
                 resolved = {}
                 missing = []  # without an answer, nobody may count as missing
         by_id = {r.job_id: r for r in records}
-        for job_id, status in {**statuses, **resolved}.items():
-            self._apply(by_id[job_id], status)
-        for job in missing:
-            if job.job_id in resolved:
-                continue
-            self._count_missing(by_id[job.job_id])
+        never = {j: st for j, st in statuses.items()
+                 if st.dependency_never_satisfied and not st.state.is_terminal}
+        if never:
+            # Cancel those first, outside the store transaction below.
+            try:
+                self.scheduler.cancel_many([self._tracked(by_id[j]) for j in never])
+            except (SchedulerError, TransportError) as exc:
+                log.warning("could not cancel jobs with an unsatisfiable dependency: %s", exc)
+                for j in never:
+                    statuses.pop(j)
+        with self.store.batch():  # one commit for the whole refresh
+            for job_id, status in {**statuses, **resolved}.items():
+                self._apply(by_id[job_id], status)
+            for job in missing:
+                if job.job_id in resolved:
+                    continue
+                self._count_missing(by_id[job.job_id])
 
     def _count_missing(self, record: JobRecord) -> None:
         internal = self.store.get_internal(self.cluster_name, record.job_id)
@@ -610,11 +621,7 @@ class Submitor:
     def _apply(self, record: JobRecord, status: SchedulerStatus) -> None:
         fields: dict[str, Any] = {"raw_state": status.raw_state or None}
         if status.dependency_never_satisfied and not status.state.is_terminal:
-            try:
-                self.scheduler.cancel_many([self._tracked(record)])
-            except (SchedulerError, TransportError) as exc:
-                log.warning("could not cancel %s with an unsatisfiable dependency: %s", record.job_id, exc)
-                return
+            # Already cancelled by _reconcile.
             reason = f"dependency can never be satisfied ({status.reason or status.raw_state})"
             self._finish(record, SchedulerStatus(JobState.FAILED, status.raw_state, reason=reason))
             return

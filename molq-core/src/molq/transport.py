@@ -153,6 +153,11 @@ class BaseTransport:
             f"writing {path}",
         )
 
+    def create_text(self, path: str, text: str, *, mode: int = 0o600) -> None:
+        """Write a file that nobody reads until the caller is done with it (a new job's
+        script in a fresh job directory). Defaults to :meth:`write_text`."""
+        self.write_text(path, text, mode=mode)
+
     def exists(self, path: str) -> bool:
         return self.run(["test", "-e", path]).returncode == 0
 
@@ -284,6 +289,18 @@ class LocalTransport(BaseTransport):
                 raise
         except OSError as exc:
             raise TransportError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def create_text(self, path: str, text: str, *, mode: int = 0o600) -> None:
+        # One open(O_EXCL) and one write instead of a temporary file, chmod and rename.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            self.write_text(path, text, mode=mode)
+            return
+        except OSError as exc:
+            raise TransportError(f"cannot write {path}: {exc.strerror}") from exc
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
