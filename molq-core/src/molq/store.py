@@ -438,21 +438,23 @@ class JobStore:
             raise JobNotFoundError(f"no job {job_id!r} in cluster {cluster_name!r}")
         return _row_to_record(row)
 
-    def get_jobs(self, cluster_name: str, job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """Several records in one query (missing ids are left out)."""
-        out: dict[str, JobRecord] = {}
-        ids = list(dict.fromkeys(job_ids))
+    def _records_in(self, cluster_name: str, column: Any, values: Sequence[str]) -> list[JobRecord]:
+        """Records whose ``column`` is one of ``values``, a few hundred per query."""
+        unique = list(dict.fromkeys(values))
+        out: list[JobRecord] = []
         with self._read() as conn:
-            for start in range(0, len(ids), 500):
+            for start in range(0, len(unique), 500):
                 rows = conn.execute(
                     sa.select(*_SELECT_RECORD)
                     .where(jobs_table.c.cluster_name == cluster_name)
-                    .where(jobs_table.c.job_id.in_(ids[start:start + 500]))
+                    .where(column.in_(unique[start:start + 500]))
                 ).all()
-                for row in rows:
-                    rec = _row_to_record(row)
-                    out[rec.job_id] = rec
+                out.extend(_row_to_record(row) for row in rows)
         return out
+
+    def get_jobs(self, cluster_name: str, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """Several records in one query (missing ids are left out)."""
+        return {rec.job_id: rec for rec in self._records_in(cluster_name, jobs_table.c.job_id, job_ids)}
 
     def get_internal(self, cluster_name: str, job_id: str) -> dict[str, Any]:
         """Columns that are not part of :class:`JobRecord` (spec, retry policy, counters)."""
@@ -602,19 +604,10 @@ class JobStore:
     def latest_attempts(self, cluster_name: str, root_job_ids: Sequence[str]) -> dict[str, JobRecord]:
         """root job id -> its latest attempt, for many retry families in few queries."""
         out: dict[str, JobRecord] = {}
-        roots = list(dict.fromkeys(root_job_ids))
-        with self._read() as conn:
-            for start in range(0, len(roots), 500):
-                rows = conn.execute(
-                    sa.select(*_SELECT_RECORD)
-                    .where(jobs_table.c.cluster_name == cluster_name)
-                    .where(jobs_table.c.root_job_id.in_(roots[start:start + 500]))
-                ).all()
-                for row in rows:
-                    rec = _row_to_record(row)
-                    best = out.get(rec.root_job_id)
-                    if best is None or rec.attempt > best.attempt:
-                        out[rec.root_job_id] = rec
+        for rec in self._records_in(cluster_name, jobs_table.c.root_job_id, root_job_ids):
+            best = out.get(rec.root_job_id)
+            if best is None or rec.attempt > best.attempt:
+                out[rec.root_job_id] = rec
         return out
 
     def get_transitions(self, cluster_name: str, job_id: str) -> list[StatusTransition]:
