@@ -189,11 +189,11 @@ def _status_from(
     code = wrapper.parse_exit_code(read(wrapper.EXIT_CODE_FILE))
     if code is None and in_running:
         return SchedulerStatus(JobState.RUNNING, "running", started_at=started_at())
-    cancelled = read(CANCELLED_FILE)
     start = started_at()
     if code is not None:
         sig, reason = wrapper.describe_exit(code)
-        if cancelled is not None and sig is not None:
+        # Only a signal death can be a cancel: look for the marker just then.
+        if sig is not None and read(CANCELLED_FILE) is not None:
             return SchedulerStatus(JobState.CANCELLED, "cancelled", code, sig, "cancelled", start)
         return SchedulerStatus(
             JobState.SUCCEEDED if code == 0 else JobState.FAILED, "exited", code, sig, reason, start
@@ -201,7 +201,7 @@ def _status_from(
     never = read(NEVER_RAN_FILE)
     if never is not None:
         return SchedulerStatus(JobState.FAILED, "dependency_never_satisfied", None, None, never.strip())
-    if cancelled is not None:
+    if read(CANCELLED_FILE) is not None:
         return SchedulerStatus(JobState.CANCELLED, "cancelled", None, None, "cancelled", start)
     # Neither queued, running nor finished: the wrapper died without writing its exit code
     # (killed with SIGKILL, or the machine rebooted).

@@ -162,6 +162,27 @@ def _cas_update(columns: tuple[str, ...]) -> Any:
     )
 
 
+def _check_columns(table: sa.Table, columns: tuple[str, ...]) -> None:
+    unknown = [c for c in columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"unknown columns for {table.name}: {unknown}")
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    _check_columns(metadata.tables[table], columns)
+    names = ", ".join(columns)
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({names}) VALUES ({marks})"
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_cas_sql(columns: tuple[str, ...]) -> str:
+    _check_columns(jobs_table, columns)
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE {jobs_table.name} SET {sets} WHERE job_id = ? AND cluster_name = ? AND state = ?"
+
+
 def _record_from_values(row: dict[str, Any]) -> JobRecord:
     data = {name: row.get(name) for name in _RECORD_COLUMNS if name != "metadata_json"}
     data["state"] = JobState(data["state"])
@@ -198,6 +219,8 @@ class JobStore:
             self.url = str(url)
             self.engine = self._make_engine(self.url)
             self._owns_engine = True
+        # The raw fast path relies on our own connect/begin listeners (BEGIN IMMEDIATE).
+        self._sqlite = self._owns_engine and self.engine.dialect.name == "sqlite"
         self._init_schema()
 
     def __repr__(self) -> str:
@@ -350,12 +373,17 @@ class JobStore:
         }
         row.setdefault("root_job_id", row["job_id"])
         # Statements with bound parameters (not .values(...)) reuse SQLAlchemy's compiled cache.
+        first = {"job_id": row["job_id"], "old_state": None, "new_state": row["state"], "timestamp": now,
+                 "reason": reason}
         with self._write() as conn:
-            conn.execute(jobs_table.insert(), row)
-            conn.execute(transitions_table.insert(), {
-                "job_id": row["job_id"], "old_state": None, "new_state": row["state"], "timestamp": now,
-                "reason": reason,
-            })
+            cur = self._fast_cursor(conn)
+            if cur is not None:
+                cols = tuple(row)
+                cur.execute(_sqlite_insert_sql(jobs_table.name, cols), [row[c] for c in cols])
+                cur.execute(_sqlite_insert_sql(transitions_table.name, tuple(first)), list(first.values()))
+            else:
+                conn.execute(jobs_table.insert(), row)
+                conn.execute(transitions_table.insert(), first)
             if dependencies:
                 conn.execute(dependencies_table.insert(), [
                     {
@@ -385,18 +413,33 @@ class JobStore:
             raise ValueError(f"illegal transition {old_state.value} -> {new_state.value}")
         now = time.time()
         values = {**fields, "state": new_state.value, "updated_at": now}
-        stmt = _cas_update(tuple(sorted(values)))
+        columns = tuple(sorted(values))
+        row = {"job_id": job_id, "old_state": old_state.value, "new_state": new_state.value,
+               "timestamp": now, "reason": reason}
         with self._write() as conn:
-            result = conn.execute(stmt, {
-                **values, "w_job_id": job_id, "w_cluster": cluster_name, "w_state": old_state.value,
-            })
-            if result.rowcount != 1:
-                return None
-            conn.execute(transitions_table.insert(), {
-                "job_id": job_id, "old_state": old_state.value, "new_state": new_state.value,
-                "timestamp": now, "reason": reason,
-            })
+            cur = self._fast_cursor(conn)
+            if cur is not None:
+                cur.execute(_sqlite_cas_sql(columns),
+                            [values[c] for c in columns] + [job_id, cluster_name, old_state.value])
+                if cur.rowcount != 1:
+                    return None
+                cur.execute(_sqlite_insert_sql(transitions_table.name, tuple(row)), list(row.values()))
+            else:
+                result = conn.execute(_cas_update(columns), {
+                    **values, "w_job_id": job_id, "w_cluster": cluster_name, "w_state": old_state.value,
+                })
+                if result.rowcount != 1:
+                    return None
+                conn.execute(transitions_table.insert(), row)
         return StatusTransition(job_id, old_state, new_state, now, reason)
+
+    def _fast_cursor(self, conn: sa.engine.Connection) -> Any:
+        """On SQLite, a DBAPI cursor inside ``conn``'s transaction for the two statements of
+        every submission and state change; SQLAlchemy's per-statement execution machinery
+        costs several times the SQLite work itself there. None for other databases."""
+        if not self._sqlite:
+            return None
+        return conn.connection.dbapi_connection.cursor()
 
     def update_job(
         self, cluster_name: str, job_id: str, *, expect_state: JobState | None = None, **fields: Any
