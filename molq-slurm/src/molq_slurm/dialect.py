@@ -20,7 +20,7 @@ shift the columns.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 
 from molq import wrapper
@@ -116,6 +116,19 @@ def _lines(text: str) -> list[str]:
     """Output lines. Only ``\n`` ends a line: str.splitlines() would also split a job name
     holding \x0b, \x1c or \u2028."""
     return text.split("\n")
+
+
+def _rows(result: CommandResult, width: int, program: str, *, rest_in_last: bool = False) -> Iterator[list[str]]:
+    """The ``SEP``-separated rows of a command's output, ``width`` columns each (blank lines
+    skipped). With ``rest_in_last`` the last column keeps any further separators (a job name).
+    A short row means output we cannot trust: raise rather than guess."""
+    for line in _lines(result.stdout):
+        if not line.strip():
+            continue
+        cols = line.split(SEP, width - 1) if rest_in_last else line.split(SEP)
+        if len(cols) < width:
+            raise SchedulerError(f"{program}: cannot read line {line!r}", stderr=result.stderr)
+        yield cols[:width]
 
 
 def _id_key(sid: str) -> tuple[int, str]:
@@ -312,13 +325,8 @@ class SlurmDialect(BatchDialect):
             self._raise(result, "squeue")
         wanted = set(scheduler_ids)
         tasks: dict[str, list[tuple[str, SchedulerStatus]]] = {}
-        for line in _lines(result.stdout):
-            if not line.strip():
-                continue
-            cols = line.split(SEP)
-            if len(cols) < len(STATUS_FIELDS):
-                raise SchedulerError(f"squeue: cannot read line {line!r}", stderr=result.stderr)
-            job_id, array_id, task_id, state, reason, code, start, end = (c.strip() for c in cols[: len(STATUS_FIELDS)])
+        for cols in _rows(result, len(STATUS_FIELDS), "squeue"):
+            job_id, array_id, task_id, state, reason, code, start, end = (c.strip() for c in cols)
             key = self._owner(job_id, array_id, task_id, wanted)
             if key is None:
                 continue
@@ -381,13 +389,8 @@ class SlurmDialect(BatchDialect):
             self._raise(result, "sacct")
         wanted = set(scheduler_ids)
         tasks: dict[str, list[tuple[str, SchedulerStatus]]] = {}
-        for line in _lines(result.stdout):
-            if not line.strip():
-                continue
-            cols = line.split(SEP)
-            if len(cols) < len(SACCT_FIELDS):
-                raise SchedulerError(f"sacct: cannot read line {line!r}", stderr=result.stderr)
-            job_id, raw_id, state, exit_pair, start, end, reason = (c.strip() for c in cols[: len(SACCT_FIELDS)])
+        for cols in _rows(result, len(SACCT_FIELDS), "sacct"):
+            job_id, raw_id, state, exit_pair, start, end, reason = (c.strip() for c in cols)
             if "." in job_id:
                 continue  # a step (123.batch); --allocations normally hides them
             base, _, task = job_id.partition("_")
@@ -472,12 +475,7 @@ class SlurmDialect(BatchDialect):
         if result.returncode != 0:
             self._raise(result, "squeue")
         entries = []
-        for line in _lines(result.stdout):
-            if not line.strip():
-                continue
-            cols = line.split(SEP, len(QUEUE_FIELDS) - 1)
-            if len(cols) < len(QUEUE_FIELDS):
-                raise SchedulerError(f"squeue: cannot read line {line!r}", stderr=result.stderr)
+        for cols in _rows(result, len(QUEUE_FIELDS), "squeue", rest_in_last=True):
             job_id, array_id, task_id, user, partition, state, submit, start, name = cols
             job_id, array_id, task_id = job_id.strip(), array_id.strip(), task_id.strip()
             display_id = f"{array_id}_{task_id if task_id.isdigit() else '[' + task_id + ']'}" if not blank(task_id) else job_id
