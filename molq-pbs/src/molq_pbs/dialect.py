@@ -348,10 +348,6 @@ class PbsProDialect(PbsDialectBase):
     'afterany:12.srv'
     """
 
-    flavor = "pbspro"
-    max_name_length = 236
-    numeric_name_first = True
-
     def __init__(
         self,
         *,
