@@ -3,7 +3,6 @@ import stat
 import threading
 
 import pytest
-
 from molq import JobState, JobStore
 from molq.errors import AmbiguousJobIdError, JobNotFoundError, StoreError
 from molq.store import SCHEMA_VERSION
@@ -106,3 +105,22 @@ def test_any_sqlalchemy_url(tmp_path):
     store = JobStore("sqlite://")  # in-memory
     _insert(store, "mem")
     assert store.get_job("c", "mem").state == JobState.CREATED
+
+
+def test_version_1_store_is_migrated_forward(tmp_path):
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    store = JobStore(url)
+    _insert(store, "old-job")
+    store.close()
+    # Make it look like a store written by the first molq-core release.
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        conn.execute("ALTER TABLE molq_jobs DROP COLUMN target_json")
+        conn.execute("ALTER TABLE molq_jobs DROP COLUMN missing_since")
+        conn.execute("UPDATE molq_meta SET value='1' WHERE key='schema_version'")
+    store = JobStore(url)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.get_job("c", "old-job").state == JobState.CREATED
+    _insert(store, "new-job")
+    assert store.transition("c", "new-job", JobState.CREATED, JobState.SUBMITTED, missing_since=None)
+    assert store.get_internal("c", "new-job")["target"] is None
+    store.close()

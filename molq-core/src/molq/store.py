@@ -36,7 +36,7 @@ from molq.model import (
 
 __all__ = ["JobStore", "SCHEMA_VERSION", "default_store_url"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -120,8 +120,21 @@ leases_table = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
+def _add_missing_columns(conn: sa.engine.Connection) -> None:
+    """Add the jobs-table columns a store created by an older molq-core lacks."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(jobs_table.name)}
+    for column in jobs_table.columns:
+        if column.name in present:
+            continue
+        ddl = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {jobs_table.name} ADD COLUMN {column.name} {ddl}")
+
+
 # Forward migrations: version -> function upgrading a connection from that version to the next.
-MIGRATIONS: dict[int, Any] = {}
+MIGRATIONS: dict[int, Any] = {
+    # 1 -> 2: target_json (how to rebuild a job's Cluster) and missing_since (LOST timing).
+    1: _add_missing_columns,
+}
 
 from molq._records import RECORD_COLUMNS as _RECORD_COLUMNS  # noqa: E402
 from molq._records import row_to_record  # noqa: E402
