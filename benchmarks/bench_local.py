@@ -43,11 +43,14 @@ def molq_run(n: int, workdir: str) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each side; the median is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each side; the median is reported")
+    parser.add_argument("--dir", default=os.path.expanduser("~"),
+                        help="where the scratch store and job directories go (default: the home "
+                             "directory, where molq keeps them by default: ~/.molq)")
     args = parser.parse_args()
     bases, subs, totals = [], [], []
-    for i in range(args.repeat):
-        with tempfile.TemporaryDirectory(prefix="molq-bench-") as tmp:
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix=".molq-bench-", dir=args.dir) as tmp:
             os.environ["MOLQ_HOME"] = os.path.join(tmp, "home")
             work = os.path.join(tmp, "work")
             os.mkdir(work)
@@ -57,7 +60,8 @@ def main() -> int:
             totals.append(t)
     base, submitted, total = (sorted(x)[len(x) // 2] for x in (bases, subs, totals))
     n = args.jobs
-    print(f"local scheduler, {n} trivial jobs (submit + wait), {os.cpu_count()} cores, median of {args.repeat}")
+    print(f"local scheduler, {n} trivial jobs (submit + wait), {os.cpu_count()} cores, median of {args.repeat}, "
+          f"scratch in {args.dir}")
     print(f"  baseline Popen+wait : {base:8.3f} s  {n / base:8.1f} jobs/s")
     print(f"  molq submit         : {submitted:8.3f} s  {1000 * submitted / n:8.2f} ms/job")
     print(f"  molq submit + wait  : {total:8.3f} s  {n / total:8.1f} jobs/s")

@@ -202,6 +202,9 @@ def main() -> int:
     parser.add_argument("--array-size", type=int, default=1000, help="tasks of the array in (e); 0 skips it")
     parser.add_argument("--psij-python", default=os.environ.get("MOLQ_BENCH_PSIJ_PYTHON", sys.executable),
                         help="interpreter with psij-python installed (default: this one)")
+    parser.add_argument("--dir", default=os.path.expanduser("~"),
+                        help="where the scratch store and job directories go (default: the home "
+                             "directory, where molq keeps them by default: ~/.molq)")
     parser.add_argument("--profile", action="store_true", help="also profile molq's submissions (cProfile)")
     args = parser.parse_args()
     n = args.jobs
@@ -210,7 +213,7 @@ def main() -> int:
     if not conf or not Path(conf).exists():
         print(f"no slurm.conf found for cluster {args.cluster!r} (start tests/services/slurm.sh)", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="molq-bench-slurm-"))
+    tmp = Path(tempfile.mkdtemp(prefix=".molq-bench-slurm-", dir=args.dir))
     os.environ["MOLQ_HOME"] = str(tmp / "home")  # a fresh store, before molq opens one
     bench = Bench(conf, tmp)
     probe = bench.slurm("sinfo", "--noheader", "--format=%t", timeout=60)

@@ -52,6 +52,16 @@ def test_output_files_env_and_cwd(submitor, tmp_path):
     assert (tmp_path / "err.log").read_text() == "err\n"
 
 
+def test_unopenable_output_file_fails_the_job_with_the_reason(submitor, tmp_path):
+    h = submitor.submit_job(argv=["touch", str(tmp_path / "ran")],
+                            execution=JobExecution(output_file=str(tmp_path / "no" / "such" / "out.log")))
+    rec = h.wait(timeout=30)
+    assert rec.state == JobState.FAILED
+    assert "cannot open the job output files" in rec.failure_reason
+    assert str(tmp_path / "no" / "such" / "out.log") in rec.failure_reason
+    assert not (tmp_path / "ran").exists()  # the command never ran
+
+
 def test_inline_and_path_scripts(submitor, tmp_path):
     rec = submitor.submit_job(script=Script.inline("#!/bin/sh\necho inline $0\nexit 5\n")).wait(timeout=20)
     assert rec.exit_code == 5
@@ -263,13 +273,16 @@ def crashing(self, spec, job_dir):
         os._exit(17)
     sid = original(self, spec, job_dir)
     os._exit(17)
+def crash_at_start(self, sid, info):
+    os._exit(17)  # the spool has the job's description, but it was never queued or started
 ShellScheduler.submit = crashing
+ShellScheduler._start = crash_at_start if when == "mid" else ShellScheduler._start
 s = Submitor(Cluster("crash"))
 s.submit_job(command="echo ran >> " + sys.argv[2], execution=JobExecution(cwd=sys.argv[3]))
 """
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("when", ["before", "mid", "after"])
 def test_crash_during_submission_loses_and_duplicates_nothing(when, tmp_path, molq_home):
     marker = tmp_path / "ran"
     env = dict(os.environ, MOLQ_HOME=str(molq_home))
@@ -282,7 +295,7 @@ def test_crash_during_submission_loses_and_duplicates_nothing(when, tmp_path, mo
     s.refresh_jobs()
     final = s.watch_jobs([record.job_id], timeout=20)[0]
     time.sleep(0.3)
-    if when == "before":
+    if when in ("before", "mid"):
         assert final.state == JobState.FAILED and "interrupted" in final.failure_reason
         assert not marker.exists()
     else:

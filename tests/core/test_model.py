@@ -115,3 +115,28 @@ def test_capabilities_name_field_and_scheduler():
     spec = JobSpec(job_id="x", command_type="argv", argv=("true",), scheduling=JobScheduling(partition="gpu"))
     with pytest.raises(ConfigError, match=r"scheduling.partition is not supported by the 'local' scheduler"):
         caps.check(spec, "local")
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    (None, None), ("", None), ("3", None), ("-1", None),  # no newline yet: still being written
+    ("0\n", 0), ("3\n", 3), ("137\n", 137), ("-9\n", -9), ("x\n", None), ("\n", None),
+])
+def test_exit_code_file_counts_only_as_a_complete_line(text, code):
+    from molq import wrapper
+
+    assert wrapper.parse_exit_code(text) == code
+
+
+def test_wrapper_writes_its_exit_code_as_one_complete_line(tmp_path):
+    import subprocess
+
+    from molq import wrapper
+
+    spec = JobSpec(job_id="j1", command_type="argv", argv=("sh", "-c", "echo out; echo err >&2; exit 5"))
+    script = tmp_path / "job.sh"
+    script.write_text(wrapper.render_local_script(spec, str(tmp_path)))
+    assert subprocess.run(["/bin/sh", str(script)], stdout=subprocess.DEVNULL).returncode == 5
+    assert (tmp_path / "exit_code").read_bytes() == b"5\n"
+    assert (tmp_path / "stdout").read_text() == "out\n"
+    assert (tmp_path / "stderr").read_text() == "err\n"
+    assert wrapper.parse_exit_code((tmp_path / "exit_code").read_text()) == 5

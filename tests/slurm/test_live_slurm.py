@@ -299,6 +299,20 @@ def test_directives_survive_real_sbatch(slurm_runner: Runner, slurm_cluster, tmp
     assert out == [str(cwd), "it's $HOME"]
 
 
+def test_script_goes_on_stdin_and_job_sh_is_the_same_script(slurm_runner: Runner, slurm_cluster) -> None:
+    """sbatch gets the script on stdin; molq's job.sh copy is byte for byte what SLURM holds."""
+    job = slurm_runner.submit(spec(command="echo from-stdin", execution=JobExecution(job_name=WEIRD)))
+    held = slurm_cluster.run("scontrol", "write", "batch_script", job.scheduler_job_id, "-")
+    assert held.returncode == 0, held.stderr
+    copy = Path(job.job_dir, "job.sh").read_text()
+    assert held.stdout.rstrip("\n") == copy.rstrip("\n")
+    assert "#SBATCH --comment=" in copy
+    assert Path(job.job_dir, "job.sh").stat().st_mode & 0o777 == 0o700
+    assert [name for name, _ in slurm_runner.sched.command_log] == ["sbatch"]
+    assert slurm_runner.wait([job])[job.job_id].state == JobState.SUCCEEDED
+    assert Path(job.job_dir, "stdout").read_text() == "from-stdin\n"
+
+
 def test_refused_submission_carries_slurms_message(slurm_runner: Runner) -> None:
     with pytest.raises(SubmitError, match="Invalid partition name specified"):
         slurm_runner.submit(spec(scheduling=JobScheduling(partition="no-such-partition")))

@@ -132,7 +132,8 @@ def test_options_map_onto_the_runner() -> None:
 
 
 def test_submit_uses_binaries_extra_args_and_env(tmp_path: Path, spec_factory) -> None:
-    sbatch = fake_command(tmp_path, "sbatch", "print('4242;cluster')")
+    stdin_copy = tmp_path / "stdin.txt"
+    sbatch = fake_command(tmp_path, "sbatch", f"open({str(stdin_copy)!r}, 'w').write(sys.stdin.read()); print('4242;cluster')")
     sched = SlurmScheduler(
         LocalTransport(),
         SlurmOptions(binaries={"sbatch": sbatch}, extra_sbatch_args=("--constraint=a b",), env={"SLURM_CONF": "/etc/x.conf"}),
@@ -141,9 +142,22 @@ def test_submit_uses_binaries_extra_args_and_env(tmp_path: Path, spec_factory) -
     job_dir.mkdir()
     assert sched.submit(spec_factory(), str(job_dir)) == "4242"
     (call,) = calls(tmp_path, "sbatch")
-    assert call["argv"] == ["--constraint=a b", "--parsable", f"{job_dir}/job.sh"]
+    # The script goes on stdin (sbatch reads it there when given no file); job.sh is the copy.
+    assert call["argv"] == ["--constraint=a b", "--parsable"]
     assert call["env"]["SLURM_CONF"] == "/etc/x.conf" and call["env"]["SLURM_TIME_FORMAT"] == "%s"
-    assert (job_dir / "job.sh").read_text().startswith("#!/bin/bash\n#SBATCH --job-name=")
+    assert stdin_copy.read_text().startswith("#!/bin/bash\n#SBATCH --job-name=")
+    assert (job_dir / "job.sh").read_text() == stdin_copy.read_text()
+
+
+def test_a_failed_job_sh_copy_does_not_fail_an_accepted_submission(tmp_path: Path, spec_factory, caplog) -> None:
+    stdin_copy = tmp_path / "stdin.txt"
+    sbatch = fake_command(tmp_path, "sbatch", f"open({str(stdin_copy)!r}, 'w').write(sys.stdin.read()); print('77')")
+    sched = SlurmScheduler(LocalTransport(), SlurmOptions(binaries={"sbatch": sbatch}))
+    missing = tmp_path / "no-such-dir"  # the copy cannot be written there
+    with caplog.at_level("WARNING"):
+        assert sched.submit(spec_factory(), str(missing)) == "77"
+    assert stdin_copy.read_text().startswith("#!/bin/bash\n")  # SLURM got the whole script
+    assert "copy of its script could not be written" in caplog.text
 
 
 def test_transient_status_failure_is_retried_with_backoff(tmp_path: Path) -> None:

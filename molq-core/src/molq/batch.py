@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from molq import wrapper
-from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
+from molq.errors import SchedulerError, SubmitError, TransientSchedulerError, TransportError
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -100,6 +100,13 @@ class BatchDialect:
     # -- submission --------------------------------------------------------------------------
     def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:
         raise NotImplementedError
+
+    def submit_stdin_argv(self, spec: JobSpec) -> list[str] | None:
+        """The submit command when the job script is given on standard input, or None when the
+        scheduler must read it from ``job.sh`` (the default). With a command line here, the
+        runner starts the submission first and writes its own copy of ``job.sh`` while the
+        scheduler answers, which takes the file write off every submission's critical path."""
+        return None
 
     def parse_submit(self, result: CommandResult) -> str:
         raise NotImplementedError
@@ -210,6 +217,13 @@ def read_exit_files(transport: Transport, jobs: Sequence[TrackedJob]) -> dict[st
     return out
 
 
+def _run_meanwhile(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception as exc:  # the command may already have done its work: never fail it
+        log.warning("%s", exc)
+
+
 class BatchScheduler(SchedulerBase):
     """Runs a :class:`BatchDialect` through a transport.
 
@@ -249,24 +263,33 @@ class BatchScheduler(SchedulerBase):
             argv[0] = self.binaries[argv[0]]
         return argv
 
-    def run(self, argv: Sequence[str], *, retry_transient: bool = True, is_submission: bool = False) -> CommandResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        retry_transient: bool = True,
+        is_submission: bool = False,
+        input: str | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> CommandResult:
         """Run one scheduler command, retrying transient failures with backoff.
 
         Returns the last result (successful or not); raises :class:`TransientSchedulerError`
         when the command kept failing transiently. A submission is never resent after a
         transport failure: the command may have reached the scheduler before the connection
         dropped, and resending could run the job twice (adoption finds it instead).
+
+        ``input`` goes to the command's standard input. ``meanwhile`` runs once, while the
+        first attempt is under way when the transport can start a command without waiting
+        for it (else just before it); its errors are logged, never raised, because the
+        command may already have done its work.
         """
         delay = self.retry.initial_delay
         attempts = self.retry.attempts if retry_transient else 1
         last: CommandResult | None = None
         for attempt in range(1, attempts + 1):
-            from molq.errors import TransportError
-
             try:
-                result = self.transport.run(
-                    self._argv(argv), env=self.env or None, timeout=self.retry.command_timeout
-                )
+                result = self._run_once(argv, input, meanwhile if attempt == 1 else None)
             except TransportError as exc:
                 if is_submission:
                     raise TransientSchedulerError(
@@ -296,6 +319,22 @@ class BatchScheduler(SchedulerBase):
             command=list(argv),
         )
 
+    def _run_once(self, argv: Sequence[str], input: str | None, meanwhile: Callable[[], None] | None) -> CommandResult:
+        kwargs: dict[str, Any] = {"env": self.env or None, "timeout": self.retry.command_timeout}
+        if input is not None:
+            kwargs["input"] = input
+        start = getattr(self.transport, "start", None) if meanwhile is not None else None
+        if start is None:
+            if meanwhile is not None:
+                _run_meanwhile(meanwhile)
+            return self.transport.run(self._argv(argv), **kwargs)
+        running = start(self._argv(argv), **kwargs)
+        try:
+            _run_meanwhile(meanwhile)
+        finally:
+            result = running.wait()
+        return result
+
     # -- Scheduler protocol ------------------------------------------------------------------
     def capabilities(self) -> SchedulerCapabilities:
         return self.dialect.capabilities
@@ -316,14 +355,37 @@ class BatchScheduler(SchedulerBase):
         return path
 
     def submit(self, spec: JobSpec, job_dir: str) -> str:
-        path = self.write_job_files(spec, job_dir)
-        argv = self.dialect.submit_argv(path, spec)
-        if self.extra_submit_args:
-            argv = [argv[0], *self.extra_submit_args, *argv[1:]]
         # A submission is not retried blindly: a timeout may hide an accepted job. Only
         # failures the dialect calls transient (refused before acceptance) are retried.
-        result = self.run(argv, is_submission=True)
+        stdin_argv = self.dialect.submit_stdin_argv(spec)
+        if stdin_argv is None:
+            path = self.write_job_files(spec, job_dir)
+            result = self.run(self._with_extra(self.dialect.submit_argv(path, spec)), is_submission=True)
+            return self.dialect.parse_submit(result)
+        # The script travels on stdin; job.sh in the job directory is molq's copy for people
+        # and tools, written while the scheduler answers. An inline script is different: the
+        # job runs it from the job directory, so it is in place before anything is submitted.
+        if spec.script is not None and spec.script.variant == "inline":
+            self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text, mode=0o700)
+        script = self.dialect.render_script(spec, job_dir)
+        path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
+        create = getattr(self.transport, "create_text", None) or self.transport.write_text
+
+        def keep_copy() -> None:
+            try:
+                create(path, script, mode=0o700)
+            except (TransportError, OSError) as exc:
+                log.warning("job %s was submitted, but molq's copy of its script could not be written "
+                            "to %s: %s", spec.job_id, path, exc)
+
+        result = self.run(self._with_extra(stdin_argv), is_submission=True, input=script, meanwhile=keep_copy)
         return self.dialect.parse_submit(result)
+
+    def _with_extra(self, argv: list[str]) -> list[str]:
+        """The profile's extra submit flags, right after the command name."""
+        if self.extra_submit_args:
+            return [argv[0], *self.extra_submit_args, *argv[1:]]
+        return argv
 
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}

@@ -50,7 +50,7 @@ from molq.transport import LocalTransport, Transport, reap_children
 __all__ = ["ShellScheduler", "LocalSchedulerOptions"]
 
 CANCELLED_FILE = "cancelled"
-NEVER_RAN_FILE = "never_ran"
+NEVER_RAN_FILE = wrapper.NEVER_RAN_FILE
 
 
 @attrs.frozen
@@ -97,19 +97,38 @@ class _LocalOps:
         except FileNotFoundError:
             return []
 
+    # Spool and job-directory files are small: plain os-level calls (no buffered text-file
+    # objects) keep each read or write to a few system calls on the submission path.
     def read(self, path: str) -> str | None:
         try:
-            with open(path) as fh:
-                return fh.read()
-        except FileNotFoundError:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode()
 
     def write(self, path: str, text: str) -> None:
+        """Replace ``path`` atomically (temporary file + rename)."""
         head, _, name = path.rpartition("/")
         tmp = f"{head}/.{name}.tmp.{os.getpid()}"
-        with open(tmp, "w") as fh:
-            fh.write(text)
+        self.create(tmp, text, exclusive=False)
         os.replace(tmp, path)
+
+    def create(self, path: str, text: str, *, exclusive: bool = True) -> None:
+        """Write a file nobody reads before it is complete (a new name, published later)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+        fd = os.open(path, flags, 0o600)
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
 
     def touch(self, path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -130,11 +149,16 @@ class _LocalOps:
     def start_time(self, pid: int) -> str | None:
         """Process start time (clock ticks since boot), None if gone or a zombie."""
         try:
-            with open(f"/proc/{pid}/stat") as fh:
-                data = fh.read()
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, ProcessLookupError):
             return None
-        rest = data.rsplit(")", 1)[-1].split()
+        try:
+            data = os.read(fd, 4096)
+        except ProcessLookupError:  # the process went away between open and read
+            return None
+        finally:
+            os.close(fd)
+        rest = data.rsplit(b")", 1)[-1].decode().split()
         if not rest or rest[0] in ("Z", "X"):
             return None
         return rest[19]
@@ -200,7 +224,7 @@ def _status_from(
         )
     never = read(NEVER_RAN_FILE)
     if never is not None:
-        return SchedulerStatus(JobState.FAILED, "dependency_never_satisfied", None, None, never.strip())
+        return SchedulerStatus(JobState.FAILED, "never_ran", None, None, never.strip())
     if read(CANCELLED_FILE) is not None:
         return SchedulerStatus(JobState.CANCELLED, "cancelled", None, None, "cancelled", start)
     # Neither queued, running nor finished: the wrapper died without writing its exit code
@@ -280,6 +304,7 @@ def _job_info(spec: JobSpec, job_dir: str) -> dict[str, Any]:
         "deps": [[d.condition, d.scheduler_job_id] for d in spec.dependencies],
         "stdout": wrapper.stdout_path(spec, job_dir),
         "stderr": wrapper.stderr_path(spec, job_dir),
+        "redirected": True,  # job.sh opens stdout/stderr itself
         "submitted": time.time(),
     }
 
@@ -346,10 +371,10 @@ molq_block() {
     if [ ! -L "$d" ]; then printf 'N %s\n' "$1"; return 0; fi
     printf 'J %s\n' "$1"
     for n in exit_code cancelled never_ran; do
+        # A file counts once its line is complete (the exit code is one write ending in \n).
         if [ -f "$d/$n" ]; then
             v=
-            { IFS= read -r v; } 2>/dev/null < "$d/$n"
-            printf 'F %s %s %s\n' "$1" "$n" "$v"
+            if { IFS= read -r v; } 2>/dev/null < "$d/$n"; then printf 'F %s %s %s\n' "$1" "$n" "$v"; fi
         fi
     done
     [ ! -e "$d/started" ] || printf 'S %s\n' "$1"
@@ -653,7 +678,7 @@ class _Snapshot:
                 snap.unlinked.add(rest)
             elif tag == "F":
                 sid, name, value = (rest.split(" ", 2) + ["", ""])[:3]
-                snap.files.setdefault(sid, {})[name] = value
+                snap.files.setdefault(sid, {})[name] = value + "\n"  # a complete line
             elif tag == "S":
                 snap.started.add(rest)
             elif tag == "W":
@@ -921,7 +946,14 @@ class ShellScheduler(SchedulerBase):
 
     def _job_info(self, sid: str) -> dict[str, Any] | None:
         text = self._ops.read(f"{self.spool}/jobs/{sid}.json")
-        return json.loads(text) if text else None
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            # Written in place before the job is queued or started: a submitter that died
+            # mid-write left it incomplete, and that job was never handed over.
+            return None
 
     # -- protocol ----------------------------------------------------------------------------
     def capabilities(self) -> SchedulerCapabilities:
@@ -954,7 +986,9 @@ class ShellScheduler(SchedulerBase):
             return sid
         self.transport.create_text(wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), script, mode=0o700)
         spool = self.spool
-        self._ops.write(f"{spool}/jobs/{sid}.json", json.dumps(info))
+        # Written in place, not through a temporary file: nothing looks a job up before its
+        # queue or running entry exists (replacing by rename costs more than the whole write).
+        self._ops.create(f"{spool}/jobs/{sid}.json", json.dumps(info), exclusive=False)
         with self._ops.lock(f"{spool}/.lock"):
             # Nothing waiting ahead of it, no dependency and a free core: start it right away
             # (FIFO order is kept: with anything queued, it queues behind).
@@ -1013,8 +1047,9 @@ class ShellScheduler(SchedulerBase):
         pid = self.transport.spawn_detached(
             ["/bin/sh", wrapper.join_path(info["job_dir"], wrapper.SCRIPT_FILE)],
             cwd=None,  # the wrapper enters the job's working directory itself
-            stdout=info["stdout"],
-            stderr=info["stderr"],
+            # A job queued by an earlier molq-core lacks "redirected": its job.sh does not redirect.
+            stdout=os.devnull if info.get("redirected") else info["stdout"],
+            stderr=os.devnull if info.get("redirected") else info["stderr"],
         )
         start = self._ops.start_time(pid)
         if start is None:
@@ -1148,7 +1183,22 @@ class ShellScheduler(SchedulerBase):
             ids = [j.job_id for j in jobs if _SID_RE.match(j.job_id)]
             found = self._remote.known(ids)
             return {i: i for i in ids if i in found}
-        return {j.job_id: j.job_id for j in jobs if self._job_info(j.job_id) is not None}
+        # The description is written first: the job was handed over only if it also reached the
+        # queue, the running list, or started (a job that ended has left both lists).
+        spool = self.spool
+        with self._ops.lock(f"{spool}/.lock"):
+            handed = set(self._queued()) | set(self._ops.listdir(f"{spool}/running"))
+        out = {}
+        for job in jobs:
+            info = self._job_info(job.job_id)
+            if info is None:
+                continue
+            if job.job_id in handed or any(
+                self._ops.exists(wrapper.join_path(info["job_dir"], name))
+                for name in (wrapper.STARTED_FILE, NEVER_RAN_FILE, CANCELLED_FILE)
+            ):
+                out[job.job_id] = job.job_id
+        return out
 
     def forget(self, sid: str) -> None:
         """Drop the spool entry of a finished job (cleanup)."""

@@ -273,6 +273,11 @@ class Submitor:
         """The record of one attempt, by id or unique id prefix."""
         return self.store.get_job(self.cluster_name, self._resolve(job_id))
 
+    def _get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """Records of several ids or unique prefixes, in order: full ids in one query."""
+        found = self.store.get_jobs(self.cluster_name, list(dict.fromkeys(job_ids)))
+        return [found.get(j) or self.get_job(j) for j in job_ids]
+
     def list_jobs(self, include_terminal: bool = False) -> list[JobRecord]:
         return self.store.list_jobs(self.cluster_name, include_terminal=include_terminal)
 
@@ -779,7 +784,7 @@ class Submitor:
             roots = list(dict.fromkeys(r.root_job_id for r in self.store.list_jobs(self.cluster_name)))
             roots += [r.root_job_id for r in self.store.list_pending_retries(self.cluster_name) if r.root_job_id not in roots]
         else:
-            roots = [self.get_job(j).root_job_id for j in job_ids]
+            roots = [rec.root_job_id for rec in self._get_many(job_ids)]
         deadline = None if timeout is None else time.monotonic() + timeout
         fast = not self.target.transport.is_remote and self.target.scheduler == "local"
         min_interval = poll_interval if poll_interval is not None else (0.005 if fast else 0.25)
@@ -826,7 +831,9 @@ class Submitor:
 
     def cancel_jobs(self, job_ids: Iterable[str]) -> None:
         """Cancel many jobs with one scheduler call."""
-        latest = [self._latest_attempt(j) for j in job_ids]
+        records = self._get_many(list(job_ids))
+        by_root = self.store.latest_attempts(self.cluster_name, [r.root_job_id for r in records])
+        latest = list({r.root_job_id: by_root.get(r.root_job_id, r) for r in records}.values())
         for rec in latest:
             if rec.is_terminal and rec.next_retry_at is not None and rec.retried_by is None:
                 self.store.claim_retry(self.cluster_name, rec.job_id, "cancelled")
@@ -835,7 +842,8 @@ class Submitor:
         if submitted:
             # Look first: a job that finished meanwhile keeps its real final state.
             self._reconcile(submitted)
-        still = [self.store.get_job(self.cluster_name, r.job_id) for r in active]
+        now = self.store.get_jobs(self.cluster_name, [r.job_id for r in active])
+        still = [now.get(r.job_id, r) for r in active]
         still = [r for r in still if not r.is_terminal]
         to_cancel = [r for r in still if r.scheduler_job_id is not None]
         if to_cancel:

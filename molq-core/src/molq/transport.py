@@ -11,17 +11,16 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from molq.errors import TransportError
 
-__all__ = ["CommandResult", "Transport", "BaseTransport", "LocalTransport", "shell_join"]
+__all__ = ["CommandResult", "RunningCommand", "Transport", "BaseTransport", "LocalTransport", "shell_join"]
 
 
 @attrs.frozen
@@ -37,6 +36,23 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+class RunningCommand:
+    """A command started by :meth:`LocalTransport.start`; :meth:`wait` returns its result
+    (once; later calls return the same result)."""
+
+    def __init__(self, argv: Sequence[str], *, run: Callable[[], CommandResult] | None = None,
+                 result: CommandResult | None = None) -> None:
+        self.argv = tuple(argv)
+        self._run, self._result = run, result
+
+    def wait(self) -> CommandResult:
+        if self._result is None:
+            assert self._run is not None
+            run, self._run = self._run, None
+            self._result = run()
+        return self._result
 
 
 def shell_join(argv: Sequence[str]) -> str:
@@ -217,6 +233,60 @@ class LocalTransport(BaseTransport):
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
+        return self.start(argv, input=input, cwd=cwd, env=env, timeout=timeout).wait()
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> RunningCommand:
+        """Start ``argv`` and return at once; ``wait()`` on the result gives what :meth:`run`
+        would have returned. The caller can do other work while the command runs (a batch
+        scheduler writes its copy of the job script while ``sbatch`` talks to the controller)."""
+        argv = [str(a) for a in argv]
+        if cwd is not None or not hasattr(os, "posix_spawn"):
+            return RunningCommand(argv, run=lambda: self._run_popen(argv, input=input, cwd=cwd, env=env, timeout=timeout))
+        started = time.monotonic()
+        envb = _environ()
+        if env:
+            envb = dict(envb)
+            envb.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
+        path = _which(argv[0], envb)
+        if path is None:
+            return RunningCommand(argv, result=CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found", 0.0))
+        try:
+            pid, r_out, r_err, w_in = _spawn(path, argv, envb, input)
+        except _NeedPopen:
+            return RunningCommand(argv, run=lambda: self._run_popen(argv, input=input, cwd=cwd, env=env, timeout=timeout))
+        except FileNotFoundError as exc:
+            _which_cache.clear()
+            return RunningCommand(argv, result=CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found ({exc})", 0.0))
+        except OSError as exc:
+            raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
+
+        def collect() -> CommandResult:
+            try:
+                code, out, err = _collect(pid, r_out, r_err, w_in, input, argv, timeout, started)
+            except subprocess.TimeoutExpired:
+                raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}") from None
+            return CommandResult(tuple(argv), code, out, err, time.monotonic() - started)
+
+        return RunningCommand(argv, run=collect)
+
+    def _run_popen(
+        self,
+        argv: list[str],
+        *,
+        input: str | None,
+        cwd: str | None,
+        env: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> CommandResult:
+        """The general path (a working directory to enter): :mod:`subprocess`."""
         full_env = None
         if env:
             full_env = dict(os.environ)
@@ -224,12 +294,10 @@ class LocalTransport(BaseTransport):
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                list(argv),
+                argv,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
                 cwd=cwd,
                 env=full_env,
             )
@@ -237,26 +305,14 @@ class LocalTransport(BaseTransport):
             return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found ({exc})", 0.0)
         except OSError as exc:
             raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
-        # A timer kills a command that overruns; communicate() without a timeout returns as
-        # soon as the command ends (Popen.wait(timeout) would poll with growing sleeps).
-        timer = None
-        fired: list[bool] = []
-        if timeout is not None:
-            def _kill() -> None:
-                fired.append(True)
-                proc.kill()
-
-            timer = threading.Timer(timeout, _kill)
-            timer.daemon = True
-            timer.start()
         try:
-            stdout, stderr = proc.communicate(input)
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if fired:
-            raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}")
-        return CommandResult(tuple(argv), proc.returncode, stdout, stderr, time.monotonic() - start)
+            stdout, stderr = proc.communicate(None if input is None else input.encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}") from None
+        return CommandResult(tuple(argv), proc.returncode, _decode(stdout), _decode(stderr),
+                             time.monotonic() - start)
 
     def read_text(self, path: str) -> str:
         try:
@@ -360,13 +416,15 @@ class LocalTransport(BaseTransport):
             # posix_spawn (vfork-like) is several times cheaper than fork+exec from a large
             # Python process; the job starts in a session of its own.
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-            actions = [
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, stdout, flags, 0o600),
-                (os.POSIX_SPAWN_OPEN, 2, stderr, flags, 0o600),
-            ]
+            actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0)]
+            for fd, path in ((1, stdout), (2, stderr)):
+                # The parent waits while the child prepares: /dev/null is shared, not reopened.
+                if path == os.devnull:
+                    actions.append((os.POSIX_SPAWN_DUP2, 0, fd))
+                else:
+                    actions.append((os.POSIX_SPAWN_OPEN, fd, path, flags, 0o600))
             try:
-                pid = os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions, setsid=True)
+                pid = os.posix_spawn(argv[0], list(argv), _environ(), file_actions=actions, setsid=True)
             except OSError as exc:
                 raise TransportError(f"cannot start {argv[0]}: {exc}") from exc
             _spawned_pids.append(pid)
@@ -388,6 +446,133 @@ class LocalTransport(BaseTransport):
         # sure it does not linger as a zombie of ours when it ends.
         _reap_later(proc)
         return proc.pid
+
+
+# -- running a command: posix_spawn and pipes ----------------------------------------------------
+#
+# Every scheduler command (sbatch, squeue, ...) goes through LocalTransport.run. subprocess.Popen
+# with communicate() and a timer thread costs about half a millisecond more per command than
+# posix_spawn (vfork-like) with the two pipes read in a poll() loop, and a submission loop pays
+# that per job.
+
+_which_cache: dict[tuple[str, bytes], str | None] = {}
+
+
+def _which(name: str, envb: Mapping[bytes, bytes]) -> str | None:
+    """``name`` resolved on the child's PATH, as subprocess would (cached)."""
+    if "/" in name:
+        return name
+    search = envb.get(b"PATH", os.defpath.encode())
+    key = (name, search)
+    if key not in _which_cache:
+        _which_cache[key] = shutil.which(name, path=os.fsdecode(search))
+    return _which_cache[key]
+
+
+def _decode(data: bytes) -> str:
+    return data.decode(errors="replace")
+
+
+def _spawn(
+    path: str, argv: list[str], envb: Mapping[bytes, bytes], input: str | None
+) -> tuple[int, int, int, int]:
+    """Start ``path`` with pipes for its output (and input); return (pid, stdout fd,
+    stderr fd, stdin fd or -1). Raises :class:`_NeedPopen` when posix_spawn cannot set the
+    standard streams up safely."""
+    fds: list[int] = []
+    try:
+        r_out, w_out = os.pipe()  # non-inheritable: only the dup2'ed copies reach the child
+        fds += [r_out, w_out]
+        r_err, w_err = os.pipe()
+        fds += [r_err, w_err]
+        r_in = w_in = -1
+        if input is not None:
+            r_in, w_in = os.pipe()
+            fds += [r_in, w_in]
+        if min(fds) < 3:  # a standard stream of ours is closed: let subprocess sort fds out
+            raise _NeedPopen
+        actions: list[tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_DUP2, r_in, 0) if input is not None else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, w_out, 1),
+            (os.POSIX_SPAWN_DUP2, w_err, 2),
+        ]
+        pid = os.posix_spawn(path, argv, envb, file_actions=actions)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    for fd in (w_out, w_err, r_in):
+        if fd >= 0:
+            os.close(fd)
+    return pid, r_out, r_err, w_in
+
+
+def _collect(
+    pid: int, r_out: int, r_err: int, w_in: int, input: str | None, argv: list[str], timeout: float | None,
+    started: float,
+) -> tuple[int, str, str]:
+    """Feed ``input``, read both outputs to the end and reap the command; return (exit status,
+    stdout, stderr). A negative status is a signal, as with subprocess. Raises
+    TimeoutExpired (after killing it) once ``timeout`` seconds have passed since ``started``."""
+    import select
+
+    chunks: dict[int, list[bytes]] = {r_out: [], r_err: []}
+    poller = select.poll()
+    poller.register(r_out, select.POLLIN)
+    poller.register(r_err, select.POLLIN)
+    open_fds = {r_out, r_err}
+    pending = input.encode() if input else b""
+    if w_in >= 0:
+        if pending:
+            os.set_blocking(w_in, False)
+            poller.register(w_in, select.POLLOUT)
+            open_fds.add(w_in)
+        else:
+            os.close(w_in)
+    deadline = None if timeout is None else started + timeout
+    try:
+        while open_fds:
+            wait_ms = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
+            events = poller.poll(wait_ms)
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired(argv, timeout or 0)
+            for fd, _event in events:
+                if fd == w_in:
+                    try:
+                        pending = pending[os.write(fd, pending[:65536]):]
+                    except BrokenPipeError:
+                        pending = b""  # the command stopped reading; like subprocess, carry on
+                    if not pending:
+                        poller.unregister(fd)
+                        os.close(fd)
+                        open_fds.discard(fd)
+                    continue
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    poller.unregister(fd)
+                    os.close(fd)
+                    open_fds.discard(fd)
+    finally:
+        for fd in open_fds:
+            os.close(fd)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), _decode(b"".join(chunks[r_out])), _decode(b"".join(chunks[r_err]))
+
+
+class _NeedPopen(Exception):
+    """posix_spawn cannot set up the child's standard streams safely here."""
+
+
+def _environ() -> Mapping[Any, Any]:
+    """This process's environment as of now, for a child. On POSIX ``os.environ`` keeps it as
+    a dict of bytes (``_data``); handing that over skips decoding and re-encoding every
+    variable on each start."""
+    data = getattr(os.environ, "_data", None)
+    return data if isinstance(data, dict) else os.environ
 
 
 _children: list[subprocess.Popen] = []

@@ -12,7 +12,7 @@ Layout of a job directory::
     stdout        standard output (unless output_file says otherwise)
     stderr        standard error (unless error_file says otherwise)
     started       the wrapper's pid, created when the job began (its mtime is the start time)
-    exit_code     "<code>" once the job ended (written atomically)
+    exit_code     "<code>\\n" once the job ended (one write; complete only with its newline)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ STARTED_FILE = "started"
 EXIT_CODE_FILE = "exit_code"
 SCRIPT_FILE = "job.sh"
 INLINE_SCRIPT_FILE = "script"
+NEVER_RAN_FILE = "never_ran"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 
@@ -67,11 +68,17 @@ def render_command(spec: JobSpec, job_dir: str) -> str:
     return f"if [ -x {path} ]; then {path}; else /bin/sh {path}; fi"
 
 
-def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> str:
-    """The wrapper lines placed after a scheduler's directives (or alone, locally)."""
-    # Shell builtins only, apart from the user's command and one `mv`: the start is recorded by
-    # creating the file (its mtime is the start time; its content the wrapper's pid), which costs
-    # no extra process, so trivial jobs stay cheap.
+def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "", redirect: bool = False) -> str:
+    """The wrapper lines placed after a scheduler's directives (or alone, locally).
+
+    With ``redirect`` the wrapper opens the job's stdout/stderr files itself (the local
+    scheduler starts it with /dev/null, which keeps the submitter's part of a start short); if
+    they cannot be opened the job never runs and ``never_ran`` says why.
+    """
+    # Shell builtins only, apart from the user's command: the start is recorded by creating a
+    # file (its mtime is the start time; its content the wrapper's pid), and the exit code is
+    # one `printf` of "<code>\n" -- a single write(2), and readers treat the file as complete
+    # only once its newline is there -- so no extra process runs and trivial jobs stay cheap.
     # $molq_dir (the job directory) and $molq_task (".<index>" for an array task, else empty)
     # are stable names that a dialect's pre_run may use. Array tasks share one job directory,
     # so each writes its own started/exit_code files.
@@ -81,8 +88,16 @@ def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> st
         'molq_task="${SLURM_ARRAY_TASK_ID:-${PBS_ARRAY_INDEX:-${PBS_ARRAYID:-}}}"',
         'if [ -z "$molq_task" ] && [ "${LSB_JOBINDEX:-0}" != 0 ]; then molq_task="$LSB_JOBINDEX"; fi',
         'molq_task="${molq_task:+.$molq_task}"',
-        f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}$molq_task"',
     ]
+    if redirect:
+        out, err = stdout_path(spec, job_dir), stderr_path(spec, job_dir)
+        # `command` keeps a failed redirection from ending the shell before it can say why.
+        lines.append(
+            f"if ! command exec >>{q(out)} 2>>{q(err)}; then "
+            f'printf "%s\\n" {q(f"cannot open the job output files {out} and {err}")} '
+            f'> "$molq_dir/{NEVER_RAN_FILE}"; exit 127; fi'
+        )
+    lines.append(f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}$molq_task"')
     for key, value in sorted((spec.execution.env or {}).items()):
         lines.append(f"export {key}={q(value)}")
     if pre_run:
@@ -96,20 +111,20 @@ def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "") -> st
     else:
         lines.append(f"{render_command(spec, job_dir)}; molq_rc=$?")
     lines += [
-        f'printf "%s\\n" "$molq_rc" > "$molq_dir/.{EXIT_CODE_FILE}$molq_task.tmp" '
-        f'&& mv -f "$molq_dir/.{EXIT_CODE_FILE}$molq_task.tmp" "$molq_dir/{EXIT_CODE_FILE}$molq_task"',
+        f'printf "%s\\n" "$molq_rc" > "$molq_dir/{EXIT_CODE_FILE}$molq_task"',
         'exit "$molq_rc"',
     ]
     return "\n".join(lines) + "\n"
 
 
 def render_local_script(spec: JobSpec, job_dir: str) -> str:
-    return "#!/bin/sh\n" + render_wrapper_body(spec, job_dir)
+    return "#!/bin/sh\n" + render_wrapper_body(spec, job_dir, redirect=True)
 
 
 def parse_exit_code(text: str | None) -> int | None:
-    """Read an exit-code file; ``None`` when absent or not yet complete."""
-    if text is None:
+    """Read an exit-code file; ``None`` when absent or not yet complete (the wrapper writes
+    ``"<code>\\n"`` with one write; without its newline the line is still being written)."""
+    if text is None or not text.endswith("\n"):
         return None
     text = text.strip()
     if not text.lstrip("-").isdigit():

@@ -279,6 +279,10 @@ class SlurmDialect(BatchDialect):
     def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:
         return ["sbatch", "--parsable", script_path]
 
+    def submit_stdin_argv(self, spec: JobSpec) -> list[str]:
+        # sbatch reads the script from stdin when given no file (directives included).
+        return ["sbatch", "--parsable"]
+
     def parse_submit(self, result: CommandResult) -> str:
         """The job id from ``sbatch --parsable`` (``123`` or ``123;cluster``)."""
         if result.returncode != 0:

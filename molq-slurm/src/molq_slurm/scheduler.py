@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 from molq import wrapper
@@ -108,9 +109,9 @@ class SlurmScheduler(BatchScheduler):
                 )
         return out
 
-    def run(self, argv: Sequence[str], *, retry_transient: bool = True, is_submission: bool = False) -> CommandResult:
+    def run(self, argv: Sequence[str], **kwargs: Any) -> CommandResult:
         """:meth:`BatchScheduler.run`, remembering when sacct says accounting is disabled."""
-        result = super().run(argv, retry_transient=retry_transient, is_submission=is_submission)
+        result = super().run(argv, **kwargs)
         if (
             argv
             and argv[0] == "sacct"
