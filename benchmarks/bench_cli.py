@@ -57,7 +57,10 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    molq = shutil.which("molq") or ""
+    # The molq of this interpreter's environment (a `molq` found first on PATH may be another
+    # installation, or a version manager's shim that starts a shell first).
+    beside = os.path.join(os.path.dirname(sys.executable), "molq")
+    molq = beside if os.access(beside, os.X_OK) else (shutil.which("molq") or "")
     cmd = [molq] if molq else [sys.executable, "-m", "molq"]
     with tempfile.TemporaryDirectory(prefix="molq-bench-cli-") as tmp:
         home = os.path.join(tmp, "home")

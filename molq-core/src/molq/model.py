@@ -6,7 +6,6 @@ and for TOML profiles.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from collections.abc import Mapping
@@ -15,6 +14,9 @@ from typing import Any, Literal
 
 import attrs
 
+# JobState lives in its own small module so that `molq list` can read records without
+# importing this one (defining the attrs classes below costs tens of milliseconds).
+from molq._states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from molq.errors import ConfigError
 
 __all__ = [
@@ -482,33 +484,6 @@ class JobExecution:
 # --------------------------------------------------------------------------------------------
 # State and history
 
-
-class JobState(str, enum.Enum):
-    """Where a job is in its life. ``succeeded``, ``failed``, ``cancelled``, ``timed_out`` and
-    ``lost`` are terminal."""
-
-    CREATED = "created"
-    SUBMITTED = "submitted"
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-    LOST = "lost"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-    def __str__(self) -> str:
-        return self.value
-
-
-TERMINAL_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
-)
-ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES)
 
 # Legal moves of the state machine; the store refuses anything else.
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from molq._records import JOBS_TABLE, RECORD_COLUMNS, row_to_record
-from molq.model import ACTIVE_STATES, JobRecord, JobState
+from molq._records import JOBS_TABLE, RECORD_COLUMNS, LiteRecord, row_to_lite, row_to_record
+from molq._states import ACTIVE_STATES, JobState
+
+if TYPE_CHECKING:
+    from molq.model import JobRecord
 
 
 def sqlite_path(url: str) -> str | None:
@@ -31,7 +35,10 @@ def list_jobs(
     states: Sequence[JobState] | None = None,
     limit: int | None = None,
     newest_first: bool = True,
-) -> list[JobRecord]:
+    lite: bool = False,
+) -> list[JobRecord] | list[LiteRecord]:
+    """Records from the SQLite file at ``path`` (read-only). ``lite=True`` returns
+    :class:`~molq._records.LiteRecord` objects, which need no :mod:`molq.model` import."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=30)
     try:
         conn.row_factory = sqlite3.Row
@@ -50,6 +57,7 @@ def list_jobs(
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [row_to_record(row) for row in conn.execute(sql, params)]
+        convert = row_to_lite if lite else row_to_record
+        return [convert(row) for row in conn.execute(sql, params)]
     finally:
         conn.close()

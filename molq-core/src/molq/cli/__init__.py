@@ -1,16 +1,17 @@
 """The ``molq`` command line.
 
-Start-up is kept light: only click is imported up front; each command imports what it needs
-(SQLAlchemy, backends) when it runs. Plugins add commands through the CLI-command hook.
+Start-up is kept light. ``molq --help`` is answered from a cache of the help text the click
+application rendered last time (``~/.molq/cache/cli-help.marshal``, keyed like the plugin
+command index, plus the terminal width and this package's files), so it imports neither click
+nor any plugin; everything else goes to :mod:`molq.cli.app`, and each command imports what it
+needs (SQLAlchemy, backends) when it runs. This module imports nothing beyond the standard
+modules every Python process has already loaded.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
 import sys
-from typing import Any
-
-import click
 
 # command name -> (module, attribute, one-line help). Help text lives here so that
 # `molq --help` needs no command module import.
@@ -29,19 +30,25 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "completion": ("molq.cli.commands", "completion", "Print the bash, zsh or fish completion script."),
 }
 
+_HELP_OPTIONS = (["--help"], ["-h"])
+
+
+def _cache_dir() -> str:
+    home = os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
+    return os.path.join(home, "cache")
+
 
 def _index_path() -> str:
-    import os
+    return os.path.join(_cache_dir(), "cli-commands.json")
 
-    home = os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
-    return os.path.join(home, "cache", "cli-commands.json")
+
+def _help_path() -> str:
+    return os.path.join(_cache_dir(), "cli-help.marshal")
 
 
 def _environment_signature() -> list[list[float | str]]:
     """Changes whenever a distribution is installed or removed (site directories' mtimes),
     plus the plugin block list."""
-    import os
-
     sig: list[list[float | str]] = [["block", os.environ.get("MOLQ_BLOCK_PLUGINS", "")]]
     for entry in sys.path:
         try:
@@ -51,101 +58,96 @@ def _environment_signature() -> list[list[float | str]]:
     return sig
 
 
-class LazyGroup(click.Group):
-    """A click group whose subcommands are imported only when invoked.
-
-    The names and help of plugin commands are cached (``~/.molq/cache/cli-commands.json``,
-    invalidated when installed packages change) so ``molq --help`` loads no plugin.
-    """
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*BUILTIN_COMMANDS, *self._plugin_index()])
-
-    def _plugin_index(self) -> dict[str, str]:
-        import json
-
-        path = _index_path()
-        signature = _environment_signature()
+def _help_signature() -> list[list[float | str]]:
+    """The plugin-index signature, the interpreter, and this package's own files (an editable
+    install changes them without touching site-packages)."""
+    sig = [["python", sys.version], *_environment_signature()]
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("__init__.py", "app.py"):
         try:
-            with open(path) as fh:
-                cached = json.load(fh)
-            if cached.get("signature") == signature:
-                return dict(cached["commands"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        index = {name: cmd.help for name, cmd in self._plugin_commands().items()}
-        try:
-            import os
-
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as fh:
-                json.dump({"signature": signature, "commands": index}, fh)
-            os.replace(tmp, path)
+            sig.append([name, os.stat(os.path.join(here, name)).st_mtime])
         except OSError:
-            pass
-        return index
-
-    def _plugin_commands(self) -> dict[str, Any]:
-        cached = getattr(self, "_plugins", None)
-        if cached is None:
-            cached = {}
-            try:
-                from molq.plugins import get_plugin_manager
-
-                for cmd in get_plugin_manager().cli_commands():
-                    if cmd.name not in BUILTIN_COMMANDS:
-                        cached[cmd.name] = cmd
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
-                click.echo(f"molq: plugin commands unavailable: {exc}", err=True)
-            self._plugins = cached
-        return cached
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in BUILTIN_COMMANDS:
-            module, attr, _ = BUILTIN_COMMANDS[name]
-            return getattr(importlib.import_module(module), attr)
-        plugin = self._plugin_commands().get(name)
-        return plugin.load() if plugin is not None else None
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, help_) for name, (_, _, help_) in sorted(BUILTIN_COMMANDS.items())]
-        rows += sorted(self._plugin_index().items())
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+            continue
+    return sig
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="molq-core", prog_name="molq")
-def cli() -> None:
-    """Submit and track batch jobs on this machine or on HPC clusters.
+def _help_width() -> int:
+    """The width click's help formatter will use: the terminal's columns (COLUMNS first), at
+    most 80, minus 2, at least 50."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return max(min(columns, 80) - 2, 50)
 
-    Jobs go to the default cluster (the local scheduler, or the profile marked default)
-    unless -c/--cluster or -p/--profile says otherwise. Job ids may be abbreviated to any
-    unique prefix.
-    """
+
+def _load_help_cache() -> dict:
+    import marshal
+
+    try:
+        with open(_help_path(), "rb") as fh:
+            cached = marshal.load(fh)
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def cached_help() -> str | None:
+    """The top-level help text rendered earlier for this environment and width, if any."""
+    cached = _load_help_cache()
+    if cached.get("signature") != _help_signature():
+        return None
+    text = cached.get("help", {}).get(_help_width())
+    return text if isinstance(text, str) else None
+
+
+def store_help(width: int, text: str) -> None:
+    """Remember the rendered top-level help (called by the click application)."""
+    import marshal
+
+    signature = _help_signature()
+    cached = _load_help_cache()
+    helps = cached.get("help", {}) if cached.get("signature") == signature else {}
+    if helps.get(width) == text:
+        return
+    helps[width] = text
+    path = _help_path()
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            marshal.dump({"signature": signature, "help": helps}, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: user mistakes become one line on stderr, not a traceback."""
-    try:
-        rv = cli.main(args=argv, prog_name="molq", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
-    except Exception as exc:  # noqa: BLE001
-        from molq.errors import MolqError
+    """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in _HELP_OPTIONS:
+        text = cached_help()
+        if text is not None:
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                pass
+            return 0
+    from molq.cli.app import run
 
-        if isinstance(exc, (MolqError, TimeoutError)):
-            click.echo(f"molq: error: {exc}", err=True)
-            return 2 if not isinstance(exc, TimeoutError) else 124
-        raise
-    return rv if isinstance(rv, int) else 0
+    return run(argv)
+
+
+def __getattr__(name: str) -> object:
+    # The click objects live in molq.cli.app; loading them costs click's import.
+    if name in ("cli", "LazyGroup", "run"):
+        from molq.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'molq.cli' has no attribute {name!r}")

@@ -251,15 +251,17 @@ def _full_id(store: Any, cluster_name: str, prefix: str) -> str:
 def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, limit: int | None,
              refresh: bool, as_json: bool) -> int:
     """List jobs: active ones by default, newest first."""
-    from molq.model import JobState
+    from molq._states import JobState
     from molq.store_lite import list_jobs as lite_list
     from molq.store_lite import sqlite_path
 
     path = None if refresh else sqlite_path(_store_url())
     query = dict(include_terminal=show_all, states=[JobState(s) for s in states] or None, limit=limit,
                  newest_first=True)
+    records: Any
     if path is not None and os.path.exists(path):
-        records = lite_list(path, cluster_name, **query)  # no SQLAlchemy import for a plain listing
+        # A plain listing imports neither SQLAlchemy nor the model: LiteRecord rows.
+        records = lite_list(path, cluster_name, lite=True, **query)
     else:
         sess = Session()
         if refresh:
