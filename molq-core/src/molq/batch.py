@@ -347,11 +347,18 @@ class BatchScheduler(SchedulerBase):
 
     def write_job_files(self, spec: JobSpec, job_dir: str) -> str:
         """Write job.sh (and the inline script) into ``job_dir``; return the job.sh path."""
+        self._write_inline_script(spec, job_dir)
+        return self._write_job_sh(job_dir, self.dialect.render_script(spec, job_dir))
+
+    def _write_inline_script(self, spec: JobSpec, job_dir: str) -> None:
+        """The user's inline script, which job.sh runs from the job directory."""
         if spec.script is not None and spec.script.variant == "inline":
             self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text, mode=0o700)
+
+    def _write_job_sh(self, job_dir: str, script: str) -> str:
         path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
         create = getattr(self.transport, "create_text", None) or self.transport.write_text
-        create(path, self.dialect.render_script(spec, job_dir), mode=0o700)
+        create(path, script, mode=0o700)
         return path
 
     def submit(self, spec: JobSpec, job_dir: str) -> str:
@@ -365,18 +372,15 @@ class BatchScheduler(SchedulerBase):
         # The script travels on stdin; job.sh in the job directory is molq's copy for people
         # and tools, written while the scheduler answers. An inline script is different: the
         # job runs it from the job directory, so it is in place before anything is submitted.
-        if spec.script is not None and spec.script.variant == "inline":
-            self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text, mode=0o700)
+        self._write_inline_script(spec, job_dir)
         script = self.dialect.render_script(spec, job_dir)
-        path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
-        create = getattr(self.transport, "create_text", None) or self.transport.write_text
 
         def keep_copy() -> None:
             try:
-                create(path, script, mode=0o700)
+                self._write_job_sh(job_dir, script)
             except (TransportError, OSError) as exc:
                 log.warning("job %s was submitted, but molq's copy of its script could not be written "
-                            "to %s: %s", spec.job_id, path, exc)
+                            "to %s: %s", spec.job_id, wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), exc)
 
         result = self.run(self._with_extra(stdin_argv), is_submission=True, input=script, meanwhile=keep_copy)
         return self.dialect.parse_submit(result)

@@ -45,7 +45,7 @@ from molq.model import (
     SchedulerStatus,
 )
 from molq.scheduler import SchedulerBase, TrackedJob
-from molq.transport import LocalTransport, Transport, reap_children
+from molq.transport import LocalTransport, Transport, reap_children, write_new_file
 
 __all__ = ["ShellScheduler", "LocalSchedulerOptions"]
 
@@ -116,19 +116,8 @@ class _LocalOps:
         """Replace ``path`` atomically (temporary file + rename)."""
         head, _, name = path.rpartition("/")
         tmp = f"{head}/.{name}.tmp.{os.getpid()}"
-        self.create(tmp, text, exclusive=False)
+        write_new_file(tmp, text, exclusive=False)
         os.replace(tmp, path)
-
-    def create(self, path: str, text: str, *, exclusive: bool = True) -> None:
-        """Write a file nobody reads before it is complete (a new name, published later)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
-        fd = os.open(path, flags, 0o600)
-        try:
-            data = text.encode()
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
 
     def touch(self, path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -988,7 +977,7 @@ class ShellScheduler(SchedulerBase):
         spool = self.spool
         # Written in place, not through a temporary file: nothing looks a job up before its
         # queue or running entry exists (replacing by rename costs more than the whole write).
-        self._ops.create(f"{spool}/jobs/{sid}.json", json.dumps(info), exclusive=False)
+        write_new_file(f"{spool}/jobs/{sid}.json", json.dumps(info), exclusive=False)
         with self._ops.lock(f"{spool}/.lock"):
             # Nothing waiting ahead of it, no dependency and a free core: start it right away
             # (FIFO order is kept: with anything queued, it queues behind).
@@ -1044,12 +1033,13 @@ class ShellScheduler(SchedulerBase):
 
     def _start(self, sid: str, info: dict[str, Any]) -> None:
         """Start one job's wrapper and record its identity (caller holds the lock)."""
+        # A job queued by an earlier molq-core lacks "redirected": its job.sh does not redirect.
+        redirected = info.get("redirected")
         pid = self.transport.spawn_detached(
             ["/bin/sh", wrapper.join_path(info["job_dir"], wrapper.SCRIPT_FILE)],
             cwd=None,  # the wrapper enters the job's working directory itself
-            # A job queued by an earlier molq-core lacks "redirected": its job.sh does not redirect.
-            stdout=os.devnull if info.get("redirected") else info["stdout"],
-            stderr=os.devnull if info.get("redirected") else info["stderr"],
+            stdout=os.devnull if redirected else info["stdout"],
+            stderr=os.devnull if redirected else info["stderr"],
         )
         start = self._ops.start_time(pid)
         if start is None:
@@ -1187,7 +1177,7 @@ class ShellScheduler(SchedulerBase):
         # queue, the running list, or started (a job that ended has left both lists).
         spool = self.spool
         with self._ops.lock(f"{spool}/.lock"):
-            handed = set(self._queued()) | set(self._ops.listdir(f"{spool}/running"))
+            handed = self._queued() | set(self._ops.listdir(f"{spool}/running"))
         out = {}
         for job in jobs:
             info = self._job_info(job.job_id)

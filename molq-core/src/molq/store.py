@@ -232,9 +232,14 @@ class JobStore:
             self.url = str(url)
             self.engine = self._make_engine(self.url)
             self._owns_engine = True
-        # The raw fast path relies on our own connect/begin listeners (BEGIN IMMEDIATE).
-        self._sqlite = self._owns_engine and self.engine.dialect.name == "sqlite"
-        self._raw_file_sqlite = self._sqlite and not isinstance(self.engine.pool, sa.pool.StaticPool)
+        # The raw fast path relies on our own connect listener (WAL, busy timeout), and on a
+        # connection of this thread's own, which an in-memory store (one shared connection)
+        # cannot give.
+        self._raw_file_sqlite = (
+            self._owns_engine
+            and self.engine.dialect.name == "sqlite"
+            and not isinstance(self.engine.pool, sa.pool.StaticPool)
+        )
         self._raws: list[Any] = []
         self._init_schema()
 

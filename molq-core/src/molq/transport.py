@@ -248,8 +248,11 @@ class LocalTransport(BaseTransport):
         would have returned. The caller can do other work while the command runs (a batch
         scheduler writes its copy of the job script while ``sbatch`` talks to the controller)."""
         argv = [str(a) for a in argv]
-        if cwd is not None or not hasattr(os, "posix_spawn"):
+        def via_popen() -> RunningCommand:
             return RunningCommand(argv, run=lambda: self._run_popen(argv, input=input, cwd=cwd, env=env, timeout=timeout))
+
+        if cwd is not None or not hasattr(os, "posix_spawn"):
+            return via_popen()
         started = time.monotonic()
         envb = _environ()
         if env:
@@ -257,14 +260,14 @@ class LocalTransport(BaseTransport):
             envb.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
         path = _which(argv[0], envb)
         if path is None:
-            return RunningCommand(argv, result=CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found", 0.0))
+            return RunningCommand(argv, result=_not_found(argv))
         try:
             pid, r_out, r_err, w_in = _spawn(path, argv, envb, input)
         except _NeedPopen:
-            return RunningCommand(argv, run=lambda: self._run_popen(argv, input=input, cwd=cwd, env=env, timeout=timeout))
+            return via_popen()
         except FileNotFoundError as exc:
             _which_cache.clear()
-            return RunningCommand(argv, result=CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found ({exc})", 0.0))
+            return RunningCommand(argv, result=_not_found(argv, exc))
         except OSError as exc:
             raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
 
@@ -302,7 +305,7 @@ class LocalTransport(BaseTransport):
                 env=full_env,
             )
         except FileNotFoundError as exc:
-            return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found ({exc})", 0.0)
+            return _not_found(argv, exc)
         except OSError as exc:
             raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
         try:
@@ -349,14 +352,11 @@ class LocalTransport(BaseTransport):
     def create_text(self, path: str, text: str, *, mode: int = 0o600) -> None:
         # One open(O_EXCL) and one write instead of a temporary file, chmod and rename.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            write_new_file(path, text, mode=mode)
         except FileExistsError:
             self.write_text(path, text, mode=mode)
-            return
         except OSError as exc:
             raise TransportError(f"cannot write {path}: {exc.strerror}") from exc
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -471,6 +471,25 @@ def _which(name: str, envb: Mapping[bytes, bytes]) -> str | None:
 
 def _decode(data: bytes) -> str:
     return data.decode(errors="replace")
+
+
+def _not_found(argv: Sequence[str], exc: OSError | None = None) -> CommandResult:
+    detail = f" ({exc})" if exc is not None else ""
+    return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found{detail}", 0.0)
+
+
+def write_new_file(path: str, text: str, *, mode: int = 0o600, exclusive: bool = True) -> None:
+    """Write ``text`` to ``path`` with os-level calls (no buffered file object): a new file
+    (``exclusive``: FileExistsError if it exists) or an existing one truncated first. For small
+    files nobody reads before they are complete; raises OSError."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, mode)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _spawn(

@@ -106,6 +106,19 @@ def cached_help() -> str | None:
     return text if isinstance(text, str) else None
 
 
+def write_cache(path: str, data: bytes) -> None:
+    """Replace a cache file (private directory, temporary file + rename); a cache that
+    cannot be written is simply not used."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def store_help(width: int, text: str) -> None:
     """Remember the rendered top-level help (called by the click application)."""
     import marshal
@@ -116,15 +129,7 @@ def store_help(width: int, text: str) -> None:
     if helps.get(width) == text:
         return
     helps[width] = text
-    path = _help_path()
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            marshal.dump({"signature": signature, "help": helps}, fh)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_cache(_help_path(), marshal.dumps({"signature": signature, "help": helps}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from molq.cli import BUILTIN_COMMANDS, _environment_signature, _index_path, store_help
+from molq.cli import BUILTIN_COMMANDS, _environment_signature, _index_path, store_help, write_cache
 
 
 class LazyGroup(click.Group):
@@ -38,16 +38,7 @@ class LazyGroup(click.Group):
         except (OSError, ValueError, KeyError, TypeError):
             pass
         index = {name: cmd.help for name, cmd in self._plugin_commands().items()}
-        try:
-            import os
-
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as fh:
-                json.dump({"signature": signature, "commands": index}, fh)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        write_cache(path, json.dumps({"signature": signature, "commands": index}).encode())
         return index
 
     def _plugin_commands(self) -> dict[str, Any]:
