@@ -50,6 +50,12 @@ def test_timeout_kills_the_command_and_raises(t, tmp_path):
         os.kill(pid, 0)  # killed and reaped: not even a zombie of ours
 
 
+def test_timeout_applies_to_a_command_that_keeps_printing(t):
+    with pytest.raises(TransportError, match="timed out"):
+        # No pause in the output: there is always something to read when the deadline passes.
+        t.run(["sh", "-c", "while :; do echo tick; echo tock >&2; done"], timeout=0.5)
+
+
 def test_env_overrides_and_the_childs_path_is_searched(t, tmp_path):
     tool = tmp_path / "molq-private-tool"
     tool.write_text("#!/bin/sh\necho \"tool:$MOLQ_X\"\n")

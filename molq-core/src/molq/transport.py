@@ -553,7 +553,9 @@ def _collect(
         while open_fds:
             wait_ms = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
             events = poller.poll(wait_ms)
-            if not events and deadline is not None and time.monotonic() >= deadline:
+            # Checked on every round, not only on a quiet one: a command that keeps printing
+            # must not outlive its timeout either.
+            if deadline is not None and time.monotonic() >= deadline:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
                 raise subprocess.TimeoutExpired(argv, timeout or 0)
