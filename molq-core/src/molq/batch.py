@@ -10,6 +10,7 @@ scheduler has no accounting.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ import attrs
 
 from molq import wrapper
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError, TransportError
+from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -36,7 +38,13 @@ __all__ = ["BatchDialect", "BatchScheduler", "RetrySettings", "chunk_ids", "Acco
 
 
 class AccountingUnavailable(SchedulerError):
-    """The scheduler keeps no accounting (e.g. SLURM without slurmdbd); fall back."""
+    """The scheduler says it keeps no accounting at all (e.g. SLURM's "accounting storage is
+    disabled"); the runner uses the fallback source instead.
+
+    Raise this only for that explicit answer. A failed accounting query (database down,
+    connection refused, timeout) is a plain :class:`SchedulerError`: no evidence, never "this
+    cluster has no accounting" -- the jobs it was asked about stay as they are until it answers.
+    """
 
 
 @attrs.frozen
@@ -138,6 +146,42 @@ class BatchDialect:
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
+    def cancel_argv_for(self, jobs: Sequence[TrackedJob]) -> list[str]:
+        """The cancel command for ``jobs`` (all with a scheduler id). Override when the cancel
+        needs more than the ids (e.g. the job directories); the default is :meth:`cancel_argv`."""
+        return self.cancel_argv([j.scheduler_job_id for j in jobs if j.scheduler_job_id])
+
+    def cancel_line_is_refusal(self, line: str) -> bool:
+        """Whether one output line of a cancel command that exited 0 says the cancel was refused
+        (older scancel prints "Access/permission denied" with status 0)."""
+        return False
+
+    def parse_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, CancelOutcome]:
+        """What the cancel command's answer says about each id.
+
+        The default: a refusal line (even with status 0) or a failure that is not only benign
+        lines raises :class:`SchedulerError`; benign lines ("already completed", "unknown job")
+        mark the ids they name ALREADY_ENDED (every id when they name none and only one was
+        asked about); every other id is REQUESTED. Dialects override this when their output
+        attributes outcomes to ids differently.
+        """
+        lines = [ln.strip() for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
+        refusals = [ln for ln in lines if self.cancel_line_is_refusal(ln)]
+        if refusals:
+            program = result.argv[0].rsplit("/", 1)[-1] if result.argv else "cancel"
+            raise SchedulerError(f"{program} refused: {'; '.join(refusals)}", stderr=result.stderr,
+                                 command=list(result.argv))
+        self.check_cancel(result, scheduler_ids)
+        out = {sid: CancelOutcome.REQUESTED for sid in scheduler_ids}
+        benign = [ln for ln in lines if self.cancel_line_is_benign(ln)]
+        for line in benign:
+            named = [sid for sid in scheduler_ids if _mentions(line, sid)]
+            if not named and len(scheduler_ids) == 1:
+                named = list(scheduler_ids)
+            for sid in named:
+                out[sid] = CancelOutcome.ALREADY_ENDED
+        return out
+
     def cancel_line_is_benign(self, line: str) -> bool:
         """Whether one output line of a failed cancel only says "that job already ended or is
         unknown" (cancelling a finished job is not an error)."""
@@ -156,6 +200,10 @@ class BatchDialect:
                 stderr=result.stderr,
                 command=list(result.argv),
             )
+
+    #: Whether the queue command cannot filter by user itself: the runner then keeps only the
+    #: entries of ``user`` (default: the user the transport logs in as).
+    queue_filters_user_itself: bool = True
 
     def queue_argv(self, user: str | None) -> list[str]:
         raise NotImplementedError
@@ -187,6 +235,27 @@ class BatchDialect:
     def is_transient(self, result: CommandResult) -> bool:
         """Whether a failed command is worth retrying (timeouts, controller not answering)."""
         return False
+
+    # -- exit codes ----------------------------------------------------------------------------
+    #: After the accounting query raised :class:`AccountingUnavailable`, final states skip it
+    #: for this long (the answer comes from the cluster's configuration; asking now and then
+    #: lets a long-running daemon notice accounting switched on).
+    accounting_recheck_seconds: float = 3600.0
+
+    def exit_code_ambiguous(self, status: SchedulerStatus) -> bool:
+        """Whether an accounting status's exit code may be inexact, so that the wrapper's
+        exit-code file should be read to refine it (e.g. sacct prints codes of 128 and above
+        minus 128)."""
+        return False
+
+    def refine_exit(self, status: SchedulerStatus, from_file: SchedulerStatus) -> SchedulerStatus:
+        """``status`` from accounting, corrected with the wrapper's exit-code file."""
+        return status
+
+
+def _mentions(line: str, sid: str) -> bool:
+    """Whether ``line`` names scheduler id ``sid`` as a whole token."""
+    return re.search(rf"(?<![\w.]){re.escape(sid)}(?![\w])", line) is not None
 
 
 def _status_from_exit_file(text: str | None) -> SchedulerStatus | None:
@@ -252,6 +321,8 @@ class BatchScheduler(SchedulerBase):
         self._sleep = sleep
         #: Every command this scheduler ran, for benchmarks and tests: (argv[0], duration).
         self.command_log: list[tuple[str, float]] = []
+        self._accounting_unavailable_at: float | None = None
+        self._login_user: str | None = None
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
@@ -391,58 +462,134 @@ class BatchScheduler(SchedulerBase):
             return [argv[0], *self.extra_submit_args, *argv[1:]]
         return argv
 
+    def _ask(
+        self,
+        argv_for: Callable[[list[str]], list[str] | None],
+        parse: Callable[[CommandResult, Sequence[str]], Any],
+        sids: Sequence[str],
+    ) -> SourceAnswer:
+        """One source's answer about ``sids``, chunked for the command line; raises
+        :class:`SchedulerError` when any chunk fails (a partial answer is no answer)."""
+        answer = SourceAnswer()
+        for chunk in chunk_ids(list(sids), max_chars=self.dialect.max_command_chars):
+            argv = argv_for(chunk)
+            assert argv is not None
+            answer = answer.merged(as_answer(parse(self.run(argv), chunk)))
+        return answer
+
+    def _accounting_known_unavailable(self) -> bool:
+        at = self._accounting_unavailable_at
+        return at is not None and time.monotonic() - at < self.dialect.accounting_recheck_seconds
+
+    def observe(self, jobs: Sequence[TrackedJob], *, since: float | None = None) -> Observation:
+        """Evidence about ``jobs`` from every source: the queue, then for jobs the queue does
+        not know, accounting (or the fallback source when the scheduler keeps no accounting)
+        and the wrapper's exit-code files. Never raises for a failed query: it is reported in
+        ``problems`` and its jobs get no evidence."""
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        if not by_sid:
+            return Observation()
+        try:
+            queue = self._ask(self.dialect.status_argv, self.dialect.parse_status, list(by_sid))
+        except (SchedulerError, TransportError) as exc:
+            return Observation(problems=(f"{self.name} status query failed: {exc}",))
+        found = {sid: st for sid, st in queue.statuses.items() if sid in by_sid}
+        left = [sid for sid in by_sid if sid not in found and sid not in queue.unreadable]
+        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since)
+        if not queue.complete:
+            absent = set()
+        found.update(final)
+        return Observation(
+            {by_sid[sid].job_id: st for sid, st in found.items()},
+            frozenset(by_sid[sid].job_id for sid in absent),
+            tuple(problems),
+        )
+
+    def _final_states(
+        self, jobs: Sequence[TrackedJob], since: float | None
+    ) -> tuple[dict[str, SchedulerStatus], set[str], list[str]]:
+        """Statuses (by scheduler id) of jobs that left the queue, the ids every source proved
+        unknown, and the problems met on the way."""
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        sids = list(by_sid)
+        if not sids:
+            return {}, set(), []
+        dialect = self.dialect
+        problems: list[str] = []
+        resolved: dict[str, SchedulerStatus] = {}
+        absent: set[str] = set()
+        use_fallback = True
+        fallback_proves = True
+        if dialect.terminal_argv(sids, since) is not None and not self._accounting_known_unavailable():
+            try:
+                answer = self._ask(lambda c: dialect.terminal_argv(c, since), dialect.parse_terminal, sids)
+            except AccountingUnavailable:
+                self._accounting_unavailable_at = time.monotonic()
+            except (SchedulerError, TransportError) as exc:
+                # Accounting exists but did not answer: nobody may count as unknown. The
+                # fallback may still know how some jobs ended.
+                problems.append(f"{self.name} accounting query failed: {exc}")
+                fallback_proves = False
+            else:
+                use_fallback = False
+                resolved.update(answer.statuses)
+                absent = {sid for sid in sids if answer.proves_absent(sid)}
+        if use_fallback:
+            if dialect.fallback_terminal_argv(sids) is None:
+                absent = set(sids) if fallback_proves else set()
+            else:
+                try:
+                    answer = self._ask(dialect.fallback_terminal_argv, dialect.parse_fallback_terminal, sids)
+                except (SchedulerError, TransportError) as exc:
+                    problems.append(f"{self.name} fallback status query failed: {exc}")
+                    absent = set()
+                else:
+                    resolved.update(answer.statuses)
+                    absent = {sid for sid in sids if answer.proves_absent(sid)} if fallback_proves else set()
+        # The wrapper's exit-code files: the exact code where the scheduler has nothing, and
+        # a cross-check of accounting codes the dialect calls ambiguous.
+        unresolved = [sid for sid in sids if sid not in resolved]
+        ambiguous = [sid for sid, st in resolved.items() if st.state.is_terminal and dialect.exit_code_ambiguous(st)]
+        wanted = [by_sid[sid] for sid in unresolved + ambiguous]
+        try:
+            files = read_exit_files(self.transport, wanted)
+        except (TransportError, OSError) as exc:
+            problems.append(f"{self.name}: could not read exit-code files: {exc}")
+            return resolved, set(), problems
+        for sid in unresolved:
+            from_file = files.get(by_sid[sid].job_id)
+            if from_file is not None:
+                resolved[sid] = from_file
+                absent.discard(sid)
+        for sid in ambiguous:
+            from_file = files.get(by_sid[sid].job_id)
+            if from_file is not None:
+                resolved[sid] = dialect.refine_exit(resolved[sid], from_file)
+        return resolved, absent, problems
+
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
-        found: dict[str, SchedulerStatus] = {}
-        for chunk in chunk_ids(list(by_sid), max_chars=self.dialect.max_command_chars):
-            result = self.run(self.dialect.status_argv(chunk))
-            found.update(self.dialect.parse_status(result, chunk))
-        return {by_sid[sid].job_id: st for sid, st in found.items() if sid in by_sid}
+        answer = self._ask(self.dialect.status_argv, self.dialect.parse_status, list(by_sid))
+        return {by_sid[sid].job_id: st for sid, st in answer.statuses.items() if sid in by_sid}
 
     def resolve_terminal_many(
         self, jobs: Sequence[TrackedJob], *, since: float | None = None
     ) -> dict[str, SchedulerStatus]:
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
-        resolved: dict[str, SchedulerStatus] = {}
-        pending = list(by_sid)
-        # No accounting query at all counts as "accounting unavailable": use the fallback.
-        accounting_ok = not pending or self.dialect.terminal_argv(pending, since) is not None
-        if pending and accounting_ok:
-            try:
-                for chunk in chunk_ids(pending, max_chars=self.dialect.max_command_chars):
-                    argv = self.dialect.terminal_argv(chunk, since)
-                    assert argv is not None
-                    result = self.run(argv)
-                    resolved.update(self.dialect.parse_terminal(result, chunk))
-            except AccountingUnavailable:
-                accounting_ok = False
-            except SchedulerError as exc:
-                accounting_ok = False
-                log.warning("%s accounting query failed: %s", self.name, exc)
-        pending = [sid for sid in pending if sid not in resolved]
-        if pending and not accounting_ok and self.dialect.fallback_terminal_argv(pending) is not None:
-            try:
-                for chunk in chunk_ids(pending, max_chars=self.dialect.max_command_chars):
-                    argv = self.dialect.fallback_terminal_argv(chunk)
-                    assert argv is not None
-                    result = self.run(argv)
-                    resolved.update(self.dialect.parse_fallback_terminal(result, chunk))
-            except SchedulerError as exc:
-                log.warning("%s fallback status query failed: %s", self.name, exc)
-        pending = [sid for sid in pending if sid not in resolved]
-        # The wrapper's exit-code file: exact code when the scheduler has nothing, and a
-        # cross-check that completes a partial answer.
-        file_jobs = [by_sid[sid] for sid in pending]
-        from_files = read_exit_files(self.transport, file_jobs)
-        out = {by_sid[sid].job_id: st for sid, st in resolved.items() if sid in by_sid}
-        out.update(from_files)
-        return out
+        resolved, _absent, _problems = self._final_states(jobs, since)
+        return {by_sid[sid].job_id: st for sid, st in resolved.items() if sid in by_sid}
 
-    def cancel_many(self, jobs: Sequence[TrackedJob]) -> None:
-        sids = [j.scheduler_job_id for j in jobs if j.scheduler_job_id]
-        for chunk in chunk_ids(sids, max_chars=self.dialect.max_command_chars):
-            result = self.run(self.dialect.cancel_argv(chunk))
-            self.dialect.check_cancel(result, chunk)
+    def cancel_many(self, jobs: Sequence[TrackedJob]) -> dict[str, CancelOutcome]:
+        """Ask the scheduler to stop ``jobs``; what it answered, by molq job id. Raises
+        :class:`SchedulerError` when the cancel failed or was refused."""
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        out: dict[str, CancelOutcome] = {}
+        for chunk in chunk_ids(list(by_sid), max_chars=self.dialect.max_command_chars):
+            result = self.run(self.dialect.cancel_argv_for([by_sid[sid] for sid in chunk]))
+            for sid, outcome in self.dialect.parse_cancel(result, chunk).items():
+                if sid in by_sid:
+                    out[by_sid[sid].job_id] = outcome
+        return out
 
     def find_adoptable(self, jobs: Sequence[TrackedJob]) -> dict[str, str]:
         tags = {f"molq-{j.job_id}": j.job_id for j in jobs}
@@ -455,7 +602,21 @@ class BatchScheduler(SchedulerBase):
 
     def list_queue(self, *, user: str | None = None) -> list[QueueEntry]:
         result = self.run(self.dialect.queue_argv(user))
-        return self.dialect.parse_queue(result)
+        entries = self.dialect.parse_queue(result)
+        if not self.dialect.queue_filters_user_itself:
+            who = user or self.login_user()
+            entries = [e for e in entries if e.user == who]
+        return entries
+
+    def login_user(self) -> str:
+        """The user name on the cluster side (``id -un``, asked once)."""
+        if self._login_user is None:
+            result = self.transport.run(["id", "-un"], timeout=self.retry.command_timeout)
+            name = result.stdout.strip()
+            if result.returncode != 0 or not name:
+                raise SchedulerError(f"{self.name}: cannot find the login user: {result.stderr.strip()}")
+            self._login_user = name
+        return self._login_user
 
 
 def options_kwargs(options: Any) -> dict[str, Any]:

@@ -6,12 +6,14 @@ and schedulers only touch the cluster through their :class:`~molq.transport.Tran
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from molq.errors import ConfigError
+from molq.errors import ConfigError, SchedulerError, TransportError
+from molq.evidence import CancelOutcome, Observation
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -119,6 +121,15 @@ class Scheduler(Protocol):
       :class:`~molq.errors.SchedulerError` (never an empty answer).
     * ``resolve_terminal_many`` returns the final status of jobs that left the queue, from
       accounting or from the wrapper's exit-code file; jobs without evidence are omitted.
+    * ``observe`` is what the lifecycle engine calls: evidence from every source at once,
+      telling "unknown to every source" apart from "no answer" (:mod:`molq.evidence`).
+      :class:`SchedulerBase` derives it from the two methods above.
+    * ``cancel_many`` asks the scheduler to stop jobs and returns what it answered per job
+      (:class:`~molq.evidence.CancelOutcome`); the engine records CANCELLED only once the stop
+      is confirmed.
+
+    The optional abilities (``validate``, ``wait_for_change``, ``forget``) have do-nothing
+    defaults in :class:`SchedulerBase`, which every implementation should inherit.
     """
 
     name: str
@@ -148,7 +159,21 @@ class Scheduler(Protocol):
         self, jobs: Sequence[TrackedJob], *, since: float | None = None
     ) -> dict[str, SchedulerStatus]: ...
 
-    def cancel_many(self, jobs: Sequence[TrackedJob]) -> None: ...
+    def observe(self, jobs: Sequence[TrackedJob], *, since: float | None = None) -> Observation: ...
+
+    def cancel_many(self, jobs: Sequence[TrackedJob]) -> Mapping[str, CancelOutcome] | None: ...
+
+    def validate(self, spec: JobSpec) -> None:
+        """Refuse (ConfigError) a job this scheduler cannot run faithfully, before it is stored."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, returning early when the scheduler knows a job changed."""
+        ...
+
+    def forget(self, scheduler_job_id: str) -> None:
+        """Drop what the scheduler keeps about a job whose directory was cleaned up."""
+        ...
 
     def find_adoptable(self, jobs: Sequence[TrackedJob]) -> dict[str, str]:
         """For jobs whose submission was interrupted: molq job id -> scheduler job id of a
@@ -189,6 +214,34 @@ class SchedulerBase:
 
     def find_adoptable(self, jobs: Sequence[TrackedJob]) -> dict[str, str]:
         return {}
+
+    def observe(self, jobs: Sequence[TrackedJob], *, since: float | None = None) -> Observation:
+        """Evidence from :meth:`poll_many` and :meth:`resolve_terminal_many`: a job neither
+        knows is absent (both answered); a failed query is reported, its jobs get no evidence."""
+        if not jobs:
+            return Observation()
+        try:
+            statuses = dict(self.poll_many(jobs))  # type: ignore[attr-defined]
+        except (SchedulerError, TransportError) as exc:
+            return Observation(problems=(f"{self.name} status query failed: {exc}",))
+        left = [j for j in jobs if j.job_id not in statuses]
+        if not left:
+            return Observation(statuses)
+        try:
+            final = self.resolve_terminal_many(left, since=since)  # type: ignore[attr-defined]
+        except (SchedulerError, TransportError) as exc:
+            return Observation(statuses, problems=(f"{self.name} final-state query failed: {exc}",))
+        statuses.update(final)
+        return Observation(statuses, frozenset(j.job_id for j in left if j.job_id not in final))
+
+    def validate(self, spec: JobSpec) -> None:
+        return None
+
+    def wait_for_change(self, timeout: float) -> None:
+        time.sleep(max(timeout, 0.0))
+
+    def forget(self, scheduler_job_id: str) -> None:
+        return None
 
     def list_queue(self, *, user: str | None = None) -> list[QueueEntry]:
         return []
