@@ -116,11 +116,29 @@ def test_version_1_store_is_migrated_forward(tmp_path):
     with sqlite3.connect(tmp_path / "jobs.db") as conn:
         conn.execute("ALTER TABLE molq_jobs DROP COLUMN target_json")
         conn.execute("ALTER TABLE molq_jobs DROP COLUMN missing_since")
+        conn.execute("ALTER TABLE molq_jobs DROP COLUMN cancel_requested_at")
+        conn.execute("ALTER TABLE molq_jobs DROP COLUMN confirmed_at")
         conn.execute("UPDATE molq_meta SET value='1' WHERE key='schema_version'")
     store = JobStore(url)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.get_job("c", "old-job").state == JobState.CREATED
     _insert(store, "new-job")
     assert store.transition("c", "new-job", JobState.CREATED, JobState.SUBMITTED, missing_since=None)
     assert store.get_internal("c", "new-job")["target"] is None
+    store.close()
+
+
+def test_version_2_store_gains_the_cancel_columns(tmp_path):
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    store = JobStore(url)
+    _insert(store, "v2-job")
+    store.close()
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        conn.execute("ALTER TABLE molq_jobs DROP COLUMN cancel_requested_at")
+        conn.execute("ALTER TABLE molq_jobs DROP COLUMN confirmed_at")
+        conn.execute("UPDATE molq_meta SET value='2' WHERE key='schema_version'")
+    store = JobStore(url)
+    assert store.schema_version() == 3
+    assert store.update_job("c", "v2-job", cancel_requested_at=12.5)
+    assert store.get_internal("c", "v2-job")["cancel_requested_at"] == 12.5
     store.close()

@@ -219,6 +219,10 @@ class BatchDialect:
         """tag -> scheduler job id."""
         return {}
 
+    #: A file the job writes into its job directory holding its scheduler job id (see
+    #: :meth:`wrapper_pre_run`), read to recover a submission interrupted by a crash.
+    job_id_file: str | None = None
+
     # -- dependencies ------------------------------------------------------------------------
     def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
         raise NotImplementedError
@@ -326,6 +330,10 @@ class BatchScheduler(SchedulerBase):
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
+
+    @property
+    def job_id_file(self) -> str | None:
+        return self.dialect.job_id_file
 
     # -- plumbing ----------------------------------------------------------------------------
     def _argv(self, argv: Sequence[str]) -> list[str]:

@@ -894,6 +894,7 @@ class ShellScheduler(SchedulerBase):
     """
 
     name = "local"
+    cheap_status = True
 
     def __init__(self, transport: Transport | None = None, options: LocalSchedulerOptions | None = None) -> None:
         self.transport = transport or LocalTransport()

@@ -134,6 +134,7 @@ class Scheduler(Protocol):
 
     name: str
     transport: Transport
+    cheap_status: bool
 
     def capabilities(self) -> SchedulerCapabilities: ...
 
@@ -193,6 +194,9 @@ class SchedulerBase:
 
     name = "base"
     transport: Transport
+    #: Whether a status query costs next to nothing (no scheduler command: the local
+    #: scheduler on this host), so waiting loops may poll often.
+    cheap_status: bool = False
 
     def submit_many(self, items: Sequence[tuple[JobSpec, str]]) -> list[str | BaseException]:
         out: list[str | BaseException] = []

@@ -14,17 +14,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from molq.errors import AmbiguousJobIdError, JobNotFoundError, StoreError
+from molq.identity import host_name
 from molq.model import (
     ACTIVE_STATES,
     ALLOWED_TRANSITIONS,
@@ -34,9 +35,9 @@ from molq.model import (
     StatusTransition,
 )
 
-__all__ = ["JobStore", "SCHEMA_VERSION", "default_store_url"]
+__all__ = ["JobStore", "ActiveRow", "SCHEMA_VERSION", "default_store_url"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -85,6 +86,13 @@ jobs_table = sa.Table(
     sa.Column("submit_host", sa.String(255)),
     sa.Column("submit_pid", sa.Integer),
     sa.Column("cleaned_at", sa.Float),
+    # When molq asked the scheduler to stop the job; the stop is recorded once confirmed.
+    sa.Column("cancel_requested_at", sa.Float),
+    # When a scheduler answer last confirmed the stored state.
+    sa.Column("confirmed_at", sa.Float),
+    # Why molq holds the submission back itself (waiting for an upstream's retries); NULL for
+    # a job handed to the scheduler as soon as it was stored.
+    sa.Column("held", sa.Text),
 )
 sa.Index("ix_molq_jobs_cluster_state", jobs_table.c.cluster_name, jobs_table.c.state)
 sa.Index("ix_molq_jobs_root", jobs_table.c.root_job_id)
@@ -134,6 +142,8 @@ def _add_missing_columns(conn: sa.engine.Connection) -> None:
 MIGRATIONS: dict[int, Any] = {
     # 1 -> 2: target_json (how to rebuild a job's Cluster) and missing_since (LOST timing).
     1: _add_missing_columns,
+    # 2 -> 3: cancel_requested_at (cancels recorded once confirmed), confirmed_at, held.
+    2: _add_missing_columns,
 }
 
 from molq._records import RECORD_COLUMNS as _RECORD_COLUMNS  # noqa: E402
@@ -207,6 +217,18 @@ def _record_from_values(row: dict[str, Any]) -> JobRecord:
 
 def _row_to_record(row: Any) -> JobRecord:
     return row_to_record(row._mapping)
+
+
+@attrs.frozen
+class ActiveRow:
+    """An active job as a refresh needs it: a light record plus the engine's own columns."""
+
+    record: JobRecord
+    has_retry: bool = False
+    missing_count: int = 0
+    missing_since: float | None = None
+    cancel_requested_at: float | None = None
+    held: str | None = None
 
 
 class JobStore:
@@ -399,7 +421,7 @@ class JobStore:
             "metadata_json": "{}",
             "spec_json": "{}",
             "missing_count": 0,
-            "submit_host": socket.gethostname(),
+            "submit_host": host_name(),
             "submit_pid": os.getpid(),
             **values,
         }
@@ -560,7 +582,7 @@ class JobStore:
         with self._read() as conn:
             row = conn.execute(
                 sa.select(jobs_table.c.spec_json, jobs_table.c.retry_json, jobs_table.c.missing_count,
-                          jobs_table.c.missing_since,
+                          jobs_table.c.missing_since, jobs_table.c.cancel_requested_at, jobs_table.c.held,
                           jobs_table.c.submit_host, jobs_table.c.submit_pid, jobs_table.c.target_json)
                 .where(jobs_table.c.cluster_name == cluster_name)
                 .where(jobs_table.c.job_id == job_id)
@@ -573,6 +595,8 @@ class JobStore:
             "retry": json.loads(m["retry_json"]) if m["retry_json"] else None,
             "missing_count": m["missing_count"],
             "missing_since": m["missing_since"],
+            "cancel_requested_at": m["cancel_requested_at"],
+            "held": m["held"],
             "submit_host": m["submit_host"],
             "submit_pid": m["submit_pid"],
             "target": json.loads(m["target_json"]) if m["target_json"] else None,
@@ -660,6 +684,43 @@ class JobStore:
                        created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10]), bool(r[11]), r[12] or 0)
             for r in rows
         ]
+
+    def list_refresh_views(self, cluster_name: str) -> list[ActiveRow]:
+        """Every active job of ``cluster_name`` with what a refresh needs (one query)."""
+        c = jobs_table.c
+        stmt = (
+            sa.select(c.job_id, c.scheduler, c.state, c.root_job_id, c.attempt, c.scheduler_job_id,
+                      c.raw_state, c.created_at, c.submitted_at, c.started_at, c.job_dir,
+                      c.retry_json.is_not(None), c.missing_count, c.missing_since, c.cancel_requested_at,
+                      c.held, c.updated_at)
+            .where(c.cluster_name == cluster_name)
+            .where(c.state.in_([s.value for s in ACTIVE_STATES]))
+            .order_by(c.created_at)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            ActiveRow(JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
+                                root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
+                                created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10],
+                                updated_at=r[16]),
+                      bool(r[11]), r[12] or 0, r[13], r[14], r[15])
+            for r in rows
+        ]
+
+    def claim_held(self, cluster_name: str, job_id: str, *, host: str, pid: int) -> bool:
+        """Atomically take a held submission for release (only one process wins); it becomes an
+        ordinary in-flight submission of ``host``/``pid``."""
+        with self._write() as conn:
+            result = conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.job_id == job_id)
+                .where(jobs_table.c.cluster_name == cluster_name)
+                .where(jobs_table.c.state == JobState.CREATED.value)
+                .where(jobs_table.c.held.is_not(None))
+                .values(held=None, submit_host=host, submit_pid=pid, updated_at=time.time())
+            )
+            return result.rowcount == 1
 
     def list_pending_retries(self, cluster_name: str) -> list[JobRecord]:
         stmt = (

@@ -1,0 +1,79 @@
+"""Jobs molq holds back itself until their upstreams' retry families are final.
+
+A scheduler judges a dependency on one scheduler job. When the upstream has a retry policy, its
+first attempt failing is not the family failing: a native ``afterok`` on that attempt would kill
+the dependent although a later attempt succeeds. Such a dependent is stored with a ``held``
+reason and not submitted; each refresh looks at its upstreams' latest attempts and
+
+* submits it once every dependency is satisfied, or rests on an upstream attempt that is the
+  family's last (then as a native dependency on that attempt: the scheduler starts it on time);
+* fails it, with the reason, once a dependency can never be satisfied.
+
+:meth:`JobStore.claim_held` makes one process the releaser; it then submits the job like any
+other, so a crash during the release is recovered like an interrupted submission.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+from molq.engine.context import EngineContext
+from molq.engine.prepare import dependency_verdict, may_retry, prepare, stored_request
+from molq.engine.submit import launch
+from molq.errors import ConfigError, MolqError
+from molq.identity import host_name
+from molq.model import JobRecord, JobState
+
+log = logging.getLogger("molq.engine")
+
+__all__ = ["release_held", "hold_verdict"]
+
+
+def hold_verdict(ctx: EngineContext, record: JobRecord) -> tuple[bool | None, str]:
+    """(True: release now, False: never satisfiable, None: keep waiting) and why."""
+    waiting = []
+    for dep in ctx.store.get_dependencies(ctx.cluster_name, record.job_id):
+        upstream = ctx.latest_or_none(dep.dependency_job_id)
+        if upstream is None:
+            return False, f"dependency {dep.dependency_type} on {dep.dependency_job_id}: that job no longer exists"
+        verdict = dependency_verdict(dep.dependency_type, upstream)
+        if verdict is False:
+            return False, (f"dependency {dep.dependency_type} on {upstream.root_job_id} can never be "
+                           f"satisfied: its last attempt ended {upstream.state.value}")
+        if verdict is None and (may_retry(ctx, upstream) or upstream.scheduler_job_id is None):
+            waiting.append(upstream.root_job_id)
+    if waiting:
+        return None, "waiting for " + ", ".join(waiting)
+    return True, "dependencies satisfied"
+
+
+def release_held(ctx: EngineContext, records: Sequence[JobRecord]) -> int:
+    """Submit or fail the held jobs whose upstream families are final enough; how many moved."""
+    moved = 0
+    for record in records:
+        verdict, why = hold_verdict(ctx, record)
+        if verdict is None:
+            continue
+        if not ctx.store.claim_held(ctx.cluster_name, record.job_id, host=host_name(), pid=os.getpid()):
+            continue  # another process took it (or a cancel did)
+        moved += 1
+        if verdict is False:
+            ctx.transition(record, JobState.FAILED, reason=why, failure_reason=why, finished_at=time.time())
+            continue
+        try:
+            sub = prepare(ctx, stored_request(ctx, record.job_id), job_id=record.job_id)
+        except ConfigError as exc:
+            ctx.transition(record, JobState.FAILED, reason=f"cannot be submitted: {exc}",
+                           failure_reason=f"cannot be submitted: {exc}", finished_at=time.time())
+            continue
+        if sub.held is not None:  # an upstream got a new attempt meanwhile: hold again
+            ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=JobState.CREATED, held=sub.held)
+            continue
+        try:
+            launch(ctx, record, sub.spec)
+        except MolqError as exc:
+            log.warning("held job %s failed to submit: %s", record.job_id, exc)
+    return moved

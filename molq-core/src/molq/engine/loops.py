@@ -1,0 +1,179 @@
+"""The two loops: waiting for jobs (``watch``) and reconciling a cluster for ever (the daemon).
+
+Both are here once; the Python API and the CLI call them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from molq.engine.context import EngineContext
+from molq.engine.refresh import RefreshResult, refresh
+from molq.engine.retry import retry_pending
+from molq.errors import MolqError
+from molq.identity import host_name
+from molq.model import JobRecord
+
+log = logging.getLogger("molq.daemon")
+
+__all__ = ["watch", "run_daemon", "daemon_lease_name", "DaemonAlreadyRunning"]
+
+
+class DaemonAlreadyRunning(MolqError):
+    """Another daemon holds the lease of this cluster on this store."""
+
+
+def daemon_lease_name(cluster_name: str) -> str:
+    """The one lease every daemon of ``cluster_name`` takes, whichever front started it."""
+    return f"daemon:{cluster_name}"
+
+
+def watch(ctx: EngineContext, job_ids: Sequence[str] | None = None, timeout: float | None = None,
+          poll_interval: float | None = None) -> list[JobRecord]:
+    """Block until the jobs (default: every active job) and their retries are final; the final
+    record of each job's latest attempt, in order. :class:`TimeoutError` after ``timeout``."""
+    store, cluster = ctx.store, ctx.cluster_name
+    if job_ids is None:
+        roots = list(dict.fromkeys(r.root_job_id for r in store.list_jobs(cluster)))
+        roots += [r.root_job_id for r in store.list_pending_retries(cluster) if r.root_job_id not in roots]
+    else:
+        roots = [rec.root_job_id for rec in ctx.get_many(job_ids)]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    fast = not ctx.target.transport.is_remote and ctx.scheduler.cheap_status
+    min_interval = poll_interval if poll_interval is not None else (0.005 if fast else 0.25)
+    max_interval = poll_interval if poll_interval is not None else (0.5 if fast else 5.0)
+    interval = min_interval
+    last_states: dict[str, Any] = {}
+    done: dict[str, JobRecord] = {}
+    while True:
+        refresh(ctx)
+        retry_due: list[float] = []
+        open_roots = [r for r in roots if r not in done]
+        latest = store.latest_attempts(cluster, open_roots)
+        states = {}
+        for root in open_roots:
+            rec = latest[root]
+            states[root] = (rec.job_id, rec.state)
+            if retry_pending(rec):
+                retry_due.append(rec.next_retry_at or 0.0)
+            elif rec.is_terminal:
+                done[root] = rec
+        finals = [done[r] for r in roots if r in done]
+        if len(finals) == len(roots):
+            return finals
+        interval = min_interval if states != last_states else min(interval * 1.5, max_interval)
+        last_states = states
+        sleep = interval
+        if retry_due and len(finals) + len(retry_due) == len(roots):
+            sleep = max(min(retry_due) - time.time(), min_interval)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"jobs not finished after {timeout} s")
+            sleep = min(sleep, remaining)
+        ctx.scheduler.wait_for_change(sleep)
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM ends the loop like Ctrl-C, so the lease is released on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_daemon(
+    ctx: EngineContext,
+    *,
+    once: bool = False,
+    interval: float = 5.0,
+    run_cleanup: bool = True,
+    max_iterations: int | None = None,
+    cleanup: Callable[[], Any] | None = None,
+    on_refresh: Callable[[RefreshResult], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Reconcile ``ctx``'s cluster in a loop; one daemon per cluster and store at a time.
+
+    The lease (:func:`daemon_lease_name`) expires unless renewed, so a daemon killed with
+    SIGKILL is taken over after its TTL; SIGTERM and Ctrl-C release it at once. A transient
+    error (scheduler down, store briefly locked) is logged and the loop goes on; a daemon that
+    lost its lease stops refreshing until it holds it again.
+    """
+    owner = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    lease = daemon_lease_name(ctx.cluster_name)
+    ttl = max(interval * 4, 30.0)
+    if not ctx.store.acquire_lease(lease, owner, ttl):
+        holder = ctx.store.lease_owner(lease)
+        raise DaemonAlreadyRunning(
+            f"another molq daemon ({holder[0] if holder else '?'}) already reconciles {ctx.cluster_name}")
+    log.info("daemon for %s started (lease %s, owner %s)", ctx.cluster_name, lease, owner)
+    try:
+        with _sigterm_exits():
+            iterations = 0
+            last_cleanup = 0.0
+            holding = True
+            while True:
+                if holding:
+                    _one_round(ctx, on_refresh)
+                    if run_cleanup and cleanup is not None and time.time() - last_cleanup > 3600:
+                        try:
+                            cleanup()
+                        except MolqError as exc:
+                            log.error("%s: cleanup failed: %s", ctx.cluster_name, exc)
+                        last_cleanup = time.time()
+                iterations += 1
+                if once or (max_iterations is not None and iterations >= max_iterations):
+                    return
+                sleep(interval)
+                try:
+                    now_holding = ctx.store.acquire_lease(lease, owner, ttl)
+                except MolqError as exc:
+                    log.error("%s: cannot renew the daemon lease: %s", ctx.cluster_name, exc)
+                    now_holding = False
+                if holding and not now_holding:
+                    log.warning("%s: the daemon lease is held by another process; pausing", ctx.cluster_name)
+                elif now_holding and not holding:
+                    log.info("%s: the daemon lease is ours again; resuming", ctx.cluster_name)
+                holding = now_holding
+    finally:
+        try:
+            ctx.store.release_lease(lease, owner)
+        except MolqError as exc:
+            log.error("%s: could not release the daemon lease: %s", ctx.cluster_name, exc)
+        log.info("daemon for %s stopped", ctx.cluster_name)
+
+
+def _one_round(ctx: EngineContext, on_refresh: Callable[[RefreshResult], None] | None) -> None:
+    started = time.monotonic()
+    try:
+        result = refresh(ctx)
+    except MolqError as exc:
+        log.error("%s: refresh failed: %s", ctx.cluster_name, exc)
+        return
+    took = time.monotonic() - started
+    if result.changed or result.retries_started:
+        log.info("%s: refresh: %d job(s) looked at, %d changed, %d retr%s started (%.2f s)", ctx.cluster_name,
+                 result.looked_at, result.changed, result.retries_started,
+                 "y" if result.retries_started == 1 else "ies", took)
+    for problem in result.problems:
+        log.warning("%s: %s", ctx.cluster_name, problem)
+    if on_refresh is not None:
+        on_refresh(result)

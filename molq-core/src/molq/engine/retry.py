@@ -1,0 +1,94 @@
+"""Retries: a due time in the store when an attempt ends, a new attempt once it is due.
+
+Nothing sleeps through a backoff: whoever refreshes the cluster after the due time (the user's
+process, ``molq watch``, the daemon) submits the next attempt, and :meth:`JobStore.claim_retry`
+makes sure only one of them does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from molq import serde
+from molq.engine.context import EngineContext, PendingEvent
+from molq.engine.prepare import prepare, stored_request
+from molq.engine.submit import launch
+from molq.errors import ConfigError, MolqError
+from molq.events import EventType
+from molq.model import (
+    JobRecord,
+    RetryPolicy,
+)
+
+log = logging.getLogger("molq.engine")
+
+__all__ = ["retry_policy", "schedule_retry", "run_due_retries", "resubmit", "retry_pending"]
+
+
+def retry_pending(record: JobRecord) -> bool:
+    """Whether ``record`` ended and its next attempt is scheduled but not started yet."""
+    return record.is_terminal and record.next_retry_at is not None and record.retried_by is None
+
+
+def retry_policy(ctx: EngineContext, job_id: str) -> RetryPolicy | None:
+    internal = ctx.store.get_internal(ctx.cluster_name, job_id)
+    if internal["retry"] is None:
+        return None
+    return serde.structure(internal["retry"], RetryPolicy)
+
+
+def schedule_retry(ctx: EngineContext, job_id: str, pending: list[PendingEvent] | None = None) -> None:
+    """After ``job_id`` ended: set the due time of its next attempt, if its policy wants one."""
+    record = ctx.store.get_job(ctx.cluster_name, job_id)
+    policy = retry_policy(ctx, job_id)
+    if policy is None or not policy.should_retry(record):
+        return
+    due = time.time() + policy.backoff.delay(record.attempt)
+    ctx.store.update_job(ctx.cluster_name, job_id, next_retry_at=due)
+    data = {"due_at": due, "attempt": record.attempt + 1}
+    if pending is not None:
+        pending.append(PendingEvent(job_id, None, None, EventType.JOB_RETRYING, data))
+    else:
+        ctx.emit(EventType.JOB_RETRYING, job_id, record=record, **data)
+
+
+def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRecord]:
+    """Submit every next attempt that is due; the new attempts' records."""
+    now = time.time() if now is None else now
+    started = []
+    for record in ctx.store.list_pending_retries(ctx.cluster_name):
+        if record.next_retry_at is None or record.next_retry_at > now:
+            continue
+        new = resubmit(ctx, record)
+        if new is not None:
+            started.append(new)
+    return started
+
+
+def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
+    """The next attempt of ``failed``, with the same spec and dependencies (recompiled against
+    the upstreams' latest attempts). None if another process retries it, or it cannot be."""
+    spec = ctx.store.get_internal(ctx.cluster_name, failed.job_id)["spec"]
+    new_id = uuid.uuid4().hex
+    try:
+        sub = prepare(ctx, stored_request(ctx, failed.job_id), job_id=new_id, attempt_of=failed)
+    except ConfigError as exc:
+        if ctx.store.claim_retry(ctx.cluster_name, failed.job_id, "none"):
+            ctx.store.update_job(ctx.cluster_name, failed.job_id,
+                                 failure_reason=f"{failed.failure_reason}; retry impossible: {exc}")
+        return None
+    if not ctx.store.claim_retry(ctx.cluster_name, failed.job_id, new_id):
+        return None  # another process is retrying it
+    base = spec.get("job_dir_base")
+    if base:
+        sub.values["job_dir"] = f"{base.rstrip('/')}/{new_id}"
+    record = ctx.store.insert_job(sub.values, sub.dependencies,
+                                  reason=f"retry {failed.attempt + 1} of {failed.root_job_id}")
+    if sub.held is None:
+        try:
+            launch(ctx, record, sub.spec)
+        except MolqError as exc:
+            log.warning("retry of %s failed to submit: %s", failed.root_job_id, exc)
+    return ctx.store.get_job(ctx.cluster_name, new_id)

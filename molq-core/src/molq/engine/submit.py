@@ -1,0 +1,87 @@
+"""Handing a stored job to the scheduler.
+
+The record exists (state ``created``) before the scheduler is called, so a crash at any point
+leaves something recovery can find: :mod:`molq.engine.adopt` looks for the scheduler job by the
+molq tag, in accounting and in the job directory before it decides anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import attrs
+
+from molq.engine.context import EngineContext
+from molq.engine.prepare import JobRequest, prepare
+from molq.errors import (
+    ConfigError,
+    SchedulerError,
+    SubmissionUncertainError,
+    SubmitError,
+    TransientSchedulerError,
+    TransportError,
+)
+from molq.model import JobRecord, JobSpec, JobState
+
+log = logging.getLogger("molq.engine")
+
+__all__ = ["submit", "launch"]
+
+
+def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | None]:
+    """Validate, store, then submit one job; the stored record and the scheduler id."""
+    sub = prepare(ctx, request)
+    if sub.held is not None:
+        # An upstream may still retry: molq submits the job once the upstream family is final
+        # (see molq.engine.hold), so the scheduler never judges a dependency on a stale attempt.
+        record = ctx.store.insert_job(sub.values, sub.dependencies, reason=f"held by molq: {sub.held}")
+        return record, None
+    record = ctx.store.insert_job(sub.values, sub.dependencies, reason="submitted")
+    return record, launch(ctx, record, sub.spec)
+
+
+def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
+    """Create the job directory and hand the job to the scheduler; the record exists."""
+    transport = ctx.target.transport
+    try:
+        parent = record.job_dir.rsplit("/", 1)[0] if record.job_dir else ""
+        if parent and parent not in ctx.made_dirs:
+            transport.mkdir(parent, parents=True, mode=0o700)
+            ctx.made_dirs.add(parent)
+        if record.job_dir:
+            transport.mkdir(record.job_dir, parents=False, mode=0o700)
+        sid = ctx.scheduler.submit(spec, record.job_dir or "")
+    except TransientSchedulerError as exc:
+        # The scheduler may have the job: keep the record, let refresh adopt or fail it.
+        ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=JobState.CREATED, submit_pid=None)
+        raise SubmissionUncertainError(
+            f"submission of {record.job_id} to {ctx.cluster_name} is uncertain ({exc}); "
+            f"molq will adopt the job on a later refresh if the scheduler accepted it",
+            job_id=record.job_id, stderr=exc.stderr) from exc
+    except (SchedulerError, TransportError, ConfigError, OSError) as exc:
+        message = (getattr(exc, "stderr", "") or str(exc)).strip()
+        ctx.transition(record, JobState.FAILED, reason=f"submission failed: {message}",
+                       failure_reason=f"submission failed: {message}", finished_at=time.time())
+        if isinstance(exc, SubmitError):
+            raise
+        raise SubmitError(f"submitting to {ctx.cluster_name} failed: {message}",
+                          stderr=getattr(exc, "stderr", "")) from exc
+    tr = ctx.transition(record, JobState.SUBMITTED, reason=f"accepted by {ctx.target.scheduler} as {sid}",
+                        scheduler_job_id=sid, submitted_at=time.time())
+    if tr is None:
+        # Someone moved the record meanwhile (a refresh that adopted it). Whatever it decided,
+        # the record must carry the id of the job the scheduler accepted.
+        current = ctx.store.get_job(ctx.cluster_name, record.job_id)
+        if current.scheduler_job_id is None:
+            ctx.store.update_job(ctx.cluster_name, record.job_id, scheduler_job_id=sid)
+            log.warning("job %s was moved to %s during its submission; its scheduler id %s is kept",
+                        record.job_id, current.state.value, sid)
+            if current.is_terminal:
+                # It was recorded final meanwhile: the job the scheduler just accepted must not
+                # run untracked.
+                try:
+                    ctx.scheduler.cancel_many([ctx.tracked(attrs.evolve(current, scheduler_job_id=sid))])
+                except (SchedulerError, TransportError) as exc:
+                    log.error("job %s (%s) could not be cancelled: %s", record.job_id, sid, exc)
+    return sid
