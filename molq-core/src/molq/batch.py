@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from molq import wrapper
-from molq.errors import SchedulerError, SubmitError, TransientSchedulerError, TransportError
+from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError, TransportError
 from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
 from molq.model import (
     CompiledDependency,
@@ -327,6 +327,7 @@ class BatchScheduler(SchedulerBase):
         self.command_log: list[tuple[str, float]] = []
         self._accounting_unavailable_at: float | None = None
         self._login_user: str | None = None
+        self._found_programs: set[str] = set()
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
@@ -417,6 +418,26 @@ class BatchScheduler(SchedulerBase):
     # -- Scheduler protocol ------------------------------------------------------------------
     def capabilities(self) -> SchedulerCapabilities:
         return self.dialect.capabilities
+
+    def validate(self, spec: JobSpec) -> None:
+        """Refuse a job whose submit command does not exist on the cluster, before the job is
+        stored (asked once per scheduler object: one ``command -v`` over the transport)."""
+        raw = self.dialect.submit_stdin_argv(spec) or self.dialect.submit_argv("job.sh", spec)
+        program = self._argv(raw)[0]
+        if program in self._found_programs:
+            return
+        check = ["test", "-x", program] if "/" in program else ["sh", "-c", 'command -v "$1" >/dev/null', "sh", program]
+        result = self.transport.run(check, env=self.env or None, timeout=self.retry.command_timeout)
+        if result.returncode == 0:
+            self._found_programs.add(program)
+            return
+        if result.returncode in (1, 127):
+            where = " on the cluster's login node" if self.transport.is_remote else ""
+            raise ConfigError(
+                f"{self.name}: the submit command {program!r} was not found{where}; install the "
+                f"scheduler's client commands or give its path in the profile (binaries.{raw[0].rsplit('/', 1)[-1]})"
+            )
+        # The check itself failed (connection trouble): the submission will say more.
 
     def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
         return self.dialect.native_condition(condition, scheduler_job_id)
