@@ -66,20 +66,10 @@ ORPHAN_AGE_SECONDS = 30.0
 
 
 def _merge(base: Any, override: Any) -> Any:
-    """Field-wise merge of two attrs values: set fields of ``override`` win."""
-    if base is None:
-        return override
-    if override is None:
-        return base
-    changes = {}
-    for field in attrs.fields(type(override)):
-        value = getattr(override, field.name)
-        default = field.default if not isinstance(field.default, attrs.Factory) else field.default.factory()  # type: ignore[union-attr]
-        if field.name == "env" and value is not None and getattr(base, "env", None):
-            value = {**base.env, **value}
-        if value != default:
-            changes[field.name] = value
-    return attrs.evolve(base, **changes)
+    """Field-wise merge: what the job set wins, what it left out comes from the default."""
+    from molq.model import merge_onto_default  # the merge rules live with the model
+
+    return merge_onto_default(base, override)
 
 
 @attrs.frozen
@@ -105,19 +95,25 @@ class JobHandle:
 
     def record(self) -> JobRecord:
         """The latest attempt's record, as stored."""
-        return self._submitor._latest_attempt(self.job_id)
+        return self._seen(self._submitor._latest_attempt(self.job_id))
+
+    def _seen(self, record: JobRecord) -> JobRecord:
+        # The handle describes the latest attempt it has loaded: a retry has its own
+        # scheduler job id, and a stale one would point users at the wrong scheduler job.
+        self.scheduler_job_id = record.scheduler_job_id
+        return record
 
     def status(self) -> JobState:
         return self.record().state
 
     def refresh(self) -> JobHandle:
         self._submitor.refresh_jobs()
-        self.scheduler_job_id = self.record().scheduler_job_id
+        self.record()
         return self
 
     def wait(self, timeout: float | None = None) -> JobRecord:
         """Block until the job (and any retries) reach a final state; return the final record."""
-        return self._submitor.watch_jobs([self.job_id], timeout=timeout)[0]
+        return self._seen(self._submitor.watch_jobs([self.job_id], timeout=timeout)[0])
 
     def cancel(self) -> None:
         self._submitor.cancel_job(self.job_id)
