@@ -231,11 +231,11 @@ class Duration:
             # Every field after the leading one is a clock field and must be in range. sbatch
             # itself would turn '10:70' into 670 s, but a field over 59 is far more likely a typo
             # than a wish, and PBS and LSF spell limits differently: refuse it here.
+            names: tuple[str, ...] = ("hours", "minutes", "seconds")
             if days is not None:
-                names = ("hours", "minutes", "seconds")
                 bounded = list(zip(names, parts, (23, 59, 59)))
             else:
-                names = ("hours", "minutes", "seconds")[-len(parts):]
+                names = names[-len(parts):]
                 bounded = list(zip(names[1:], parts[1:], (59, 59)))
             for label, value, limit in bounded:
                 if value > limit:
@@ -429,7 +429,7 @@ def _remember_given(cls: type) -> type:
     to let a job switch off a default. ``attrs.evolve`` passes every field, so an evolved
     value counts all its fields as given.
     """
-    init = cls.__init__
+    init = cls.__init__  # type: ignore[misc]
     names = tuple(f.alias for f in attrs.fields(cls) if f.init)
 
     @functools.wraps(init)
@@ -916,5 +916,5 @@ class JobSpec:
         assert self.script is not None
         if self.script.variant == "path":
             return f"script {self.script.file_path}"
-        first = next((ln for ln in self.script.text.splitlines() if ln.strip()), "")
+        first = next((ln for ln in (self.script.text or "").splitlines() if ln.strip()), "")
         return f"inline script: {first}"
