@@ -897,6 +897,8 @@ class JobSpec:
         used: set[str] = set()
         for obj in (self.resources, self.scheduling, self.execution):
             for a in attrs.fields(type(obj)):
+                if not a.init:  # bookkeeping such as JobScheduling._given, not a request
+                    continue
                 value = getattr(obj, a.name)
                 if value is None or value is False or value == () or value == {}:
                     continue
