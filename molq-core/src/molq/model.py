@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -421,7 +421,10 @@ def _deps_tuple(value: Any) -> tuple[DependencyRef, ...]:
 _ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
 
 
-def _remember_given(cls: type) -> type:
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _remember_given(cls: _Cls) -> _Cls:
     """Record which constructor arguments were passed, in the private ``_given`` field.
 
     A field whose default is not None (``exclusive_node=False``, ``dependencies=()``) cannot tell
