@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the sdist and the wheel of every molq distribution (every molq-*/pyproject.toml) into
-# one folder, default dist/. Usage: bash tests/build_dists.sh [OUTDIR]
+# Build the sdist and the wheel of every molq distribution (every molq-*/pyproject.toml, and the
+# workspace root's `molq`, which depends on all of them) into one folder, default dist/.
+# Usage: bash tests/build_dists.sh [OUTDIR]
 #
 # Each distribution is built with `python -m build`: the sdist first, then the wheel from that
 # sdist, in an isolated environment with the build backend from PyPI. Building the wheel from
@@ -19,8 +20,8 @@ logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 pids=()
 names=()
-for project in "$root"/molq-*/; do
-    name="$(basename "$project")"
+for project in "$root"/ "$root"/molq-*/; do
+    if [ "$project" = "$root/" ]; then name=molq; else name="$(basename "$project")"; fi
     # Remove this distribution's previous artifacts so that dist/ never holds two versions.
     rm -f "$out/${name//-/_}"-*.whl "$out/${name//-/_}"-*.tar.gz
     # The builds are independent; running them side by side halves the wall time.

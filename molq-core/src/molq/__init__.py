@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "Transport": "molq.transport",
     "LocalTransport": "molq.transport",
     "Scheduler": "molq.scheduler",
+    "SchedulerOptions": "molq.scheduler",
     "ShellScheduler": "molq.local",
     "LocalSchedulerOptions": "molq.local",
     # plugins
@@ -82,25 +83,47 @@ _EXPORTS: dict[str, str] = {
     "CliCommand": "molq.plugin_types",
 }
 
+#: Names of the API reference that live in a separate distribution: name -> (import package,
+#: plugin kind, plugin name). Using one without its distribution raises PluginNotFoundError
+#: with the ``pip install`` line, like a Cluster that names a missing backend.
+_OPTIONAL: dict[str, tuple[str, str, str]] = {
+    "SshTransport": ("molq_ssh", "transport", "ssh"),
+    "SshTransportOptions": ("molq_ssh", "transport", "ssh"),
+}
+
+# The optional names stay out of __all__ so that `from molq import *` works without them.
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'molq' has no attribute {name!r}")
     import importlib
 
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name not in _OPTIONAL:
+            raise AttributeError(f"module 'molq' has no attribute {name!r}")
+        module, kind, plugin = _OPTIONAL[name]
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            from molq.errors import PluginNotFoundError
+            from molq.plugins import install_hint
+
+            raise PluginNotFoundError(kind, plugin, install_hint(plugin)) from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_OPTIONAL])
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from molq_ssh import SshTransport, SshTransportOptions
+
     from molq.cluster import Cluster, Project, Workspace
     from molq.config import MolqConfig, MolqProfile, load_config, load_profile, save_config
     from molq.errors import (
@@ -139,7 +162,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TerminalStatus,
     )
     from molq.plugin_types import CliCommand, EventSink, SchedulerPlugin, StorePlugin, TransportPlugin
-    from molq.scheduler import Scheduler
+    from molq.scheduler import Scheduler, SchedulerOptions
     from molq.store import JobStore
     from molq.submitor import JobHandle, Submitor
     from molq.transport import LocalTransport, Transport

@@ -224,6 +224,13 @@ class Project(Workspace):
         from molq.model import JobExecution
 
         if submitor.target is not self.cluster:
+            if submitor.target.name == self.cluster.name:
+                # Same name, different objects: the message must not read "'ws', but ... 'ws'".
+                raise ConfigError(
+                    f"the submitor and this project use two different Cluster objects that are "
+                    f"both named {self.cluster.name!r}; build the Submitor from the project's "
+                    "cluster (project.cluster)"
+                )
             raise ConfigError(
                 f"the submitor targets cluster {submitor.target.name!r}, "
                 f"but this project lives on {self.cluster.name!r}"

@@ -119,6 +119,7 @@ def _toml_load(path: Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None) -> MolqConfig:
     """Read a config file (default ``~/.molq/config.toml``); a missing file is an empty config."""
     from molq import serde
+    from molq.model import upgrade_legacy_scheduling
 
     p = Path(path) if path is not None else default_config_path()
     if not p.exists():
@@ -136,6 +137,10 @@ def load_config(path: str | Path | None = None) -> MolqConfig:
     for name, body in raw_profiles.items():
         if not isinstance(body, dict):
             raise ConfigError(f"{p}: profile {name!r} must be a table")
+        defaults = body.get("defaults")
+        if isinstance(defaults, dict) and "scheduling" in defaults:
+            scheduling = upgrade_legacy_scheduling(defaults["scheduling"], source=f"{p} (profile {name!r})")
+            body = {**body, "defaults": {**defaults, "scheduling": scheduling}}
         profiles[name] = serde.structure({**body, "name": name}, MolqProfile, what=f"profile {name!r} in {p}")
     default = data.get("default_profile")
     if default is not None and default not in profiles:

@@ -6,11 +6,12 @@ and for TOML profiles.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -227,6 +228,18 @@ class Duration:
         if clock and (":" in s or "-" in s):
             days, a, b, c = clock.groups()
             parts = [int(x) for x in (a, b, c) if x is not None]
+            # Every field after the leading one is a clock field and must be in range. sbatch
+            # itself would turn '10:70' into 670 s, but a field over 59 is far more likely a typo
+            # than a wish, and PBS and LSF spell limits differently: refuse it here.
+            names: tuple[str, ...] = ("hours", "minutes", "seconds")
+            if days is not None:
+                bounded = list(zip(names, parts, (23, 59, 59)))
+            else:
+                names = names[-len(parts):]
+                bounded = list(zip(names[1:], parts[1:], (59, 59)))
+            for label, value, limit in bounded:
+                if value > limit:
+                    raise ConfigError(f"duration {text!r}: {label} must be at most {limit}, got {value}")
             if days is not None:
                 # SLURM: days-hours[:minutes[:seconds]]
                 parts += [0] * (3 - len(parts))
@@ -408,6 +421,30 @@ def _deps_tuple(value: Any) -> tuple[DependencyRef, ...]:
 _ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
 
 
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _remember_given(cls: _Cls) -> _Cls:
+    """Record which constructor arguments were passed, in the private ``_given`` field.
+
+    A field whose default is not None (``exclusive_node=False``, ``dependencies=()``) cannot tell
+    "left out" from "set to the default" by its value, and :func:`merge_onto_default` needs that
+    to let a job switch off a default. ``attrs.evolve`` passes every field, so an evolved
+    value counts all its fields as given.
+    """
+    init = cls.__init__  # type: ignore[misc]
+    names = tuple(f.alias for f in attrs.fields(cls) if f.init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        object.__setattr__(self, "_given", frozenset(names[: len(args)]).union(kwargs))
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+@_remember_given
 @attrs.frozen
 class JobScheduling:
     """Where and when a job runs: partition, account, dependencies, arrays...
@@ -426,6 +463,8 @@ class JobScheduling:
     email: str | None = attrs.field(default=None, validator=_opt_str("email"))
     qos: str | None = attrs.field(default=None, validator=_opt_str("qos"))
     reservation: str | None = attrs.field(default=None, validator=_opt_str("reservation"))
+    # Names of the arguments given to the constructor (see _remember_given); not part of the value.
+    _given: frozenset[str] = attrs.field(init=False, factory=frozenset, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         if self.dependency is not None and self.dependencies:
@@ -442,6 +481,43 @@ class JobScheduling:
     def queue(self) -> str | None:
         """Deprecated alias of :attr:`partition`."""
         return self.partition
+
+
+#: Sources (config files, stores) already warned about the legacy 'queue' key in this process.
+_LEGACY_QUEUE_WARNED: set[str] = set()
+
+
+def upgrade_legacy_scheduling(data: Any, *, source: str) -> Any:
+    """Scheduling data as loaded from a profile or a stored row, with the legacy ``queue`` key
+    (renamed ``partition``) turned into ``partition``.
+
+    Internal to molq's loaders. Warns once per ``source`` (a file, a store) with a
+    :class:`DeprecationWarning`; a ``queue`` that contradicts a ``partition`` is a
+    :class:`ConfigError`. Anything that is not a mapping with ``queue`` is returned as is.
+    """
+    if not isinstance(data, Mapping) or "queue" not in data:
+        return data
+    out = dict(data)
+    legacy = out.pop("queue")
+    partition = out.get("partition")
+    if partition is None:
+        out["partition"] = legacy
+    elif legacy is not None and legacy != partition:
+        raise ConfigError(
+            f"{source}: scheduling sets both queue = {legacy!r} and partition = {partition!r}; "
+            "'queue' is the old name of 'partition': keep only partition"
+        )
+    if source not in _LEGACY_QUEUE_WARNED:
+        _LEGACY_QUEUE_WARNED.add(source)
+        import warnings
+
+        warnings.warn(
+            f"{source}: the scheduling key 'queue' is deprecated and will not load in the next "
+            "release; write 'partition' instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -653,6 +729,51 @@ class SubmitorDefaults:
     execution: JobExecution | None = None
 
 
+_DEPENDENCY_FIELDS = ("dependency", "dependencies")
+
+
+def _is_set(value: Any, field: attrs.Attribute) -> bool:  # type: ignore[type-arg]
+    """Whether a job gave ``field`` a value of its own (see :func:`merge_onto_default`)."""
+    current = getattr(value, field.name)
+    if current is None:
+        return False
+    if field.default is None:
+        return True
+    given = getattr(value, "_given", None)
+    if given is None:  # a class that does not record its arguments: compare with the default
+        return bool(current != field.default)
+    return field.alias in given
+
+
+def merge_onto_default(default: Any, value: Any) -> Any:
+    """Field-wise merge of a job's resources, scheduling or execution onto the Submitor's default.
+
+    Internal to molq (the Submitor's merge). Every field the job set wins, including an explicit
+    False, 0 or empty value; None and fields the job left out inherit the default. ``env`` is
+    merged by variable (the job's variables win), and the raw ``dependency`` string and the
+    logical ``dependencies`` come both from the job as soon as it sets either, since they are
+    mutually exclusive.
+
+    >>> merged = merge_onto_default(JobScheduling(exclusive_node=True, partition="gpu"),
+    ...                             JobScheduling(exclusive_node=False))
+    >>> merged.exclusive_node, merged.partition
+    (False, 'gpu')
+    """
+    if default is None:
+        return value
+    if value is None:
+        return default
+    fields = [f for f in attrs.fields(type(value)) if f.init]
+    changes = {f.alias: getattr(value, f.name) for f in fields if _is_set(value, f)}
+    if "env" in changes and getattr(default, "env", None):
+        changes["env"] = {**default.env, **changes["env"]}
+    if any(name in changes for name in _DEPENDENCY_FIELDS):
+        for f in fields:
+            if f.name in _DEPENDENCY_FIELDS:
+                changes[f.alias] = getattr(value, f.name)
+    return attrs.evolve(default, **changes)
+
+
 # --------------------------------------------------------------------------------------------
 # Scheduler-facing types
 
@@ -779,6 +900,8 @@ class JobSpec:
         used: set[str] = set()
         for obj in (self.resources, self.scheduling, self.execution):
             for a in attrs.fields(type(obj)):
+                if not a.init:  # bookkeeping such as JobScheduling._given, not a request
+                    continue
                 value = getattr(obj, a.name)
                 if value is None or value is False or value == () or value == {}:
                     continue
@@ -798,5 +921,5 @@ class JobSpec:
         assert self.script is not None
         if self.script.variant == "path":
             return f"script {self.script.file_path}"
-        first = next((ln for ln in self.script.text.splitlines() if ln.strip()), "")
+        first = next((ln for ln in (self.script.text or "").splitlines() if ln.strip()), "")
         return f"inline script: {first}"

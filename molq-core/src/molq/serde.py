@@ -26,12 +26,10 @@ def converter(human: bool = False) -> cattrs.Converter:
     base_sched = cattrs.gen.make_dict_structure_fn(JobScheduling, conv, _cattrs_forbid_extra_keys=True)
 
     def structure_scheduling(value: Any, _t: Any) -> JobScheduling:
-        if isinstance(value, dict) and "queue" in value:
-            # 'queue' was renamed 'partition'; old profiles and rows still load.
-            value = dict(value)
-            legacy = value.pop("queue")
-            value.setdefault("partition", legacy)
-        return base_sched(value, _t)
+        # 'queue' was renamed 'partition'; old rows still load, with a deprecation warning.
+        from molq.model import upgrade_legacy_scheduling
+
+        return base_sched(upgrade_legacy_scheduling(value, source="the job store"), _t)
 
     conv.register_structure_hook(JobScheduling, structure_scheduling)
     return conv

@@ -64,19 +64,25 @@ class JobHandle:
 
     def record(self) -> JobRecord:
         """The latest attempt's record, as stored."""
-        return self._submitor._latest_attempt(self.job_id)
+        return self._seen(self._submitor._latest_attempt(self.job_id))
+
+    def _seen(self, record: JobRecord) -> JobRecord:
+        # The handle describes the latest attempt it has loaded: a retry has its own
+        # scheduler job id, and a stale one would point users at the wrong scheduler job.
+        self.scheduler_job_id = record.scheduler_job_id
+        return record
 
     def status(self) -> JobState:
         return self.record().state
 
     def refresh(self) -> JobHandle:
         self._submitor.refresh_jobs()
-        self.scheduler_job_id = self.record().scheduler_job_id
+        self.record()
         return self
 
     def wait(self, timeout: float | None = None) -> JobRecord:
         """Block until the job (and any retries) reach a final state; return the final record."""
-        return self._submitor.watch_jobs([self.job_id], timeout=timeout)[0]
+        return self._seen(self._submitor.watch_jobs([self.job_id], timeout=timeout)[0])
 
     def cancel(self) -> None:
         self._submitor.cancel_job(self.job_id)

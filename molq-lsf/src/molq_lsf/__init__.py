@@ -18,6 +18,7 @@ __all__ = [
     "LsfOptions",
     "LsfDialect",
     "build_scheduler",
+    "LSFScheduler",
     "LSF_STATES",
     "map_state",
     "classify_exit",
@@ -35,3 +36,18 @@ def __getattr__(name: str) -> Any:
 
         return build_scheduler
     raise AttributeError(f"module 'molq_lsf' has no attribute {name!r}")
+
+
+def LSFScheduler(transport: Any, options: LsfOptions | None = None, **kwargs: Any) -> Any:
+    """The LSF scheduler for ``transport``, built as ``Cluster(..., "lsf")`` builds it.
+
+    The name the API reference uses for the LSF implementation: molq's batch runner with
+    :class:`LsfDialect` (see ``build_scheduler``).
+
+    >>> from molq.transport import LocalTransport
+    >>> LSFScheduler(LocalTransport(), LsfOptions(default_queue="short")).name
+    'lsf'
+    """
+    from molq_lsf.scheduler import build_scheduler
+
+    return build_scheduler(transport, options, **kwargs)

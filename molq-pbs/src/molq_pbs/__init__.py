@@ -16,7 +16,15 @@ if TYPE_CHECKING:
     from molq_pbs.dialect import PbsDialectBase, PbsProDialect, TorqueDialect
     from molq_pbs.scheduler import PbsScheduler
 
-__all__ = ["__version__", "PbsOptions", "PbsDialectBase", "PbsProDialect", "TorqueDialect", "PbsScheduler"]
+__all__ = [
+    "__version__",
+    "PbsOptions",
+    "PbsDialectBase",
+    "PbsProDialect",
+    "TorqueDialect",
+    "PbsScheduler",
+    "PBSScheduler",
+]
 
 _LAZY = {
     "PbsDialectBase": "molq_pbs.dialect",
@@ -33,3 +41,18 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'molq_pbs' has no attribute {name!r}")
+
+
+def PBSScheduler(transport: Any, options: PbsOptions | None = None) -> Any:
+    """The PBS scheduler for ``transport``, built as ``Cluster(..., "pbs")`` builds it.
+
+    The name the API reference uses for the PBS implementation; molq's batch runner with the
+    PBS Pro or Torque dialect that ``options.flavor`` selects.
+
+    >>> from molq.transport import LocalTransport
+    >>> PBSScheduler(LocalTransport(), PbsOptions(flavor="torque")).name
+    'pbs'
+    """
+    from molq_pbs.plugin import build_scheduler
+
+    return build_scheduler(transport, options)

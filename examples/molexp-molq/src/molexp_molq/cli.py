@@ -14,8 +14,31 @@ from typing import Any
 
 import click
 
-from molexp_molq.handler import BackendMissingError, SubmitFlags, SubmitHandler
-from molexp_molq.runs import create_run, read_run
+from molexp_molq.handler import (
+    DEFAULT_WORKER_PYTHON,
+    BackendMissingError,
+    SubmitFlags,
+    SubmitHandler,
+    SubmitInputError,
+)
+from molexp_molq.runs import RunDirError, check_run, create_run
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's input or environment: shown as one line, never a traceback."""
+    kinds: list[type[BaseException]] = [BackendMissingError, SubmitInputError, RunDirError]
+    try:
+        from molq import MolqError
+    except ImportError:  # without molq, BackendMissingError says so
+        pass
+    else:
+        kinds.append(MolqError)
+    return tuple(kinds)
+
+
+def fail(exc: BaseException | str) -> click.ClickException:
+    # One line: a scheduler's multi-line stderr would otherwise spill over several.
+    return click.ClickException(" ".join(str(exc).split()))
 
 
 def scheduler_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,24 +79,47 @@ def cli() -> None:
 @click.option("--config", "config_json", default="{}", help="The run's configuration, as JSON.")
 def init(run_dir: str, config_json: str) -> None:
     """Create a run directory with its run.json."""
-    path = create_run(run_dir, json.loads(config_json))
+    try:
+        config = json.loads(config_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from None
+    if not isinstance(config, dict):
+        raise click.BadParameter("must be a JSON object, e.g. '{\"n\": 3}'", param_hint="--config")
+    try:
+        path = create_run(run_dir, config)
+    except OSError as exc:  # FileExistsError included: the run already exists
+        raise fail(exc) from None
     click.echo(str(path))
 
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True)
 @scheduler_flags
+@click.option("--python", "python", envvar="MOLEXP_MOLQ_PYTHON", default=DEFAULT_WORKER_PYTHON, show_default=True,
+              help="Interpreter that runs the worker on the cluster (a command on its PATH, or a path there).")
 @click.option("--block", is_flag=True, help="Follow the runs until they finish; exit 1 if any failed.")
 @click.option("--timeout", type=float, default=None, help="With --block: give up after this many seconds.")
-def submit(run_dirs: tuple[str, ...], block: bool, timeout: float | None, **kwargs: Any) -> None:
-    """Submit the worker of each run directory through molq."""
+def submit(run_dirs: tuple[str, ...], python: str, block: bool, timeout: float | None, **kwargs: Any) -> None:
+    """Submit the worker of each run directory through molq.
+
+    Every run and flag is checked first: if one is wrong, none is submitted."""
+    user_errors = user_error_types()
     try:
-        handler = SubmitHandler(flags_from(kwargs))
-    except BackendMissingError as exc:
-        raise click.ClickException(str(exc)) from exc
+        handler = SubmitHandler(flags_from(kwargs), python=python)
+    except user_errors as exc:
+        raise fail(exc) from None
     with handler:
-        for run_dir in run_dirs:
-            info = handler.submit_run(run_dir)
+        try:
+            planned = handler.validate(run_dirs)
+        except user_errors as exc:
+            raise fail(exc) from None
+        for done, (path, run) in enumerate(planned):
+            run_dir = run_dirs[done]
+            try:
+                info = handler.submit_validated(path, run)
+            except user_errors as exc:
+                left = ", ".join(run_dirs[done:])
+                raise fail(f"{run_dir}: {exc} (not submitted: {left})") from None
             click.echo(f"{run_dir}: {info['scheduler']} job {info['scheduler_job_id']} (molq {info['job_id']})")
         if block:
             runs = handler.wait(run_dirs, timeout=timeout)
@@ -88,9 +134,20 @@ def submit(run_dirs: tuple[str, ...], block: bool, timeout: float | None, **kwar
 def status(run_dirs: tuple[str, ...]) -> None:
     """Print each run's status and executor, from run.json (no scheduler query)."""
     for run_dir in run_dirs:
-        run = read_run(run_dir)
+        try:
+            run = check_run(run_dir)
+        except RunDirError as exc:
+            raise fail(exc) from None
         ex = run.get("executor") or {}
-        click.echo(f"{run_dir}: {run['status']} {ex.get('scheduler', '-')} {ex.get('scheduler_job_id', '-')}")
+        click.echo(f"{run_dir}: {run.get('status', '-')} {ex.get('scheduler', '-')} {ex.get('scheduler_job_id', '-')}")
+
+
+@cli.command("ui-plugins")
+def ui_plugins() -> None:
+    """Print the UI plugin descriptors this environment offers, as JSON."""
+    from molexp_molq.plugins import discover_ui_plugins
+
+    click.echo(json.dumps([d.to_dict() for d in discover_ui_plugins()], indent=2))
 
 
 def main() -> None:

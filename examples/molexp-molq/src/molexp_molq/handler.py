@@ -9,25 +9,42 @@ JobResources(cpu_count=8, memory=Memory(bytes=34359738368), gpu_count=1, gpu_typ
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from molexp_molq.runs import RUN_DIR_METADATA_KEY, RUN_FILE, read_run, update_run
+from molexp_molq.runs import RUN_DIR_METADATA_KEY, RUN_FILE, check_run, read_run, update_run
 from molexp_molq.sink import executor_info
 
-__all__ = ["SubmitFlags", "SubmitHandler", "BackendMissingError", "build_cluster", "worker_argv"]
+__all__ = [
+    "SubmitFlags",
+    "SubmitHandler",
+    "BackendMissingError",
+    "SubmitInputError",
+    "build_cluster",
+    "worker_argv",
+    "DEFAULT_WORKER_PYTHON",
+]
 
 #: How the worker runs, as in molexp (``python -m molexp.cli execute <run_dir>``).
 WORKER_MODULE = "molexp_molq.worker"
+
+#: The interpreter that runs the worker on the cluster: a plain ``python3`` found on the PATH
+#: there. The submitting machine's ``sys.executable`` is a path on this machine (often inside a
+#: virtual environment) that a cluster node usually does not have.
+DEFAULT_WORKER_PYTHON = "python3"
 
 
 class BackendMissingError(RuntimeError):
     """The requested scheduler (or molq itself) is not installed. The message ends with the
     command that installs it."""
+
+
+class SubmitInputError(ValueError):
+    """What was asked cannot be submitted as given (no runs, a run given twice, a bad worker
+    interpreter). Raised before any run is submitted."""
 
 
 # --8<-- [start:flags]
@@ -99,9 +116,21 @@ def build_cluster(flags: SubmitFlags) -> Any:
 # --8<-- [end:build]
 
 
-def worker_argv(run_dir: str) -> list[str]:
-    """The command a job runs: the worker, with this interpreter, on ``run_dir``."""
-    return [sys.executable, "-m", WORKER_MODULE, "execute", run_dir]
+def worker_argv(run_dir: str, python: str = DEFAULT_WORKER_PYTHON) -> list[str]:
+    """The command a job runs: the worker, with the cluster's interpreter ``python``, on ``run_dir``.
+
+    >>> worker_argv("/runs/r1")
+    ['python3', '-m', 'molexp_molq.worker', 'execute', '/runs/r1']
+    """
+    return [python, "-m", WORKER_MODULE, "execute", run_dir]
+
+
+def _check_python(python: str) -> str:
+    if not isinstance(python, str) or not python.strip():
+        raise SubmitInputError(f"the worker interpreter must be a command or a path, got {python!r}")
+    if any(c in python for c in "\n\r\x00"):
+        raise SubmitInputError(f"the worker interpreter must be one line without NUL bytes: {python!r}")
+    return python
 
 
 class SubmitHandler:
@@ -111,8 +140,10 @@ class SubmitHandler:
     status that follows comes from molq's events (see :mod:`molexp_molq.sink`).
     """
 
-    def __init__(self, flags: SubmitFlags, *, store: Any = None) -> None:
+    def __init__(self, flags: SubmitFlags, *, store: Any = None, python: str = DEFAULT_WORKER_PYTHON) -> None:
         self.flags = flags
+        #: The interpreter the worker runs with on the cluster (see DEFAULT_WORKER_PYTHON).
+        self.python = _check_python(python)
         self.cluster = build_cluster(flags)
         from molq import Submitor, load_config
 
@@ -131,17 +162,48 @@ class SubmitHandler:
         self.close()
 
     # --8<-- [start:submit]
-    def submit_run(self, run_dir: str | Path) -> dict[str, Any]:
-        """Submit the worker for ``run_dir``; return the executor metadata written to run.json."""
-        path = str(Path(run_dir).absolute())
-        run = read_run(path)
+    def validate(self, run_dirs: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]]:
+        """Check every run directory and the flags before anything is submitted.
+
+        Returns ``(absolute run directory, run.json)`` for each run, in order. Raises
+        :class:`~molexp_molq.runs.RunDirError`, :class:`SubmitInputError` or molq's
+        ``ConfigError`` (a flag value molq refuses, or one the scheduler cannot honour) on the
+        first problem; nothing is submitted or written then.
+        """
+        if not run_dirs:
+            raise SubmitInputError("no run directories given")
+        from molq import JobSpec
+
+        caps = self.cluster.scheduler_impl.capabilities()
+        planned: list[tuple[str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for run_dir in run_dirs:
+            path = str(Path(run_dir).absolute())
+            if path in seen:
+                raise SubmitInputError(f"{run_dir}: given twice; each run is submitted once per call")
+            seen.add(path)
+            run = check_run(path)
+            # The spec the Submitor would build, checked the way it checks one.
+            caps.check(JobSpec(job_id=run["run_id"], command_type="argv", argv=tuple(worker_argv(path, self.python)),
+                               **self._request(path, run, caps)), self.cluster.scheduler)
+            planned.append((path, run))
+        return planned
+
+    def _request(self, path: str, run: dict[str, Any], caps: Any) -> dict[str, Any]:
+        return {
+            "resources": self.flags.resources(),
+            "scheduling": self.flags.scheduling(),
+            "execution": self.flags.execution(path, run["run_id"], with_name=caps.supports("job_name")),
+        }
+
+    def submit_validated(self, path: str, run: dict[str, Any]) -> dict[str, Any]:
+        """Submit the worker for one run that :meth:`validate` accepted; return the executor
+        metadata written to its run.json."""
         caps = self.cluster.scheduler_impl.capabilities()
         handle = self.submitor.submit_job(
-            argv=worker_argv(path),
-            resources=self.flags.resources(),
-            scheduling=self.flags.scheduling(),
-            execution=self.flags.execution(path, run["run_id"], with_name=caps.supports("job_name")),
+            argv=worker_argv(path, self.python),
             metadata={RUN_DIR_METADATA_KEY: path, "molexp.run_id": run["run_id"]},
+            **self._request(path, run, caps),
         )
         info = executor_info(handle)
 
@@ -152,6 +214,14 @@ class SubmitHandler:
 
         update_run(path, change)
         return info
+
+    def submit_runs(self, run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+        """Validate every run, then submit each; a bad run means none is submitted."""
+        return [self.submit_validated(path, run) for path, run in self.validate(run_dirs)]
+
+    def submit_run(self, run_dir: str | Path) -> dict[str, Any]:
+        """Submit the worker for ``run_dir``; return the executor metadata written to run.json."""
+        return self.submit_runs([run_dir])[0]
     # --8<-- [end:submit]
 
     def wait(self, run_dirs: Sequence[str | Path], timeout: float | None = None) -> list[dict[str, Any]]:

@@ -24,6 +24,8 @@ __all__ = [
     "RUN_FILE",
     "RESULT_FILE",
     "RUN_DIR_METADATA_KEY",
+    "RunDirError",
+    "check_run",
     "create_run",
     "read_run",
     "update_run",
@@ -61,6 +63,37 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The current ``run.json`` of ``run_dir``."""
     with open(Path(run_dir) / RUN_FILE) as fh:
         return json.load(fh)
+
+
+class RunDirError(ValueError):
+    """A path given as a run directory is not one: no directory, no ``run.json``, or a
+    ``run.json`` that is not a run. The message names the path and says what to do."""
+
+
+def check_run(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of ``run_dir`` if it describes a run; :class:`RunDirError` otherwise.
+
+    >>> import tempfile
+    >>> try:
+    ...     check_run(tempfile.mkdtemp())
+    ... except RunDirError as exc:
+    ...     print(str(exc).split(": ", 1)[1])  # doctest: +ELLIPSIS
+    no run.json (create the run with `molexp-molq init ...`)
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"{run_dir}: not a run directory (no such directory)")
+    if not (path / RUN_FILE).is_file():
+        raise RunDirError(f"{run_dir}: no {RUN_FILE} (create the run with `molexp-molq init {run_dir}`)")
+    try:
+        data = read_run(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{run_dir}: cannot read {RUN_FILE}: {exc.__class__.__name__}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{run_dir}: {RUN_FILE} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("run_id"), str) or not data["run_id"]:
+        raise RunDirError(f"{run_dir}: {RUN_FILE} has no run_id; it does not describe a run")
+    return data
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from molq.model import (
     JobState,
     RetryPolicy,
     Script,
+    merge_onto_default,
 )
 
 __all__ = ["JobRequest", "Submission", "prepare", "merge_defaults", "dependency_verdict", "check_texts", "target_json",
@@ -88,20 +89,9 @@ def check_texts(**fields: Any) -> None:
 
 
 def merge_defaults(base: Any, override: Any) -> Any:
-    """Field-wise merge of two attrs values: set fields of ``override`` win."""
-    if base is None:
-        return override
-    if override is None:
-        return base
-    changes = {}
-    for field in attrs.fields(type(override)):
-        value = getattr(override, field.name)
-        default = field.default if not isinstance(field.default, attrs.Factory) else field.default.factory()  # type: ignore[union-attr]
-        if field.name == "env" and value is not None and getattr(base, "env", None):
-            value = {**base.env, **value}
-        if value != default:
-            changes[field.name] = value
-    return attrs.evolve(base, **changes)
+    """Field-wise merge: what the job set wins (even False, 0 or empty), what it left out
+    comes from the default."""
+    return merge_onto_default(base, override)
 
 
 
