@@ -219,6 +219,10 @@ def _row_to_record(row: Any) -> JobRecord:
     return row_to_record(row._mapping)
 
 
+#: The ``held`` column of a held job being released (followed by ``<host>:<pid>``).
+RELEASING = "releasing:"
+
+
 @attrs.frozen
 class ActiveRow:
     """An active job as a refresh needs it: a light record plus the engine's own columns."""
@@ -709,8 +713,9 @@ class JobStore:
         ]
 
     def claim_held(self, cluster_name: str, job_id: str, *, host: str, pid: int) -> bool:
-        """Atomically take a held submission for release (only one process wins); it becomes an
-        ordinary in-flight submission of ``host``/``pid``."""
+        """Atomically take a held submission for release (only one process wins): it becomes an
+        in-flight submission of ``host``/``pid``, its ``held`` column ``releasing:<host>:<pid>``
+        until it is submitted, so an interrupted release is recovered, not lost."""
         with self._write() as conn:
             result = conn.execute(
                 jobs_table.update()
@@ -718,7 +723,8 @@ class JobStore:
                 .where(jobs_table.c.cluster_name == cluster_name)
                 .where(jobs_table.c.state == JobState.CREATED.value)
                 .where(jobs_table.c.held.is_not(None))
-                .values(held=None, submit_host=host, submit_pid=pid, updated_at=time.time())
+                .where(jobs_table.c.held.not_like(f"{RELEASING}%"))
+                .values(held=f"{RELEASING}{host}:{pid}", submit_host=host, submit_pid=pid, updated_at=time.time())
             )
             return result.rowcount == 1
 

@@ -19,6 +19,7 @@ from molq.engine.context import EngineContext, PendingEvent
 from molq.errors import SchedulerError, TransportError
 from molq.identity import host_name
 from molq.model import JobRecord, JobState
+from molq.store import RELEASING
 
 log = logging.getLogger("molq.engine")
 
@@ -49,7 +50,7 @@ def pid_alive(pid: int) -> bool:
 def submitter_at_work(ctx: EngineContext, record: JobRecord, now: float) -> bool:
     """Whether the process that created ``record`` may still be submitting it."""
     internal = ctx.store.get_internal(ctx.cluster_name, record.job_id)
-    if internal["held"] is not None:
+    if internal["held"] is not None and not internal["held"].startswith(RELEASING):
         return True  # molq holds it back on purpose: not an interrupted submission
     pid, shost = internal["submit_pid"], internal["submit_host"]
     # Since it was stored, or taken for release from a hold.
@@ -78,16 +79,18 @@ def _job_dir_files(ctx: EngineContext, records: Sequence[JobRecord]) -> dict[str
     return out
 
 
-def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: list[PendingEvent]) -> None:
-    """Adopt, finish or fail the orphans among ``created`` records, from every source."""
+def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: list[PendingEvent]) -> list[str]:
+    """Adopt, finish or fail the orphans among ``created`` records, from every source; the ids
+    of the jobs this ended (their retry policies apply)."""
+    ended: list[str] = []
     found_orphans = orphans(ctx, created)
     if not found_orphans:
-        return
+        return ended
     try:
         found = ctx.scheduler.find_adoptable([ctx.tracked(r) for r in found_orphans])
     except (SchedulerError, TransportError) as exc:
         log.warning("%s: could not look for interrupted submissions: %s", ctx.cluster_name, exc)
-        return
+        return ended
     rest = [r for r in found_orphans if r.job_id not in found]
     try:
         files = _job_dir_files(ctx, rest) if rest else {}
@@ -111,9 +114,10 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
             state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
             reason = "adopted after an interrupted submission: the job ran and " + (
                 "completed" if code == 0 else f"ended with {text or f'exit code {code}'}")
-            ctx.transition(record, state, reason=reason, pending=pending, exit_code=code, exit_signal=sig,
-                           failure_reason=None if code == 0 else reason, finished_at=now,
-                           raw_state="exit_code_file")
+            if ctx.transition(record, state, reason=reason, pending=pending, exit_code=code, exit_signal=sig,
+                              failure_reason=None if code == 0 else reason, finished_at=now,
+                              raw_state="exit_code_file"):
+                ended.append(record.job_id)
             continue
         if seen.get(wrapper.STARTED_FILE) is not None:
             # It started, and nobody knows its scheduler id: it may still run. Its exit file
@@ -121,5 +125,14 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
             log.warning("job %s started after an interrupted submission; waiting for its exit code",
                         record.job_id)
             continue
-        ctx.transition(record, JobState.FAILED, reason=NEVER_RAN, pending=pending,
-                       failure_reason=NEVER_RAN, finished_at=now)
+        held = ctx.store.get_internal(ctx.cluster_name, record.job_id)["held"]
+        if held is not None and held.startswith(RELEASING):
+            # Its release from a hold was interrupted before the scheduler had it: hold it
+            # again, the next refresh releases it.
+            ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=JobState.CREATED,
+                                 held="waiting for its dependencies (an interrupted release is retried)")
+            continue
+        if ctx.transition(record, JobState.FAILED, reason=NEVER_RAN, pending=pending,
+                          failure_reason=NEVER_RAN, finished_at=now):
+            ended.append(record.job_id)
+    return ended

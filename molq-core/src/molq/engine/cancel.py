@@ -22,12 +22,14 @@ from collections.abc import Iterable, Sequence
 from molq.engine.adopt import adopt_orphans, submitter_at_work
 from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.decide import JobView
+from molq.engine.faults import crash_point
 from molq.engine.refresh import RefreshPass
 from molq.engine.retry import retry_pending, schedule_retry
 from molq.errors import MolqError
 from molq.evidence import CancelOutcome
 from molq.identity import host_name
 from molq.model import JobRecord, JobState
+from molq.store import RELEASING
 
 log = logging.getLogger("molq.engine")
 
@@ -98,7 +100,8 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
             ctx.store.claim_retry(ctx.cluster_name, rec.job_id, "cancelled")
     active = [r for r in latest if not r.is_terminal]
     for rec in [r for r in active if r.scheduler_job_id is None]:
-        if ctx.store.get_internal(ctx.cluster_name, rec.job_id)["held"] is not None and ctx.store.claim_held(
+        held = ctx.store.get_internal(ctx.cluster_name, rec.job_id)["held"]
+        if held is not None and not held.startswith(RELEASING) and ctx.store.claim_held(
                 ctx.cluster_name, rec.job_id, host=host_name(), pid=os.getpid()):
             # molq held it back itself: it never reached the scheduler, nothing to stop there.
             # Taking the hold first means no other process can release it meanwhile.
@@ -118,6 +121,7 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
         requested_at = time.time()
         # A refusal or a failed command raises here: nothing was stopped, nothing is recorded.
         outcomes = ctx.scheduler.cancel_many([ctx.tracked(r) for r in to_cancel]) or {}
+        crash_point("cancel:after-command")
         with ctx.store.batch():
             for rec in to_cancel:
                 if outcomes.get(rec.job_id, CancelOutcome.REQUESTED) == CancelOutcome.REQUESTED:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from molq.engine.context import EngineContext
+from molq.engine.faults import crash_point
 from molq.engine.prepare import dependency_verdict, may_retry, prepare, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
@@ -59,6 +60,7 @@ def release_held(ctx: EngineContext, records: Sequence[JobRecord]) -> int:
             continue
         if not ctx.store.claim_held(ctx.cluster_name, record.job_id, host=host_name(), pid=os.getpid()):
             continue  # another process took it (or a cancel did)
+        crash_point("hold:after-claim")
         moved += 1
         if verdict is False:
             ctx.transition(record, JobState.FAILED, reason=why, failure_reason=why, finished_at=time.time())
@@ -76,4 +78,6 @@ def release_held(ctx: EngineContext, records: Sequence[JobRecord]) -> int:
             launch(ctx, record, sub.spec)
         except MolqError as exc:
             log.warning("held job %s failed to submit: %s", record.job_id, exc)
+        else:
+            ctx.store.update_job(ctx.cluster_name, record.job_id, held=None)
     return moved

@@ -27,11 +27,13 @@ import attrs
 from molq.engine import decide as rules
 from molq.engine.adopt import adopt_orphans
 from molq.engine.context import EngineContext, PendingEvent
+from molq.engine.faults import crash_point
 from molq.engine.hold import release_held
 from molq.engine.retry import run_due_retries, schedule_retry
 from molq.errors import SchedulerError, TransportError
 from molq.events import EventType
 from molq.model import JobRecord, JobState
+from molq.store import RELEASING
 
 log = logging.getLogger("molq.engine")
 
@@ -75,7 +77,7 @@ class RefreshPass:
             record = row.record
             self.has_retry[record.job_id] = row.has_retry
             if record.scheduler_job_id is None:
-                if row.held is not None:
+                if row.held is not None and not row.held.startswith(RELEASING):
                     held.append(record)
                 elif record.state == JobState.CREATED:
                     created.append(record)
@@ -90,7 +92,7 @@ class RefreshPass:
         changed = 0
         try:
             if created:
-                adopt_orphans(ctx, created, self.pending)
+                self.ended.extend(adopt_orphans(ctx, created, self.pending))
             if records:
                 changed = self.reconcile(list(records.values()), views)
         finally:
@@ -123,6 +125,7 @@ class RefreshPass:
         jobs = [ctx.tracked(r) for r in records]
         since = min((j.submitted_at for j in jobs if j.submitted_at), default=None)
         observation = ctx.scheduler.observe(jobs, since=(since - 60) if since else None)
+        crash_point("refresh:after-observe")
         for problem in observation.problems:
             log.warning("%s: %s; jobs without an answer keep their state", ctx.cluster_name, problem)
         self.problems.extend(observation.problems)
@@ -141,6 +144,7 @@ class RefreshPass:
             for decision in decisions:
                 if self.apply(by_id[decision.job_id], decision):
                     changed += 1
+        crash_point("refresh:after-write")
         return changed
 
     def _cancel_unsatisfiable(self, decisions: list[rules.Decision], by_id: dict[str, JobRecord]) -> list[rules.Decision]:

@@ -13,6 +13,7 @@ import uuid
 
 from molq import serde
 from molq.engine.context import EngineContext, PendingEvent
+from molq.engine.faults import crash_point
 from molq.engine.prepare import prepare, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
@@ -79,13 +80,17 @@ def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
             ctx.store.update_job(ctx.cluster_name, failed.job_id,
                                  failure_reason=f"{failed.failure_reason}; retry impossible: {exc}")
         return None
-    if not ctx.store.claim_retry(ctx.cluster_name, failed.job_id, new_id):
-        return None  # another process is retrying it
     base = spec.get("job_dir_base")
     if base:
         sub.values["job_dir"] = f"{base.rstrip('/')}/{new_id}"
-    record = ctx.store.insert_job(sub.values, sub.dependencies,
-                                  reason=f"retry {failed.attempt + 1} of {failed.root_job_id}")
+    # The claim and the new attempt's record commit together: a crash can neither lose the
+    # retry (claimed, never recorded) nor run it twice (recorded, claimed again).
+    with ctx.store.batch():
+        if not ctx.store.claim_retry(ctx.cluster_name, failed.job_id, new_id):
+            return None  # another process is retrying it
+        record = ctx.store.insert_job(sub.values, sub.dependencies,
+                                      reason=f"retry {failed.attempt + 1} of {failed.root_job_id}")
+    crash_point("retry:after-claim")
     if sub.held is None:
         try:
             launch(ctx, record, sub.spec)

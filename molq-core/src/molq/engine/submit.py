@@ -13,6 +13,7 @@ import time
 import attrs
 
 from molq.engine.context import EngineContext
+from molq.engine.faults import crash_point
 from molq.engine.prepare import JobRequest, prepare
 from molq.errors import (
     ConfigError,
@@ -38,6 +39,7 @@ def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | No
         record = ctx.store.insert_job(sub.values, sub.dependencies, reason=f"held by molq: {sub.held}")
         return record, None
     record = ctx.store.insert_job(sub.values, sub.dependencies, reason="submitted")
+    crash_point("submit:after-insert")
     return record, launch(ctx, record, sub.spec)
 
 
@@ -67,6 +69,7 @@ def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
             raise
         raise SubmitError(f"submitting to {ctx.cluster_name} failed: {message}",
                           stderr=getattr(exc, "stderr", "")) from exc
+    crash_point("submit:after-scheduler")
     tr = ctx.transition(record, JobState.SUBMITTED, reason=f"accepted by {ctx.target.scheduler} as {sid}",
                         scheduler_job_id=sid, submitted_at=time.time())
     if tr is None:
