@@ -18,6 +18,7 @@ __all__ = [
     "LsfOptions",
     "LsfDialect",
     "build_scheduler",
+    "LSFScheduler",
     "LSF_STATES",
     "map_state",
     "classify_exit",
@@ -30,8 +31,8 @@ def __getattr__(name: str) -> Any:
         from molq_lsf.dialect import LsfDialect
 
         return LsfDialect
-    if name == "build_scheduler":
-        from molq_lsf.scheduler import build_scheduler
+    if name in ("build_scheduler", "LSFScheduler"):
+        from molq_lsf import scheduler
 
-        return build_scheduler
+        return getattr(scheduler, name)
     raise AttributeError(f"module 'molq_lsf' has no attribute {name!r}")
