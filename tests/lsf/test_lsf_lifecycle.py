@@ -146,7 +146,7 @@ def test_array_job(lsf):
     job = lsf.run(command='echo "element $LSB_JOBINDEX"', array_spec="1-4%2", job_name="sweep")
     status = lsf.wait(job)
     assert status.state == JobState.SUCCEEDED
-    assert status.raw_state == "DONE:4"
+    assert status.raw_state == "array element: 4 DONE"  # core part summary
     for index in range(1, 5):
         assert lsf.read(job, f"stdout.{index}") == f"element {index}\n"
     # %2: never more than two elements at once.
@@ -163,7 +163,7 @@ def test_array_with_a_failing_element(lsf):
     status = lsf.wait(job)
     assert status.state == JobState.FAILED
     assert status.exit_code == 9
-    assert "index 3" in status.reason
+    assert f"{job.scheduler_job_id}[3]" in status.reason
 
 
 def test_get_queue_includes_jobs_not_submitted_by_molq(lsf):

@@ -39,7 +39,7 @@ __all__ = [
     "TRANSIENT_MARKERS",
 ]
 
-_SUBMITTED_RE = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>")
+_SUBMITTED_RE = re.compile(r"Job <(\d+)> is submitted\b")
 _NOT_FOUND_RE = re.compile(r"Job <([^>]+)> is not found")
 _NEVER_RE = re.compile(r"Dependency condition invalid or never satisfied", re.IGNORECASE)
 _NO_JOBS_RE = re.compile(r"^No (?:unfinished |matching )?job(?:s)? found\.?$", re.IGNORECASE)
