@@ -341,6 +341,18 @@ def test_one_broken_record_costs_only_itself(dialect):
     assert status.complete and status.proves_absent("6") and not status.proves_absent("2")
 
 
+def test_no_array_end_is_drawn_from_an_incomplete_answer(dialect):
+    text = json.dumps({"RECORDS": [
+        {"JOBID": "8", "JOBINDEX": "1", "STAT": "DONE"},
+        {"JOBINDEX": "2", "STAT": "EXIT", "EXIT_CODE": "1"},  # whose element is this?
+        {"JOBID": "9", "JOBINDEX": "1", "STAT": "RUN"},
+        {"JOBID": "10", "JOBINDEX": "0", "STAT": "DONE"},
+    ]})
+    status = dialect.parse_status(result("bjobs", 0, text), ["8", "9", "10"])
+    assert set(status.statuses) == {"9", "10"}  # active arrays and plain jobs still count
+    assert status.unreadable == {"8"} and not status.complete
+
+
 def test_client_that_gave_up_with_exit_zero_is_transient(dialect):
     with pytest.raises(TransientSchedulerError):
         dialect.parse_status(result("bjobs", 0, "", golden("lsf_down.stderr")), ["5"])

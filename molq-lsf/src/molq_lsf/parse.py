@@ -366,13 +366,19 @@ def statuses_by_job(
     for rec in answer.records:
         if rec.job_id in wanted_set:
             grouped.setdefault(rec.job_id, []).append(rec)
-    unreadable = frozenset(sid for sid in answer.unreadable if sid in wanted_set)
-    statuses = {
-        sid: aggregate_parts(
+    unreadable = set(sid for sid in answer.unreadable if sid in wanted_set)
+    statuses = {}
+    for sid, recs in grouped.items():
+        if sid in unreadable:
+            continue
+        status = aggregate_parts(
             [(rec.element_id, record_status(rec, now=now)) for rec in sorted(recs, key=lambda r: r.index)],
             kind="array element",
         )
-        for sid, recs in grouped.items()
-        if sid not in unreadable
-    }
-    return SourceAnswer(statuses, unreadable, answer.complete)
+        if status.state.is_terminal and not answer.complete and any(rec.index for rec in recs):
+            # A record that names no job may be one of this array's elements: an array's end
+            # is only drawn from all of its elements.
+            unreadable.add(sid)
+            continue
+        statuses[sid] = status
+    return SourceAnswer(statuses, frozenset(unreadable), answer.complete)
