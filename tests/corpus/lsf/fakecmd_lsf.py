@@ -3,7 +3,7 @@
 :class:`FakeLsf` writes one small Python script per command name into a directory that the
 tests put first on ``PATH``. Each script reads ``answers.json`` in that directory: per command
 a list of answers ``{"stdout", "stderr", "returncode"}``. Every call takes the next answer; the
-last one repeats. Every call's argv is appended to ``calls.jsonl``, so tests can check what molq
+last one repeats; ``sleep`` seconds delay an answer (a hanging command). Every call's argv is appended to ``calls.jsonl``, so tests can check what molq
 asked for.
 """
 
@@ -33,6 +33,9 @@ n = int(open(counter).read()) if os.path.exists(counter) else 0
 with open(counter, "w") as fh:
     fh.write(str(n + 1))
 answer = queue[min(n, len(queue) - 1)]
+if answer.get("sleep"):
+    import time
+    time.sleep(answer["sleep"])
 sys.stdout.write(answer.get("stdout", ""))
 sys.stderr.write(answer.get("stderr", ""))
 sys.exit(int(answer.get("returncode", 0)))
@@ -56,7 +59,8 @@ class FakeLsf:
         """From now on ``command`` prints ``answers`` in turn (the last one repeats)."""
         self._answers[command] = [
             {"stdout": a.get("stdout", ""), "stderr": a.get("stderr", ""),
-             "returncode": int(a.get("returncode", 0))} for a in answers
+             "returncode": int(a.get("returncode", 0)), "sleep": float(a.get("sleep", 0))}
+            for a in answers
         ]
         (self.bin / f"{command}.count").unlink(missing_ok=True)
         self._save()

@@ -52,7 +52,14 @@ def of_kind(kind: str) -> list[str]:
 
 
 def answer_of(sample: dict[str, Any]) -> dict[str, Any]:
-    return {k: sample.get(k, d) for k, d in (("stdout", ""), ("stderr", ""), ("returncode", 0))}
+    keys = (("stdout", ""), ("stderr", ""), ("returncode", 0), ("sleep", 0))
+    return {k: sample.get(k, d) for k, d in keys}
+
+
+def use_timeout(sub: Submitor, sample: dict[str, Any]) -> None:
+    """A sample of a hanging command sets how long molq waits for it."""
+    if "command_timeout" in sample:
+        sub.scheduler.retry = RetrySettings(initial_delay=0.0, command_timeout=sample["command_timeout"])
 
 
 @pytest.fixture
@@ -112,6 +119,7 @@ def test_status_evidence(name, fake, submitor):
     expect = sample["expect"]
     job_ids = submit(submitor, fake, status_ids(expect))
     fake.answer("bjobs", answer_of(sample))
+    use_timeout(submitor, sample)
     seen = submitor.scheduler.observe(tracked(submitor, job_ids))
     for sid, want in expect.get("jobs", {}).items():
         got = seen.statuses.get(job_ids[sid])
@@ -152,6 +160,7 @@ def test_refresh_records(name, fake, submitor):
     expect = sample["expect"]
     job_ids = submit(submitor, fake, status_ids(expect))
     fake.answer("bjobs", answer_of(sample))
+    use_timeout(submitor, sample)
     submitor.refresh_jobs()
     for sid, want in expect.get("jobs", {}).items():
         rec = submitor.get_job(job_ids[sid])
