@@ -104,7 +104,7 @@ def test_run_limit_array_and_held_job_through_submitor(lsf_submitor, tmp_path):
     assert records[0].state == JobState.TIMED_OUT
     assert records[0].failure_reason.startswith("TERM_RUNLIMIT")
     assert records[1].state == JobState.SUCCEEDED
-    assert records[1].raw_state == "DONE:3"
+    assert records[1].raw_state == "array element: 3 DONE"  # core part summary
 
 
 def test_cancel_held_job_through_submitor(lsf_sim, tmp_path):

@@ -202,7 +202,10 @@ def test_query_command_lines():
     status = dialect.status_argv(["1", "2"])
     assert status[:2] == ["bjobs", "-a"] and status[-3:] == ["-json", "1", "2"]
     assert "exit_reason" in option(status, "-o") and "jobindex" in option(status, "-o")
-    assert dialect.terminal_argv(["1"], None) == dialect.status_argv(["1"])
+    # bjobs -a already lists finished jobs: there is no second (accounting) query.
+    assert dialect.terminal_argv(["1"], None) is None
+    # No user-chosen text (job name) is asked for in the status query.
+    assert "job_name" not in option(status, "-o") and "job_description" not in option(status, "-o")
     assert dialect.cancel_argv(["1", "2[3]"]) == ["bkill", "1", "2[3]"]
     assert dialect.queue_argv(None)[-1] == "-json"
     assert dialect.queue_argv("alice")[-2:] == ["-u", "alice"]
@@ -235,6 +238,16 @@ def test_build_scheduler_wires_options():
     assert sched.dialect.options is options
     with pytest.raises(ConfigError):
         build_scheduler(LocalTransport(), {"unit_for_limits": "MB"})
+
+
+def test_lsf_scheduler_is_the_public_factory_of_a_plain_batch_scheduler():
+    import molq_lsf
+    from molq_lsf import LSFScheduler
+
+    sched = LSFScheduler(LocalTransport(), LsfOptions(default_queue="short"))
+    assert type(sched) is BatchScheduler and isinstance(sched.dialect, LsfDialect)
+    assert sched.dialect.options.default_queue == "short"
+    assert "LSFScheduler" in molq_lsf.__all__
 
 
 def test_plugin_registers_the_lsf_scheduler():

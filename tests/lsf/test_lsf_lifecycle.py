@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from molq.errors import SubmitError, TransientSchedulerError
+from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
+from molq.evidence import CancelOutcome
 from molq.model import JobState
 from molq.scheduler import TrackedJob
 
@@ -146,7 +147,7 @@ def test_array_job(lsf):
     job = lsf.run(command='echo "element $LSB_JOBINDEX"', array_spec="1-4%2", job_name="sweep")
     status = lsf.wait(job)
     assert status.state == JobState.SUCCEEDED
-    assert status.raw_state == "DONE:4"
+    assert status.raw_state == "array element: 4 DONE"  # core part summary
     for index in range(1, 5):
         assert lsf.read(job, f"stdout.{index}") == f"element {index}\n"
     # %2: never more than two elements at once.
@@ -163,7 +164,7 @@ def test_array_with_a_failing_element(lsf):
     status = lsf.wait(job)
     assert status.state == JobState.FAILED
     assert status.exit_code == 9
-    assert "index 3" in status.reason
+    assert f"{job.scheduler_job_id}[3]" in status.reason
 
 
 def test_get_queue_includes_jobs_not_submitted_by_molq(lsf):
@@ -272,3 +273,73 @@ def test_concurrent_submissions_get_distinct_ids(lsf):
     assert errors == []
     assert len({j.scheduler_job_id for j in jobs}) == 8
     assert {lsf.wait(j).state for j in jobs} == {JobState.SUCCEEDED}
+
+
+# -- states that are never final: suspended, requeued -------------------------------------------
+
+
+def test_stopped_job_is_not_final_and_finishes_after_resume(lsf):
+    job = lsf.run(command="sleep 1.5")
+    lsf.wait(job, [JobState.RUNNING])
+    assert lsf.sim.run("bstop", job.scheduler_job_id).returncode == 0
+    for _ in range(5):  # longer than the job's own run time: a stopped job does not progress
+        status = lsf.status(job)
+        assert (status.state, status.raw_state) == (JobState.RUNNING, "USUSP")
+        assert not status.state.is_terminal
+        time.sleep(0.4)
+    assert lsf.sim.run("bresume", job.scheduler_job_id).returncode == 0
+    status = lsf.wait(job)
+    assert (status.state, status.exit_code) == (JobState.SUCCEEDED, 0)
+
+
+def test_cancel_of_a_stopped_job_kills_it(lsf):
+    job = lsf.run(["sleep", "60"])
+    lsf.wait(job, [JobState.RUNNING])
+    pgid = lsf.sim.job_pgid(job.scheduler_job_id)
+    lsf.sim.run("bstop", job.scheduler_job_id)
+    lsf.sim.wait_stat(job.scheduler_job_id, ("USUSP",))
+    outcomes = lsf.scheduler.cancel_many([job])
+    assert outcomes == {job.job_id: CancelOutcome.REQUESTED}
+    assert lsf.wait(job).state == JobState.CANCELLED
+    assert lsf.sim.wait_group_gone(pgid)
+
+
+def test_requeued_job_ends_in_its_real_final_state(lsf):
+    # The first run waits to be requeued; the second run exits 3 at once.
+    marker = lsf.root / "runs"
+    job = lsf.run(command=f"echo run >> '{marker}'; [ $(wc -l < '{marker}') -ge 2 ] || sleep 60; exit 3")
+    lsf.wait(job, [JobState.RUNNING])
+    assert lsf.sim.run("brequeue", job.scheduler_job_id).returncode == 0
+    seen = []
+    deadline = time.monotonic() + 30
+    while True:
+        status = lsf.status(job)
+        seen.append(status.state)
+        if status.state.is_terminal or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    # Never a false end on the way: the killed first run is not the job's end.
+    assert [s for s in seen if s.is_terminal] == [JobState.FAILED]
+    assert (status.state, status.exit_code) == (JobState.FAILED, 3)
+    assert marker.read_text().split() == ["run", "run"]
+    assert lsf.sim.element(job.scheduler_job_id)["requeued"] == 1
+
+
+# -- cancel answers -------------------------------------------------------------------------------
+
+
+def test_cancel_of_a_finished_job_is_already_ended(lsf):
+    job = lsf.run(["true"])
+    assert lsf.wait(job).state == JobState.SUCCEEDED
+    assert lsf.scheduler.cancel_many([job]) == {job.job_id: CancelOutcome.ALREADY_ENDED}
+    assert lsf.status(job).state == JobState.SUCCEEDED  # its real end stays
+
+
+def test_cancel_of_another_users_job_is_refused(lsf):
+    sid = lsf.sim.bsub("-J", "theirs", "sleep 60", env={"MOLQ_LSFSIM_USER": "someone-else"})
+    lsf.sim.wait_stat(sid, ("RUN",))
+    theirs = TrackedJob("theirs", sid, str(lsf.root), time.time())
+    with pytest.raises(SchedulerError, match="User permission denied"):
+        lsf.scheduler.cancel_many([theirs])
+    assert lsf.sim.element(sid)["stat"] == "RUN"  # nothing was stopped
+    assert lsf.sim.run("bkill", sid, env={"MOLQ_LSFSIM_USER": "someone-else"}).returncode == 0

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
+from molq.evidence import CancelOutcome
 from molq.model import JobState
 from molq.transport import CommandResult
 from molq_lsf.dialect import LsfDialect
 from molq_lsf.parse import (
-    aggregate_status,
     parse_bjobs_json,
     parse_lsf_time,
     parse_submit_output,
@@ -85,7 +85,7 @@ def test_bsub_unreadable_answer_is_an_error(stdout):
 
 EXPECTED_STATES = {
     "4101": (JobState.QUEUED, None, "New job is waiting for scheduling"),
-    "4102": (JobState.QUEUED, None, None),
+    "4102": (JobState.QUEUED, None, LSF_STATES["PROV"][1]),
     "4103": (JobState.QUEUED, None, "The job was suspended by the user while pending"),
     "4104": (JobState.RUNNING, None, None),
     "4105": (JobState.RUNNING, None, LSF_STATES["USUSP"][1]),
@@ -97,7 +97,7 @@ EXPECTED_STATES = {
     "4111": (JobState.CANCELLED, None, "TERM_OWNER: job killed by owner"),
     "4112": (JobState.FAILED, 137, "TERM_MEMLIMIT: job killed after reaching LSF memory usage limit"),
     "4113": (JobState.RUNNING, None, LSF_STATES["UNKWN"][1]),
-    "4114": (JobState.QUEUED, None, None),
+    "4114": (JobState.QUEUED, None, LSF_STATES["WAIT"][1]),
     "4115": (JobState.RUNNING, None, LSF_STATES["ZOMBI"][1]),
     "4116": (JobState.QUEUED, None, "unknown LSF state 'XFER'"),
 }
@@ -105,7 +105,7 @@ EXPECTED_STATES = {
 
 def test_bjobs_json_every_state(dialect):
     ids = sorted(EXPECTED_STATES)
-    found = dialect.parse_status(result("bjobs", 0, golden("bjobs_states.json")), ids)
+    found = dialect.parse_status(result("bjobs", 0, golden("bjobs_states.json")), ids).statuses
     assert set(found) == set(ids)
     for sid, (state, code, reason) in EXPECTED_STATES.items():
         st = found[sid]
@@ -149,15 +149,33 @@ def test_exit_reasons(reason, state):
     assert classify_exit(reason) == state
 
 
-def test_terminal_parser_keeps_only_finished_jobs(dialect):
+def test_status_lists_finished_jobs_so_no_accounting_query_is_needed(dialect):
     ids = sorted(EXPECTED_STATES)
-    found = dialect.parse_terminal(result("bjobs", 0, golden("bjobs_states.json")), ids)
-    assert set(found) == {"4107", "4108", "4109", "4110", "4111", "4112"}
+    found = dialect.parse_status(result("bjobs", 0, golden("bjobs_states.json")), ids).statuses
+    finished = {sid for sid, st in found.items() if st.state.is_terminal}
+    assert finished == {"4107", "4108", "4109", "4110", "4111", "4112"}
+    assert dialect.terminal_argv(ids, None) is None
 
 
 def test_status_ignores_jobs_not_asked_for(dialect):
     found = dialect.parse_status(result("bjobs", 0, golden("bjobs_states.json")), ["4104"])
-    assert list(found) == ["4104"]
+    assert list(found.statuses) == ["4104"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "state"),
+    [
+        ("TERM_REQUEUE_OWNER: job killed and requeued by owner", JobState.QUEUED),
+        ("TERM_REQUEUE_ADMIN: job killed and requeued by root or LSF administrator", JobState.QUEUED),
+        ("TERM_PREEMPT: job killed after preemption", JobState.FAILED),
+    ],
+)
+def test_requeue_is_not_final_and_preemption_is_a_failure(dialect, reason, state):
+    text = json.dumps({"RECORDS": [{"JOBID": "9", "STAT": "EXIT", "EXIT_CODE": "130", "EXIT_REASON": reason}]})
+    st = dialect.parse_status(result("bjobs", 0, text), ["9"]).statuses["9"]
+    assert st.state == state
+    assert (st.exit_code is None) == (state == JobState.QUEUED)
+    assert st.finished_at is None
 
 
 # -- bjobs: arrays ------------------------------------------------------------------------------
@@ -166,15 +184,15 @@ def test_status_ignores_jobs_not_asked_for(dialect):
 def test_array_elements_aggregate_into_one_status(dialect):
     found = dialect.parse_status(
         result("bjobs", 0, golden("bjobs_array.json")), ["5200", "5201", "5202", "5203"]
-    )
+    ).statuses
     running = found["5200"]
     assert running.state == JobState.RUNNING
-    assert running.raw_state == "PEND:1,RUN:1,DONE:1"  # counts in state-table order
+    assert running.raw_state == "array element: 1 DONE, 1 PEND, 1 RUN"  # core's part summary
     assert running.started_at == local(2024, 6, 11, 14, 2)
     failed = found["5201"]
     assert failed.state == JobState.FAILED
     assert failed.exit_code == 3  # the first failed element (index 2)
-    assert "2 of 3 array elements failed" in failed.reason and "index 2" in failed.reason
+    assert "2 of 3 array elements failed" in failed.reason and "5201[2]" in failed.reason
     assert failed.finished_at == local(2024, 6, 11, 14, 7)
     waiting = found["5202"]
     assert waiting.state == JobState.QUEUED
@@ -183,25 +201,33 @@ def test_array_elements_aggregate_into_one_status(dialect):
     assert found["5203"].state == JobState.SUCCEEDED
 
 
-def test_array_outcome_priority():
-    records, _ = parse_bjobs_json(0, json.dumps({"RECORDS": [
+def test_array_outcome_follows_the_core_policy(dialect):
+    # One policy on every backend: FAILED > TIMED_OUT > CANCELLED.
+    elements = [
         {"JOBID": "1", "JOBINDEX": "1", "STAT": "EXIT", "EXIT_CODE": "1", "EXIT_REASON": ""},
         {"JOBID": "1", "JOBINDEX": "2", "STAT": "EXIT", "EXIT_CODE": "140",
          "EXIT_REASON": "TERM_RUNLIMIT: job killed after reaching LSF run time limit"},
         {"JOBID": "1", "JOBINDEX": "3", "STAT": "DONE"},
-    ]}), "")
-    assert aggregate_status(records).state == JobState.TIMED_OUT
-    cancelled = [*records, *parse_bjobs_json(0, json.dumps({"RECORDS": [
-        {"JOBID": "1", "JOBINDEX": "4", "STAT": "EXIT", "EXIT_REASON": "TERM_OWNER: job killed by owner"}
-    ]}), "")[0]]
-    assert aggregate_status(cancelled).state == JobState.CANCELLED
-    assert aggregate_status([r for r in records if r.stat == "DONE"]).state == JobState.SUCCEEDED
+        {"JOBID": "1", "JOBINDEX": "4", "STAT": "EXIT", "EXIT_REASON": "TERM_OWNER: job killed by owner"},
+    ]
+
+    def state_of(records):
+        text = json.dumps({"RECORDS": records})
+        return dialect.parse_status(result("bjobs", 0, text), ["1"]).statuses["1"]
+
+    assert state_of(elements).state == JobState.FAILED
+    assert state_of(elements).exit_code == 1
+    assert state_of(elements[1:]).state == JobState.TIMED_OUT
+    assert state_of(elements[2:]).state == JobState.CANCELLED
+    assert state_of(elements[2:3]).state == JobState.SUCCEEDED
+    held = {"JOBID": "1", "JOBINDEX": "5", "STAT": "PSUSP", "PEND_REASON": ""}
+    assert state_of([*elements, held]).state == JobState.QUEUED  # a held element keeps it open
 
 
 def test_never_satisfiable_dependency_is_flagged(dialect):
     found = dialect.parse_status(
         result("bjobs", 0, golden("bjobs_dependency.json")), ["801", "802", "803", "804"]
-    )
+    ).statuses
     assert found["801"].state == JobState.QUEUED
     assert found["801"].reason == "Dependency condition invalid or never satisfied"
     assert found["801"].dependency_never_satisfied
@@ -243,17 +269,20 @@ def test_adoption_finds_tags_in_job_descriptions(dialect):
 
 def test_not_found_as_json_error_records(dialect):
     answer = result("bjobs", 255, golden("bjobs_not_found_records.json"))
-    records, missing = parse_bjobs_json(answer.returncode, answer.stdout, answer.stderr)
-    assert [r.job_id for r in records] == ["700"]
-    assert missing == ["701", "702"]
-    assert set(dialect.parse_status(answer, ["700", "701", "702"])) == {"700"}
+    parsed = parse_bjobs_json(answer.returncode, answer.stdout, answer.stderr)
+    assert [r.job_id for r in parsed.records] == ["700"]
+    assert parsed.missing == ("701", "702")
+    status = dialect.parse_status(answer, ["700", "701", "702"])
+    assert set(status.statuses) == {"700"}
+    assert status.proves_absent("701") and status.proves_absent("702")
 
 
 def test_not_found_on_stderr_is_an_answer_not_a_failure(dialect):
     answer = result("bjobs", 255, "", golden("bjobs_not_found.stderr"))
-    assert dialect.parse_status(answer, ["9001", "9002"]) == {}
-    records, missing = parse_bjobs_json(answer.returncode, answer.stdout, answer.stderr)
-    assert (records, missing) == ([], ["9001", "9002"])
+    status = dialect.parse_status(answer, ["9001", "9002"])
+    assert dict(status.statuses) == {} and status.complete
+    parsed = parse_bjobs_json(answer.returncode, answer.stdout, answer.stderr)
+    assert (parsed.records, parsed.missing) == ((), ("9001", "9002"))
 
 
 @pytest.mark.parametrize("text", ["No unfinished job found\n", "No job found\n"])
@@ -268,11 +297,8 @@ def test_empty_queue_is_an_empty_answer(dialect, text):
         (255, "", "LSF is down. Please wait ...\n"),
         (255, "", "batch system daemon not responding ... still trying\n"),
         (1, "", ""),
-        (0, '{"COMMAND":"bjobs","JOBS":1,"RECORDS":[{"JOBID"', ""),
         (0, "JOBID STAT\n12 RUN\n", ""),
         (0, '{"COMMAND":"bjobs","RECORDS":"oops"}', ""),
-        (0, '{"COMMAND":"bjobs","RECORDS":[{"STAT":"RUN"}]}', ""),
-        (0, '{"COMMAND":"bjobs","RECORDS":[{"ERROR":"User permission denied"}]}', ""),
         (255, '{"COMMAND":"bjobs","JOBS":0,"RECORDS":[]}', "Job <5>: User permission denied\n"),
     ],
 )
@@ -281,6 +307,50 @@ def test_failed_query_raises_instead_of_looking_empty(dialect, rc, stdout, stder
         dialect.parse_status(result("bjobs", rc, stdout, stderr), ["5"])
     with pytest.raises(SchedulerError):
         dialect.parse_queue(result("bjobs", rc, stdout, stderr))
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        '{"COMMAND":"bjobs","JOBS":1,"RECORDS":[{"JOBID"',
+        '{"COMMAND":"bjobs","RECORDS":[{"STAT":"RUN"}]}',
+        '{"COMMAND":"bjobs","RECORDS":[{"ERROR":"User permission denied"}]}',
+        '{"COMMAND":"bjobs","RECORDS":["oops"]}',
+    ],
+)
+def test_records_without_an_id_make_the_answer_incomplete(dialect, stdout):
+    # Nothing is known about job 5, and nothing proves it absent either.
+    status = dialect.parse_status(result("bjobs", 0, stdout), ["5"])
+    assert not status.statuses and not status.complete and not status.proves_absent("5")
+
+
+def test_one_broken_record_costs_only_itself(dialect):
+    # A record that is not valid JSON (an unescaped quote) among good ones.
+    text = (
+        '{"COMMAND":"bjobs","JOBS":3,"RECORDS":[\n'
+        '{"JOBID":"1","STAT":"RUN","EXIT_CODE":"","EXIT_REASON":""},\n'
+        '{"JOBID":"2","STAT":"RUN","EXIT_REASON":"bad "quote" here"},\n'
+        '{"JOBID":"3","STAT":"DONE","EXIT_CODE":"0"},\n'
+        '{"JOBID":"4","JOBINDEX":"x","STAT":"RUN"},\n'
+        '{"JOBID":"5","STAT":"r u n"}\n]}'
+    )
+    status = dialect.parse_status(result("bjobs", 0, text), ["1", "2", "3", "4", "5", "6"])
+    assert set(status.statuses) == {"1", "3"}
+    assert status.statuses["3"].state == JobState.SUCCEEDED
+    assert status.unreadable == {"2", "4", "5"}
+    assert status.complete and status.proves_absent("6") and not status.proves_absent("2")
+
+
+def test_no_array_end_is_drawn_from_an_incomplete_answer(dialect):
+    text = json.dumps({"RECORDS": [
+        {"JOBID": "8", "JOBINDEX": "1", "STAT": "DONE"},
+        {"JOBINDEX": "2", "STAT": "EXIT", "EXIT_CODE": "1"},  # whose element is this?
+        {"JOBID": "9", "JOBINDEX": "1", "STAT": "RUN"},
+        {"JOBID": "10", "JOBINDEX": "0", "STAT": "DONE"},
+    ]})
+    status = dialect.parse_status(result("bjobs", 0, text), ["8", "9", "10"])
+    assert set(status.statuses) == {"9", "10"}  # active arrays and plain jobs still count
+    assert status.unreadable == {"8"} and not status.complete
 
 
 def test_client_that_gave_up_with_exit_zero_is_transient(dialect):
@@ -315,23 +385,28 @@ def test_permanent_errors_are_not_transient(dialect, name):
 # -- bkill --------------------------------------------------------------------------------------
 
 
-def test_bkill_success_and_already_finished_are_fine(dialect):
-    dialect.check_cancel(result("bkill", 0, golden("bkill_ok.stdout")), ["3001", "3002"])
-    dialect.check_cancel(
-        result("bkill", 255, golden("bkill_ok.stdout"), golden("bkill_finished.stderr")),
-        ["3001", "3002", "3003", "3004"],
-    )
+def test_bkill_outcome_per_job(dialect):
+    answer = result("bkill", 255, golden("bkill_ok.stdout"), golden("bkill_finished.stderr"))
+    assert dialect.parse_cancel(answer, ["3001", "3002", "3003", "3004"]) == {
+        "3001": CancelOutcome.REQUESTED,
+        "3002": CancelOutcome.REQUESTED,
+        "3003": CancelOutcome.ALREADY_ENDED,  # never "cancelled": its real end decides
+        "3004": CancelOutcome.ALREADY_ENDED,
+    }
 
 
-def test_bkill_real_failure_raises_with_lsf_message(dialect):
+def test_bkill_refusal_raises_with_lsf_message(dialect):
     with pytest.raises(SchedulerError) as info:
-        dialect.check_cancel(
+        dialect.parse_cancel(
             result("bkill", 255, "", golden("bkill_finished.stderr") + golden("bkill_denied.stderr")),
             ["3003", "3004", "3005"],
         )
     assert "User permission denied" in str(info.value)
     with pytest.raises(SchedulerError):
-        dialect.check_cancel(result("bkill", 255, "", ""), ["3005"])
+        dialect.parse_cancel(result("bkill", 255, "", ""), ["3005"])
+    # A refusal printed with exit status 0 is still a refusal.
+    with pytest.raises(SchedulerError):
+        dialect.parse_cancel(result("bkill", 0, "", golden("bkill_denied.stderr")), ["3005"])
 
 
 # -- time stamps --------------------------------------------------------------------------------
@@ -357,7 +432,7 @@ def test_lsf_time_stamps(text, expected):
 
 
 def test_record_status_of_empty_exit_code_has_no_code():
-    records, _ = parse_bjobs_json(0, '{"RECORDS":[{"JOBID":"3","STAT":"EXIT"}]}', "")
+    records = parse_bjobs_json(0, '{"RECORDS":[{"JOBID":"3","STAT":"EXIT"}]}', "").records
     status = record_status(records[0])
     assert status.state == JobState.FAILED
     assert status.exit_code is None

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import threading
+import time
 
 import pytest
 
@@ -168,3 +169,25 @@ def test_concurrent_commands_keep_state_consistent(lsf_sim):
     for jid in ids:
         lsf_sim.wait_stat(jid, ("DONE",))
     assert set(lsf_sim.state()["jobs"]) == set(ids)
+
+
+def test_job_control_answers_and_ownership(tmp_path):
+    sim = LsfSimulator(tmp_path / "lsf")
+    try:
+        sid = sim.bsub("sleep 30")
+        sim.wait_stat(sid, ("RUN",))
+        assert sim.run("bstop", sid).stdout == f"Job <{sid}> is being stopped\n"
+        assert sim.element(sid)["stat"] == "USUSP"
+        assert sim.run("bresume", sid).stdout == f"Job <{sid}> is being resumed\n"
+        assert sim.run("bresume", sid).stderr == f"Job <{sid}>: Job is not suspended\n"
+        other = sim.run("bkill", sid, env={"MOLQ_LSFSIM_USER": "mallory"})
+        assert (other.returncode, other.stderr) == (255, f"Job <{sid}>: User permission denied\n")
+        assert sim.run("brequeue", sid).stdout == f"Job <{sid}> is being requeued\n"
+        deadline = time.monotonic() + 20
+        while sim.element(sid).get("requeued") != 1:  # killed, then dispatched again
+            assert time.monotonic() < deadline, sim.element(sid)
+            sim.run("bjobs", "-a", sid)
+        assert sim.wait_stat(sid, ("RUN",))["exit_reason"] == ""
+        assert sim.run("brequeue", "99999").stderr == "Job <99999>: No matching job found\n"
+    finally:
+        sim.shutdown()

@@ -31,10 +31,10 @@ def __getattr__(name: str) -> Any:
         from molq_lsf.dialect import LsfDialect
 
         return LsfDialect
-    if name == "build_scheduler":
-        from molq_lsf.scheduler import build_scheduler
+    if name in ("build_scheduler", "LSFScheduler"):
+        from molq_lsf import scheduler
 
-        return build_scheduler
+        return getattr(scheduler, name)
     raise AttributeError(f"module 'molq_lsf' has no attribute {name!r}")
 
 

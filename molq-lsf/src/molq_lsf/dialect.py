@@ -12,6 +12,7 @@ LSF hands the command to a Bourne shell, so the script path is shell-quoted.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 import shlex
@@ -20,15 +21,14 @@ from collections.abc import Callable, Sequence
 
 from molq import wrapper
 from molq.batch import BatchDialect
-from molq.errors import ConfigError
+from molq.errors import ConfigError, SchedulerError
+from molq.evidence import CancelOutcome, SourceAnswer
 from molq.model import (
-    TERMINAL_STATES,
     CompiledDependency,
     DependencyCondition,
     JobSpec,
     QueueEntry,
     SchedulerCapabilities,
-    SchedulerStatus,
 )
 from molq.transport import CommandResult
 
@@ -42,11 +42,15 @@ from molq_lsf.parse import (
     statuses_by_job,
 )
 
+log = logging.getLogger("molq.lsf")
+
 __all__ = ["LsfDialect", "STATUS_FIELDS", "QUEUE_FIELDS", "DEPENDENCY_FUNCTIONS"]
 
 #: ``bjobs -o`` fields read for status and final state (documented LSF 10.1 field names).
+#: No free text chosen by the user (job name, description) is asked for: nothing the user
+#: typed can reach this answer.
 STATUS_FIELDS = (
-    "jobid jobindex job_name stat exit_code exit_reason pend_reason "
+    "jobid jobindex stat exit_code exit_reason pend_reason "
     "submit_time start_time finish_time"
 )
 #: ``bjobs -o`` fields read for :meth:`Cluster.get_queue`.
@@ -65,11 +69,14 @@ DEPENDENCY_FUNCTIONS: dict[str, str] = {
 _GPU_MODEL_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 # Messages that only appear when the client never reached mbatchd: safe to resubmit.
 _UNREACHED_MARKERS = ("lsf is down", "cannot connect to lsf", "lim is down", "master lim")
-# bkill answers that mean "nothing left to cancel".
-_CANCEL_OK_RE = re.compile(
-    r"Job has already finished|No matching job found|is being terminated|Operation is in progress",
-    re.IGNORECASE,
+# bkill's answer, one line per job: "Job <12> is being terminated", "Job <12>: Job has
+# already finished", "Job <12>: No matching job found", "Job <12>: User permission denied".
+_CANCEL_LINE_RE = re.compile(r"^Job <(\d+(?:\[\d+\])?)>:?\s*(.*)$")
+_CANCEL_REQUESTED_RE = re.compile(
+    r"is being (?:terminated|signaled|signalled)|Operation is in progress", re.IGNORECASE
 )
+# The job ended by itself (or so long ago that LSF forgot it).
+_CANCEL_ENDED_RE = re.compile(r"Job has already finished|No matching job found", re.IGNORECASE)
 
 
 def _job_name(spec: JobSpec) -> str:
@@ -192,23 +199,66 @@ class LsfDialect(BatchDialect):
         # -a: finished jobs are listed too (for CLEAN_PERIOD), so one call gives final states.
         return ["bjobs", "-a", "-o", STATUS_FIELDS, "-json", *scheduler_ids]
 
-    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
-        records, _missing = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
-        return statuses_by_job(records, scheduler_ids, now=self._clock())
+    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:  # type: ignore[override]
+        answer = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        return statuses_by_job(answer, scheduler_ids, now=self._clock())
 
-    def terminal_argv(self, scheduler_ids: Sequence[str], since: float | None) -> list[str] | None:
-        return self.status_argv(scheduler_ids)
-
-    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
-        found = self.parse_status(result, scheduler_ids)
-        return {sid: st for sid, st in found.items() if st.state in TERMINAL_STATES}
+    # No terminal_argv: ``bjobs -a`` above already lists finished jobs (for CLEAN_PERIOD), so
+    # a job it does not know is unknown to LSF; the wrapper's exit-code file decides then.
 
     # -- cancel, queue, adoption -------------------------------------------------------------
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         return ["bkill", *scheduler_ids]
 
     def cancel_line_is_benign(self, line: str) -> bool:
-        return bool(_CANCEL_OK_RE.search(line))
+        return bool(_CANCEL_ENDED_RE.search(line))
+
+    def parse_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, CancelOutcome]:
+        """bkill names the job on every line: each id gets the outcome of its own line.
+
+        "is being terminated" (or signaled, or "Operation is in progress") is REQUESTED;
+        "Job has already finished" and "No matching job found" are ALREADY_ENDED; any other
+        line about a job ("User permission denied"...) or an unexplained failure raises.
+        """
+        out: dict[str, CancelOutcome] = {}
+        refusals: list[str] = []
+        other: list[str] = []
+        by_base: dict[str, list[str]] = {}
+        for sid in scheduler_ids:
+            by_base.setdefault(sid.split("[", 1)[0], []).append(sid)
+        for line in (result.stdout + "\n" + result.stderr).splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            match = _CANCEL_LINE_RE.match(line)
+            if match is None:
+                if not any(m in line.lower() for m in TRANSIENT_MARKERS):
+                    other.append(line)
+                continue
+            named, text = match.groups()
+            targets = [named] if named in scheduler_ids else by_base.get(named.split("[", 1)[0], [])
+            if _CANCEL_REQUESTED_RE.search(text):
+                outcome = CancelOutcome.REQUESTED
+            elif _CANCEL_ENDED_RE.search(text):
+                outcome = CancelOutcome.ALREADY_ENDED
+            else:
+                refusals.append(line)
+                continue
+            for sid in targets:
+                # An array's elements may answer differently: any element stopped counts.
+                if out.get(sid) != CancelOutcome.REQUESTED:
+                    out[sid] = outcome
+        unanswered = [sid for sid in scheduler_ids if sid not in out]
+        if refusals or (result.returncode != 0 and (other or unanswered)):
+            problems = refusals + other or [f"no answer for job(s) {', '.join(unanswered)}"]
+            raise SchedulerError(
+                f"bkill refused (exit {result.returncode}): {'; '.join(problems)}",
+                stderr=result.stderr,
+                command=list(result.argv),
+            )
+        for sid in unanswered:
+            out[sid] = CancelOutcome.REQUESTED
+        return out
 
     def queue_argv(self, user: str | None) -> list[str]:
         argv = ["bjobs", "-o", QUEUE_FIELDS, "-json"]
@@ -217,7 +267,14 @@ class LsfDialect(BatchDialect):
         return argv
 
     def parse_queue(self, result: CommandResult) -> list[QueueEntry]:
-        records, _missing = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        answer = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        records = answer.records
+        if not answer.complete or answer.unreadable:
+            if not records:
+                raise SchedulerError("bjobs printed no readable job record", stderr=result.stderr)
+            # The listing shows what could be read; say that something could not.
+            log.warning("bjobs: some job records could not be read (%s)",
+                        ", ".join(sorted(answer.unreadable)) or "records without a job id")
         now = self._clock()
         entries = []
         for rec in sorted(records, key=lambda r: (int(r.job_id) if r.job_id.isdigit() else 0, r.index)):
@@ -241,7 +298,7 @@ class LsfDialect(BatchDialect):
         return ["bjobs", "-a", "-o", ADOPT_FIELDS, "-json"]
 
     def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
-        records, _missing = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
+        records = parse_bjobs_json(result.returncode, result.stdout, result.stderr).records
         wanted = set(tags)
         found: dict[str, str] = {}
         for rec in records:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 from molq import wrapper
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
+from molq.evidence import SourceAnswer, aggregate_parts
 from molq.model import TERMINAL_STATES, JobState, SchedulerStatus
 
 from molq_lsf.states import LSF_STATES, classify_exit, is_known_state, map_state
@@ -32,13 +33,13 @@ __all__ = [
     "parse_lsf_time",
     "parse_bjobs_json",
     "record_status",
-    "aggregate_status",
+    "BjobsAnswer",
     "statuses_by_job",
     "not_found_ids",
     "TRANSIENT_MARKERS",
 ]
 
-_SUBMITTED_RE = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>")
+_SUBMITTED_RE = re.compile(r"Job <(\d+)> is submitted\b")
 _NOT_FOUND_RE = re.compile(r"Job <([^>]+)> is not found")
 _NEVER_RE = re.compile(r"Dependency condition invalid or never satisfied", re.IGNORECASE)
 _NO_JOBS_RE = re.compile(r"^No (?:unfinished |matching )?job(?:s)? found\.?$", re.IGNORECASE)
@@ -183,12 +184,82 @@ def not_found_ids(text: str) -> list[str]:
     return _NOT_FOUND_RE.findall(text)
 
 
-def parse_bjobs_json(returncode: int, stdout: str, stderr: str) -> tuple[list[BjobsRecord], list[str]]:
-    """Records and not-found job ids from ``bjobs -o ... -json``.
+@attrs.frozen
+class BjobsAnswer:
+    """What one ``bjobs -o ... -json`` answer says.
 
-    Raises :class:`SchedulerError` when bjobs failed (anything on stderr other than "not
-    found"/"no job found" with a non-zero exit, unreadable JSON, an unexplained ERROR record):
-    a failed query must never look like an empty queue.
+    ``records``: the readable records. ``missing``: ids bjobs says it does not know.
+    ``unreadable``: ids whose record was present but could not be read (no evidence for
+    them). ``complete``: False when some record could not even be attributed to an id.
+    """
+
+    records: tuple[BjobsRecord, ...] = ()
+    missing: tuple[str, ...] = ()
+    unreadable: frozenset[str] = frozenset()
+    complete: bool = True
+
+
+_JOBID_RE = re.compile(r"^(\d+)(?:\[(\d+)\])?$")
+# A record's id, looked for in the text of a record that is not valid JSON.
+_RAW_JOBID_RE = re.compile(r'"JOBID"\s*:\s*"(\d+)')
+_JOB_IN_TEXT_RE = re.compile(r"Job <(\d+)(?:\[\d+\])?>")
+
+
+def _raw_records(body: str, stderr: str) -> tuple[list[object], set[str], bool]:
+    """The items of the RECORDS list, record by record: a record that is not valid JSON
+    costs only itself (its id, when it can still be read, becomes unreadable)."""
+    start = body.find("{")
+    if start < 0:
+        raise SchedulerError(f"bjobs printed no JSON: {body[:200]!r}", stderr=stderr)
+    try:
+        data = json.loads(body[start:])
+    except json.JSONDecodeError:
+        pass
+    else:
+        if not isinstance(data, dict) or not isinstance(data.get("RECORDS", []), list):
+            raise SchedulerError("bjobs printed JSON without a RECORDS list", stderr=stderr)
+        return list(data.get("RECORDS", [])), set(), True
+    # Not valid JSON as a whole: read the records one at a time.
+    head = re.search(r'"RECORDS"\s*:\s*\[', body)
+    if head is None:
+        raise SchedulerError("bjobs printed unreadable JSON (no RECORDS list)", stderr=stderr)
+    decoder = json.JSONDecoder()
+    items: list[object] = []
+    unreadable: set[str] = set()
+    complete = True
+    pos = head.end()
+    while True:
+        while pos < len(body) and body[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(body) or body[pos] == "]":
+            break
+        try:
+            item, pos = decoder.raw_decode(body, pos)
+        except json.JSONDecodeError:
+            # Skip to the start of the next record; what lies between is the bad record.
+            nxt = re.search(r"\}\s*,\s*(?=\{)", body[pos:])
+            chunk = body[pos: pos + nxt.start() if nxt else len(body)]
+            ident = _RAW_JOBID_RE.search(chunk)
+            if ident:
+                unreadable.add(ident.group(1))
+            else:
+                complete = False
+            if nxt is None:
+                if "]" not in body[pos:]:
+                    complete = False  # cut short: more records may be lost
+                break
+            pos += nxt.end()
+            continue
+        items.append(item)
+    return items, unreadable, complete
+
+
+def parse_bjobs_json(returncode: int, stdout: str, stderr: str) -> BjobsAnswer:
+    """Records, not-found ids and unreadable records of ``bjobs -o ... -json``.
+
+    Raises :class:`SchedulerError` when bjobs failed as a whole (anything on stderr other
+    than "not found"/"no job found" with a non-zero exit, no JSON at all): a failed query
+    must never look like an empty queue. One bad record only costs that record.
     """
     missing = not_found_ids(stderr)
     problems = [
@@ -205,44 +276,41 @@ def parse_bjobs_json(returncode: int, stdout: str, stderr: str) -> tuple[list[Bj
     if empty and any(m in line.lower() for line in problems for m in TRANSIENT_MARKERS):
         # An LSF client that gave up waiting for mbatchd but still exited 0.
         raise TransientSchedulerError(f"bjobs got no answer: {' '.join(problems)}", stderr=stderr)
-    records: list[BjobsRecord] = []
     if empty:
-        return records, missing
-    start = body.find("{")
-    try:
-        data = json.loads(body[start:]) if start >= 0 else None
-    except json.JSONDecodeError as exc:
-        raise SchedulerError(f"bjobs printed unreadable JSON: {exc}", stderr=stderr) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("RECORDS", []), list):
-        raise SchedulerError("bjobs printed JSON without a RECORDS list", stderr=stderr)
-    for raw in data.get("RECORDS", []):
+        return BjobsAnswer(missing=tuple(missing))
+    raw_records, unreadable, complete = _raw_records(body, stderr)
+    records: list[BjobsRecord] = []
+    for raw in raw_records:
         if not isinstance(raw, dict):
-            raise SchedulerError(f"bjobs printed a malformed record: {raw!r}", stderr=stderr)
+            complete = False
+            continue
         error = _text(raw.get("ERROR"))
         if error:
             ids = not_found_ids(error)
-            if not ids:
-                raise SchedulerError(f"bjobs reported an error: {error}", stderr=stderr)
-            missing.extend(ids)
+            if ids:
+                missing.extend(ids)
+            elif any(m in error.lower() for m in TRANSIENT_MARKERS):
+                raise TransientSchedulerError(f"bjobs got no answer: {error}", stderr=stderr)
+            else:
+                named = _JOB_IN_TEXT_RE.findall(error)
+                if named:
+                    unreadable.update(named)
+                else:
+                    complete = False
             continue
-        job_id = _text(raw.get("JOBID"))
-        if not job_id:
-            raise SchedulerError(f"bjobs record without JOBID: {raw!r}", stderr=stderr)
-        index_text = _text(raw.get("JOBINDEX"))
+        ident = _JOBID_RE.match(_text(raw.get("JOBID")))
+        if ident is None:
+            complete = False
+            continue
         # Some LSF versions print array elements as JOBID "123[4]".
-        bracket = re.fullmatch(r"(\d+)\[(\d+)\]", job_id)
-        if bracket:
-            job_id, index_text = bracket.group(1), index_text or bracket.group(2)
+        job_id, index_text = ident.group(1), _text(raw.get("JOBINDEX")) or (ident.group(2) or "")
         values = {attr: _text(raw.get(key)) for attr, key in _FIELD_KEYS.items()}
         values["stat"] = values["stat"].upper()
-        records.append(
-            BjobsRecord(
-                job_id=job_id,
-                index=int(index_text) if index_text.isdigit() else 0,
-                **values,
-            )
-        )
-    return records, missing
+        if (index_text and not index_text.isdigit()) or not re.fullmatch(r"[A-Z]+", values["stat"]):
+            unreadable.add(job_id)
+            continue
+        records.append(BjobsRecord(job_id=job_id, index=int(index_text or 0), **values))
+    return BjobsAnswer(tuple(records), tuple(missing), frozenset(unreadable), complete)
 
 
 def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerStatus:
@@ -253,13 +321,16 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
     code: int | None = int(rec.exit_code) if re.fullmatch(r"-?\d+", rec.exit_code) else None
     signal: int | None = None
     reason: str | None = None
-    if raw == "EXIT":
+    if raw == "EXIT" and classify_exit(rec.exit_reason) != JobState.QUEUED:
         state = classify_exit(rec.exit_reason)
         if code is not None:
             signal, described = wrapper.describe_exit(code)
-            reason = rec.exit_reason or described
+            reason = rec.exit_reason or described or f"EXIT with exit code {code}"
         else:
             reason = rec.exit_reason or "exited (LSF reported no exit code)"
+    elif raw == "EXIT":
+        # Killed and requeued (brequeue): the job is pending again, not finished.
+        state, code, reason = JobState.QUEUED, None, f"requeued ({rec.exit_reason})"
     elif raw == "DONE":
         state, code = JobState.SUCCEEDED, 0
     else:
@@ -269,7 +340,7 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
             reason = f"unknown LSF state {raw!r}"
         elif state == JobState.QUEUED:
             # bjobs ends each pending reason with ";".
-            reason = rec.pend_reason.rstrip("; ") or None
+            reason = rec.pend_reason.rstrip("; ") or (LSF_STATES[raw][1] if raw != "PEND" else None)
         elif raw != "RUN":
             reason = LSF_STATES[raw][1]
     return SchedulerStatus(
@@ -285,77 +356,29 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
     )
 
 
-# When array elements end differently, the most telling outcome describes the whole array.
-_TERMINAL_PRIORITY = (JobState.CANCELLED, JobState.TIMED_OUT, JobState.FAILED, JobState.SUCCEEDED)
-
-
-def aggregate_status(records: Sequence[BjobsRecord], *, now: float | None = None) -> SchedulerStatus:
-    """One status for a job from all its records (one, or one per array element).
-
-    An array is active while any element is; it is RUNNING once any element started. When
-    every element ended it takes the worst outcome: CANCELLED, then TIMED_OUT, then FAILED
-    (with the exit code of the first such element), else SUCCEEDED.
-    """
-    if not records:
-        raise ValueError("aggregate_status needs at least one record")
-    ordered = sorted(records, key=lambda r: r.index)
-    statuses = [record_status(r, now=now) for r in ordered]
-    if len(statuses) == 1:
-        return statuses[0]
-    counts: dict[str, int] = {}
-    for st in statuses:
-        counts[st.raw_state] = counts.get(st.raw_state, 0) + 1
-    order = list(LSF_STATES)
-    raw = ",".join(
-        f"{name}:{counts[name]}"
-        for name in sorted(counts, key=lambda n: (order.index(n) if n in order else len(order), n))
-    )
-    starts = [s.started_at for s in statuses if s.started_at is not None]
-    started_at = min(starts) if starts else None
-    active = [s for s in statuses if s.state not in TERMINAL_STATES]
-    if active:
-        began = any(s.state not in (JobState.QUEUED,) for s in statuses)
-        state = JobState.RUNNING if began else JobState.QUEUED
-        pending = next((s.reason for s in statuses if s.state == JobState.QUEUED and s.reason), None)
-        return SchedulerStatus(
-            state=state,
-            raw_state=raw,
-            reason=f"{len(active)} of {len(statuses)} array elements active"
-            + (f"; pending: {pending}" if pending else ""),
-            started_at=started_at,
-            dependency_never_satisfied=all(s.dependency_never_satisfied for s in active),
-        )
-    for outcome in _TERMINAL_PRIORITY:
-        chosen = [(r, s) for r, s in zip(ordered, statuses) if s.state == outcome]
-        if chosen:
-            break
-    first_rec, first = chosen[0]
-    finishes = [s.finished_at for s in statuses if s.finished_at is not None]
-    if outcome == JobState.SUCCEEDED:
-        reason = None
-    else:
-        reason = (
-            f"{len(chosen)} of {len(statuses)} array elements {outcome.value} "
-            f"(first: index {first_rec.index}: {first.reason or first.raw_state})"
-        )
-    return SchedulerStatus(
-        state=outcome,
-        raw_state=raw,
-        exit_code=first.exit_code,
-        exit_signal=first.exit_signal,
-        reason=reason,
-        started_at=started_at,
-        finished_at=max(finishes) if finishes else None,
-    )
-
-
 def statuses_by_job(
-    records: Iterable[BjobsRecord], wanted: Sequence[str], *, now: float | None = None
-) -> dict[str, SchedulerStatus]:
-    """Aggregate records per job id, keeping only the ids in ``wanted``."""
+    answer: BjobsAnswer, wanted: Sequence[str], *, now: float | None = None
+) -> SourceAnswer:
+    """One status per job id in ``wanted``: a job's records (one, or one per array element)
+    are combined by core's part policy. A job with any unreadable record has no status."""
     wanted_set = set(wanted)
     grouped: dict[str, list[BjobsRecord]] = {}
-    for rec in records:
+    for rec in answer.records:
         if rec.job_id in wanted_set:
             grouped.setdefault(rec.job_id, []).append(rec)
-    return {sid: aggregate_status(recs, now=now) for sid, recs in grouped.items()}
+    unreadable = set(sid for sid in answer.unreadable if sid in wanted_set)
+    statuses = {}
+    for sid, recs in grouped.items():
+        if sid in unreadable:
+            continue
+        status = aggregate_parts(
+            [(rec.element_id, record_status(rec, now=now)) for rec in sorted(recs, key=lambda r: r.index)],
+            kind="array element",
+        )
+        if status.state.is_terminal and not answer.complete and any(rec.index for rec in recs):
+            # A record that names no job may be one of this array's elements: an array's end
+            # is only drawn from all of its elements.
+            unreadable.add(sid)
+            continue
+        statuses[sid] = status
+    return SourceAnswer(statuses, frozenset(unreadable), answer.complete)

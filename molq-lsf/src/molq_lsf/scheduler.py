@@ -10,7 +10,7 @@ from molq.errors import ConfigError
 from molq_lsf.dialect import LsfDialect
 from molq_lsf.options import LsfOptions
 
-__all__ = ["build_scheduler"]
+__all__ = ["build_scheduler", "LSFScheduler"]
 
 
 def build_scheduler(transport: Any, options: LsfOptions | None = None, **kwargs: Any) -> BatchScheduler:
@@ -35,3 +35,8 @@ def build_scheduler(transport: Any, options: LsfOptions | None = None, **kwargs:
         env=options.env,
         **kwargs,
     )
+
+
+#: The public name of the LSF scheduler: a factory of plain
+#: :class:`~molq.batch.BatchScheduler` objects driving an :class:`~molq_lsf.dialect.LsfDialect`.
+LSFScheduler = build_scheduler

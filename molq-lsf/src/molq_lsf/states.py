@@ -2,8 +2,12 @@
 
 One table, :data:`LSF_STATES`, maps each native state to a molq :class:`~molq.model.JobState`.
 ``EXIT`` is the only state whose meaning depends on more than its name: the termination reason
-(``bjobs -o exit_reason``) tells a run-limit kill (TIMED_OUT) and a ``bkill`` (CANCELLED) apart
-from a plain failure. See :func:`classify_exit`.
+(``bjobs -o exit_reason``) tells a run-limit kill (TIMED_OUT), a ``bkill`` (CANCELLED) and a
+kill-and-requeue (QUEUED again) apart from a plain failure. See :func:`classify_exit`.
+
+Held and suspended states (PSUSP, USUSP, SSUSP), UNKWN (the execution host is unreachable) and
+ZOMBI (killed while it was) are never final: the job may still run, and LSF reports DONE or
+EXIT once it knows.
 
 A state that is not in the table (a newer LSF release, a site patch) is kept raw and treated as
 non-terminal: :func:`status_for` reports it as RUNNING if the job has a start time and QUEUED
@@ -18,6 +22,7 @@ __all__ = [
     "LSF_STATES",
     "TIMEOUT_REASONS",
     "CANCEL_REASONS",
+    "REQUEUE_REASONS",
     "map_state",
     "classify_exit",
     "is_known_state",
@@ -48,6 +53,11 @@ TIMEOUT_REASONS = frozenset({"TERM_RUNLIMIT", "TERM_DEADLINE"})
 CANCEL_REASONS = frozenset(
     {"TERM_OWNER", "TERM_FORCE_OWNER", "TERM_ADMIN", "TERM_FORCE_ADMIN", "TERM_BUCKET_KILL"}
 )
+
+
+#: Termination reasons of a run that was killed and put back in the queue (``brequeue``):
+#: the job is pending again, so such a record is never final.
+REQUEUE_REASONS = frozenset({"TERM_REQUEUE_OWNER", "TERM_REQUEUE_ADMIN"})
 
 
 def is_known_state(raw: str) -> bool:
@@ -88,10 +98,14 @@ def classify_exit(exit_reason: str | None) -> JobState:
     <JobState.TIMED_OUT: 'timed_out'>
     >>> classify_exit("TERM_OWNER: job killed by owner")
     <JobState.CANCELLED: 'cancelled'>
+    >>> classify_exit("TERM_REQUEUE_ADMIN: job killed and requeued by root or LSF administrator")
+    <JobState.QUEUED: 'queued'>
     >>> classify_exit("")
     <JobState.FAILED: 'failed'>
     """
     keyword = reason_keyword(exit_reason)
+    if keyword in REQUEUE_REASONS:
+        return JobState.QUEUED
     if keyword in TIMEOUT_REASONS:
         return JobState.TIMED_OUT
     if keyword in CANCEL_REASONS:

@@ -1,11 +1,15 @@
-"""A small LSF simulator for tests: ``bsub``, ``bjobs`` and ``bkill`` that run jobs for real.
+"""A small LSF simulator for tests: ``bsub``, ``bjobs``, ``bkill``, ``bstop``, ``bresume`` and
+``brequeue`` that run jobs for real.
 
 State lives in ``$MOLQ_LSFSIM_HOME/state.json`` (replaced atomically; writers hold an fcntl
 lock on ``state.lock``). There is no daemon: every command first "advances the world" (starts
 jobs whose dependencies are met, forgets jobs finished longer than ``clean_period`` ago), and
 every started job element gets a small detached monitor process that runs it in its own
 session, enforces the run limit (SIGUSR2, then SIGKILL), carries out ``bkill`` (SIGINT,
-SIGTERM, SIGKILL) and records how it ended.
+SIGTERM, SIGKILL) and ``brequeue`` (kill, then back to PEND with TERM_REQUEUE_OWNER, to be
+dispatched again) and records how it ended. ``bstop``/``bresume`` stop and continue the job's
+process group (USUSP and back to RUN). Only the owner may kill, stop or requeue a job
+("User permission denied" otherwise).
 
 Settings come from ``$MOLQ_LSFSIM_HOME/config.json`` (see DEFAULTS). ``minute_seconds``
 shrinks LSF's minutes so ``-W 1`` can be tested in a second. A file ``down`` in the home (or
@@ -46,6 +50,9 @@ TERM_RUNLIMIT = "TERM_RUNLIMIT: job killed after reaching LSF run time limit"
 TERM_CWD = ("TERM_CWD_NOTEXIST: current working directory is not accessible or does not exist "
             "on the execution host")
 TERM_LOST = "TERM_EXTERNAL_SIGNAL: job killed by a signal external to LSF"
+TERM_REQUEUE = "TERM_REQUEUE_OWNER: job killed and requeued by owner"
+#: States of a dispatched element whose processes exist (running or stopped).
+ON_HOST = ("RUN", "USUSP", "SSUSP")
 FIELDS = ("jobid", "jobindex", "job_name", "stat", "user", "queue", "proj_name", "job_description",
           "exit_code", "exit_reason", "pend_reason", "from_host", "exec_host", "submit_time",
           "start_time", "finish_time", "command", "dependency", "slots", "runtimelimit")
@@ -226,7 +233,7 @@ def advance(root: str, state: dict, cfg: dict) -> None:
             del state["jobs"][jid]
     for jid, job in state["jobs"].items():
         for index, e in job["elements"].items():
-            if e["stat"] == "RUN" and not proc_alive(e.get("monitor")):
+            if e["stat"] in ON_HOST and not proc_alive(e.get("monitor")):
                 try:  # the monitor died (killed by hand?): do not leave its job behind
                     with open(os.path.join(root, "spool", f"{jid}.{index}.pid")) as fh:
                         os.killpg(int(fh.read()), signal.SIGKILL)
@@ -234,7 +241,7 @@ def advance(root: str, state: dict, cfg: dict) -> None:
                     pass
                 finish(e, "EXIT", None, TERM_LOST)
     used = sum(job["slots"] for job in state["jobs"].values()
-               for e in job["elements"].values() if e["stat"] == "RUN")
+               for e in job["elements"].values() if e["stat"] in ON_HOST)
     for jid in sorted(state["jobs"], key=int):
         job = state["jobs"][jid]
         pending = [(i, e) for i, e in sorted(job["elements"].items(), key=lambda kv: int(kv[0]))
@@ -245,7 +252,7 @@ def advance(root: str, state: dict, cfg: dict) -> None:
         if job["dependency"]:
             verdict = evaluate([t if isinstance(t, str) else condition(state, t[0], t[1])
                                 for t in job["dependency"]])
-        running = sum(1 for e in job["elements"].values() if e["stat"] == "RUN")
+        running = sum(1 for e in job["elements"].values() if e["stat"] in ON_HOST)
         for index, e in pending:
             if verdict != "yes":
                 e["reason"] = REASON_DEP_NEVER if verdict == "never" else REASON_DEP_WAIT
@@ -304,13 +311,18 @@ def monitor(root: str, jid: str, index: str) -> None:
             fh.write(str(proc.pid))  # lets test harnesses clean up stray jobs
         deadline = start + job["runlimit"] * cfg["minute_seconds"] if job["runlimit"] else None
         kill_flag = os.path.join(root, "spool", f"{jid}.{index}.kill")
+        requeue_flag = os.path.join(root, "spool", f"{jid}.{index}.requeue")
         plan, why = [], None  # plan: [(when, signal)] still to send
         while proc.poll() is None:
             now = time.time()
-            if why is None and os.path.exists(kill_flag):
+            if why is None and os.path.exists(requeue_flag):
+                os.unlink(requeue_flag)
+                why, plan = TERM_REQUEUE, [(now, signal.SIGCONT), (now, signal.SIGKILL)]
+            elif why is None and os.path.exists(kill_flag):
                 step = cfg["kill_interval"]
-                why, plan = TERM_OWNER, [(now, signal.SIGINT), (now + step, signal.SIGTERM),
-                                         (now + 2 * step, signal.SIGKILL)]
+                # A stopped job must run again to see its signals.
+                why, plan = TERM_OWNER, [(now, signal.SIGCONT), (now, signal.SIGINT),
+                                         (now + step, signal.SIGTERM), (now + 2 * step, signal.SIGKILL)]
             elif why is None and deadline is not None and now >= deadline:
                 grace = now + cfg["runlimit_grace"]
                 why, plan = TERM_RUNLIMIT, [(now, signal.SIGUSR2), (grace, signal.SIGKILL)]
@@ -330,7 +342,11 @@ def monitor(root: str, jid: str, index: str) -> None:
         outcome = ("EXIT", code, why) if why else ("DONE" if code == 0 else "EXIT", code, "")
     with Locked(root) as state:
         element = state["jobs"][jid]["elements"][index]
-        if element["stat"] == "RUN":
+        if outcome[2] == TERM_REQUEUE:
+            # Back in the queue with its submit time; advance() dispatches it again.
+            element.update(stat="PEND", start=None, finish=None, code=None, monitor=None,
+                           exit_reason="", reason=REASON_NEW, requeued=element.get("requeued", 0) + 1)
+        elif element["stat"] in ON_HOST:
             finish(element, *outcome)
         advance(root, state, config(root))
 
@@ -575,19 +591,107 @@ def bkill(argv: list, root: str, cfg: dict) -> int:
                 print(f"Job <{ident}>: No matching job found", file=sys.stderr)
                 rc = 255
                 continue
+            if job["user"] != user_name():
+                print(f"Job <{ident}>: User permission denied", file=sys.stderr)
+                rc = 255
+                continue
             live = [(i, e) for i, e in chosen if e["stat"] not in FINISHED]
             if not live:
                 print(f"Job <{ident}>: Job has already finished", file=sys.stderr)
                 rc = 255
                 continue
             for index, e in live:
-                if e["stat"] == "RUN":
+                if e["stat"] in ON_HOST:
                     open(os.path.join(root, "spool", f"{jid}.{index}.kill"), "w").close()
                 else:
                     finish(e, "EXIT", None, TERM_OWNER)
             print(f"Job <{ident}> is being terminated")
         advance(root, state, cfg)
     return rc
+
+
+def _job_control(argv: list, root: str, cfg: dict, usage: str, act) -> int:
+    """bstop / bresume / brequeue: ``act(jid, index, element)`` returns the answer's verb or
+    an error text for one element."""
+    ids = [a for a in argv if not a.startswith("-")]
+    if not ids or len(ids) != len(argv):
+        raise Refused(f"Usage: {usage} [-h] [-V] [jobId | \"jobId[index_list]\" ...]")
+    rc = 0
+    with Locked(root) as state:
+        advance(root, state, cfg)
+        for ident in ids:
+            jid, _, idx = ident.partition("[")
+            job = state["jobs"].get(jid)
+            chosen = [] if job is None else [
+                (i, e) for i, e in job["elements"].items() if not idx or i == idx.rstrip("]")]
+            if not chosen:
+                print(f"Job <{ident}>: No matching job found", file=sys.stderr)
+                rc = 255
+                continue
+            if job["user"] != user_name():
+                print(f"Job <{ident}>: User permission denied", file=sys.stderr)
+                rc = 255
+                continue
+            answers = {act(root, jid, i, e) for i, e in chosen}
+            done = sorted(a for a in answers if a.startswith("is being"))
+            if done:
+                print(f"Job <{ident}> {done[0]}")
+            else:
+                print(f"Job <{ident}>: {sorted(answers)[0]}", file=sys.stderr)
+                rc = 255
+        advance(root, state, cfg)
+    return rc
+
+
+def _signal_group(root: str, jid: str, index: str, sig: int) -> None:
+    try:
+        with open(os.path.join(root, "spool", f"{jid}.{index}.pid")) as fh:
+            os.killpg(int(fh.read()), sig)
+    except (OSError, ValueError):
+        pass
+
+
+def _stop(root: str, jid: str, index: str, e: dict) -> str:
+    if e["stat"] in FINISHED:
+        return "Job has already finished"
+    if e["stat"] == "RUN":
+        _signal_group(root, jid, index, signal.SIGSTOP)
+        e["stat"] = "USUSP"
+    elif e["stat"] == "PEND":
+        e.update(stat="PSUSP", reason=REASON_HELD)
+    return "is being stopped"
+
+
+def _resume(root: str, jid: str, index: str, e: dict) -> str:
+    if e["stat"] in FINISHED:
+        return "Job has already finished"
+    if e["stat"] == "USUSP":
+        _signal_group(root, jid, index, signal.SIGCONT)
+        e["stat"] = "RUN"
+    elif e["stat"] == "PSUSP":
+        e.update(stat="PEND", reason=REASON_NEW)
+    else:
+        return "Job is not suspended"
+    return "is being resumed"
+
+
+def _requeue(root: str, jid: str, index: str, e: dict) -> str:
+    if e["stat"] not in ON_HOST:
+        return "Job has already finished" if e["stat"] in FINISHED else "Job is not running"
+    open(os.path.join(root, "spool", f"{jid}.{index}.requeue"), "w").close()
+    return "is being requeued"
+
+
+def bstop(argv: list, root: str, cfg: dict) -> int:
+    return _job_control(argv, root, cfg, "bstop", _stop)
+
+
+def bresume(argv: list, root: str, cfg: dict) -> int:
+    return _job_control(argv, root, cfg, "bresume", _resume)
+
+
+def brequeue(argv: list, root: str, cfg: dict) -> int:
+    return _job_control(argv, root, cfg, "brequeue", _requeue)
 
 
 def main(command: str, argv: list) -> int:
@@ -601,7 +705,9 @@ def main(command: str, argv: list) -> int:
             text = open(down).read().strip() if os.path.exists(down) else ""
             print(text or "LSF is down. Please wait ...", file=sys.stderr)
             return 255
-        return {"bsub": bsub, "bjobs": bjobs, "bkill": bkill}[command](argv, root, config(root))
+        commands = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill, "bstop": bstop,
+                    "bresume": bresume, "brequeue": brequeue}
+        return commands[command](argv, root, config(root))
     except Refused as exc:
         print(exc, file=sys.stderr)
         return 255

@@ -21,7 +21,7 @@ from typing import Any
 import lsfsim
 
 BIN_DIR = Path(lsfsim.__file__).resolve().parent / "bin"
-COMMANDS = ("bsub", "bjobs", "bkill")
+COMMANDS = ("bsub", "bjobs", "bkill", "bstop", "bresume", "brequeue")
 
 #: Fast settings for tests: an LSF "minute" is one second, kills escalate quickly.
 TEST_CONFIG: dict[str, Any] = {"minute_seconds": 1, "kill_interval": 0.5, "runlimit_grace": 1.0}
@@ -140,7 +140,7 @@ class LsfSimulator:
         self.restore()
         for job_id, job in self.state()["jobs"].items():
             for index, element in job["elements"].items():
-                if element["stat"] != "RUN":
+                if element["stat"] not in lsfsim.ON_HOST:
                     continue
                 if lsfsim.proc_alive(element.get("monitor")):
                     os.kill(element["monitor"][0], signal.SIGKILL)
