@@ -31,14 +31,6 @@ from fakecmd_lsf import FakeLsf  # noqa: E402
 
 SAMPLES = {p.stem: p for p in sorted((HERE / "samples").glob("*.toml"))}
 
-#: Samples whose stored record is still wrong only because of the lifecycle engine (being
-#: rewritten): the dialect's evidence for them is checked, and right, in the tests above.
-ENGINE_XFAIL = {
-    "incomplete": "engine: _reconcile counts jobs of an incomplete/unreadable answer as missing "
-                  "(it ignores SourceAnswer.complete/unreadable; observe() does not)",
-    "already_ended": "engine: cancel_jobs records CANCELLED whatever bkill answered "
-                     "(ALREADY_ENDED must keep the job's real end)",
-}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -148,9 +140,7 @@ def test_status_evidence(name, fake, submitor):
 def _refresh_params() -> list[Any]:
     out = []
     for name in of_kind("status"):
-        xfail = load(name).get("engine")
-        marks = [pytest.mark.xfail(reason=ENGINE_XFAIL[xfail], strict=True)] if xfail else []
-        out.append(pytest.param(name, marks=marks))
+        out.append(pytest.param(name))
     return out
 
 
@@ -243,10 +233,7 @@ def test_cancel_outcome(name, fake, submitor):
 def _cancel_params() -> list[Any]:
     out = []
     for name in of_kind("cancel"):
-        expect = load(name)["expect"]
-        ended = "already_ended" in expect.get("outcomes", {}).values()
-        marks = [pytest.mark.xfail(reason=ENGINE_XFAIL["already_ended"], strict=True)] if ended else []
-        out.append(pytest.param(name, marks=marks))
+        out.append(pytest.param(name))
     return out
 
 
