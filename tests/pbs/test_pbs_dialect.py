@@ -15,7 +15,8 @@ from molq.model import (
     JobSpec,
 )
 from molq.transport import LocalTransport
-from molq_pbs import PbsOptions, PbsProDialect, PbsScheduler, TorqueDialect
+from molq.batch import BatchScheduler
+from molq_pbs import PBSScheduler, PbsOptions, PbsProDialect, PbsScheduler, TorqueDialect
 from molq_pbs.dialect import sanitize_job_name
 
 
@@ -280,7 +281,11 @@ def test_plugin_registers_pbs_and_builds_both_flavours():
     (registration,) = list(plugin.molq_register_schedulers())
     assert registration.name == "pbs" and registration.options_type is PbsOptions
     pro = registration.factory(LocalTransport(), None)
-    assert isinstance(pro, PbsScheduler) and isinstance(pro.dialect, PbsProDialect)
+    # No PBS subclass of the runner: the public names are factories of a plain BatchScheduler.
+    assert type(pro) is BatchScheduler and isinstance(pro.dialect, PbsProDialect)
+    assert type(PbsScheduler(LocalTransport())) is BatchScheduler
+    assert PBSScheduler is PbsScheduler
+    assert pro.dialect.queue_filters_user_itself is False
     torque = registration.factory(
         LocalTransport(),
         PbsOptions(

@@ -125,7 +125,7 @@ def _dependent(make_job, upstream: TrackedJob, condition: str, argv=("true",)):
 )
 def test_dependency_conditions(pbs_sim, make_job, condition, upstream_command, runs):
     sched = pbs_sim.scheduler()
-    up_spec, up_dir = make_job(command=f"sleep 1; {upstream_command}")
+    up_spec, up_dir = make_job(command=f"sleep 5; {upstream_command}")
     up = submit(sched, up_spec, up_dir)
     down_spec, down_dir = _dependent(make_job, up, condition, ("sh", "-c", "echo downstream"))
     down = submit(sched, down_spec, down_dir)
@@ -234,7 +234,8 @@ def test_unknown_queue_fails_fast_with_the_scheduler_message(pbs_sim, make_job):
 
 def test_failing_qstat_changes_nothing(pbs_sim, make_job):
     sched = pbs_sim.scheduler(retry=RetrySettings(attempts=3, initial_delay=0, command_timeout=30))
-    spec, job_dir = make_job(("sleep", "3"))
+    # long enough to outlive the outage below on a busy machine
+    spec, job_dir = make_job(("sleep", "10"))
     job = submit(sched, spec, job_dir)
     wait_for(lambda: poll_one(sched, job).state is JobState.RUNNING)
     pbs_sim.set_outage("qstat")

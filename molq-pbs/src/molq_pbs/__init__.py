@@ -14,15 +14,17 @@ from molq_pbs.options import PbsOptions
 
 if TYPE_CHECKING:
     from molq_pbs.dialect import PbsDialectBase, PbsProDialect, TorqueDialect
-    from molq_pbs.scheduler import PbsScheduler
+    from molq_pbs.scheduler import PBSScheduler, PbsScheduler
 
-__all__ = ["__version__", "PbsOptions", "PbsDialectBase", "PbsProDialect", "TorqueDialect", "PbsScheduler"]
+__all__ = ["__version__", "PbsOptions", "PbsDialectBase", "PbsProDialect", "TorqueDialect", "PbsScheduler",
+           "PBSScheduler"]
 
 _LAZY = {
     "PbsDialectBase": "molq_pbs.dialect",
     "PbsProDialect": "molq_pbs.dialect",
     "TorqueDialect": "molq_pbs.dialect",
     "PbsScheduler": "molq_pbs.scheduler",
+    "PBSScheduler": "molq_pbs.scheduler",
 }
 
 
