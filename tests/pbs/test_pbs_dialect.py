@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+from molq.batch import BatchScheduler
 from molq.errors import ConfigError
 from molq.model import (
     CompiledDependency,
@@ -15,8 +16,7 @@ from molq.model import (
     JobSpec,
 )
 from molq.transport import LocalTransport
-from molq.batch import BatchScheduler
-from molq_pbs import PBSScheduler, PbsOptions, PbsProDialect, PbsScheduler, TorqueDialect
+from molq_pbs import PbsOptions, PbsProDialect, PBSScheduler, PbsScheduler, TorqueDialect
 from molq_pbs.dialect import sanitize_job_name
 
 
@@ -255,7 +255,9 @@ def test_rendered_script_is_valid_shell_with_directives_first(dialect, tmp_path)
 # -- options and plugin ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("given,flavor", [("pbspro", "pbspro"), ("OpenPBS", "pbspro"), ("torque", "torque")])
+@pytest.mark.parametrize(
+    "given,flavor", [("pbspro", "pbspro"), ("OpenPBS", "pbspro"), ("torque", "torque"), ("Auto", "auto")]
+)
 def test_flavor_names(given, flavor):
     assert PbsOptions(flavor=given).flavor == flavor
 

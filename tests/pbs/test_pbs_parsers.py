@@ -10,8 +10,7 @@ from molq.errors import SchedulerError, SubmitError
 from molq.evidence import SourceAnswer
 from molq.model import JobState
 from molq.transport import CommandResult
-from molq_pbs import PbsProDialect, TorqueDialect
-from molq_pbs import parse
+from molq_pbs import PbsProDialect, TorqueDialect, parse
 from molq_pbs.parse import (
     benign_error,
     match_ids,
@@ -422,3 +421,50 @@ def test_parse_pbs_time_forms():
 )
 def test_benign_error_lines(line, benign):
     assert benign_error(line) is benign
+
+
+# -- answers as evidence ---------------------------------------------------------------------
+
+
+def test_a_record_that_matches_two_ids_is_unreadable_not_absent():
+    doc = '{"Jobs": {"5.a": {"job_state": "R"}, "5.b": {"job_state": "Q"}, "6.a": {"job_state": "R"}}}'
+    answer = PbsProDialect().parse_status(result(["qstat"], stdout=doc), ["5", "6.a"])
+    assert set(answer.statuses) == {"6.a"} and answer.unreadable == {"5"}
+    assert not answer.proves_absent("5")
+
+
+def test_finished_without_history_is_known_to_the_final_state_query():
+    dialect = PbsProDialect(use_history=False)
+    res = result(["qstat"], rc=35, stderr="qstat: 12.s Job has finished, use -x or -H to obtain historical job information\n")
+    assert dialect.parse_status(res, ["12.s"]).statuses == {}
+    final = dialect.parse_terminal(res, ["12.s"])
+    assert final.unreadable == {"12.s"} and not final.proves_absent("12.s")
+
+
+def test_broken_json_is_read_job_by_job():
+    doc = (
+        '{\n    "pbs_version":"2022.1.0",\n    "Jobs":{\n        "1.s":{\n            "job_state":"R",\n'
+        '            "comment":"a "quoted" word"\n        },\n        "2.s":{\n            "job_state":"Q"\n'
+        "        }\n    }\n}\n"
+    )
+    answer = PbsProDialect().parse_status(result(["qstat"], stdout=doc), ["1.s", "2.s", "3.s"])
+    assert set(answer.statuses) == {"2.s"} and answer.unreadable == {"1.s"}
+    assert not answer.complete and not answer.proves_absent("3.s")
+
+
+@pytest.mark.parametrize(
+    "dialect,stderr,setting",
+    [
+        (PbsProDialect(), "qstat: invalid option -- 'F'\nusage: \n  qstat [-f [-1]] [-W site_specific] [-x]\n", "torque"),
+        (PbsProDialect(), "Unknown option: F\nUnknown option: x\nUsage:\n    qstat [-f] [-a|-i|-r]\n", "torque"),
+        (TorqueDialect(), "qstat: conflicting options.\nusage: \nqstat [-f] [-F format] [-D delim]\n", "pbspro"),
+    ],
+)
+def test_the_other_flavour_is_named_in_the_error(dialect, stderr, setting):
+    with pytest.raises(SchedulerError, match=f"flavor='{setting}'"):
+        dialect.parse_status(result(["qstat"], rc=2, stderr=stderr), ["1"])
+
+
+def test_qdel_refusal_even_with_status_zero_is_refused():
+    with pytest.raises(SchedulerError, match="refused"):
+        PbsProDialect().parse_cancel(result(["qdel", "1.s"], rc=0, stderr="qdel: Unauthorized Request  1.s\n"), ["1.s"])

@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from molq import Cluster, Submitor
 from molq.errors import MolqError, SchedulerError
 from molq.evidence import CancelOutcome
 from molq.model import JobState
 from molq.scheduler import TrackedJob
 from molq.store import JobStore
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:

@@ -745,6 +745,10 @@ def main(command: str, argv: list[str]) -> int:
     if command == "--run":
         run_job(argv[0])
         return 0
+    if argv == ["--version"]:
+        # Every PBS Pro client answers this locally, without asking the server.
+        print(f"pbs_version = {VERSION}")
+        return 0
     if outage(command):
         print(
             f"Connection refused\n{command}: cannot connect to server {SERVER} (errno=111)", file=sys.stderr
