@@ -229,10 +229,11 @@ def test_query_command_lines():
         "-F",
         "json",
         "-x",
+        "-t",
         "1.s",
         "2[].s",
     ]
-    assert PbsProDialect(use_history=False).status_argv(["1.s"]) == ["qstat", "-f", "-F", "json", "1.s"]
+    assert PbsProDialect(use_history=False).status_argv(["1.s"]) == ["qstat", "-f", "-F", "json", "-t", "1.s"]
     assert TorqueDialect().status_argv(["1"]) == ["qstat", "-f", "-1", "1"]
     assert PbsProDialect().cancel_argv(["1.s", "2.s"]) == ["qdel", "1.s", "2.s"]
     assert PbsProDialect().queue_argv("bob") == ["qstat", "-f", "-F", "json"]

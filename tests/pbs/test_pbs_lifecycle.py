@@ -163,8 +163,9 @@ def test_array_job(pbs_sim, make_job):
     )
     job = submit(sched, spec, job_dir)
     assert job.scheduler_job_id.endswith("[].pbssim")
-    running = wait_for(lambda: poll_one(sched, job) if poll_one(sched, job).raw_state == "B" else None)
-    assert running.state is JobState.RUNNING
+    # The array is read from its subjobs (qstat -t), aggregated by core's one policy.
+    running = wait_for(lambda: poll_one(sched, job) if poll_one(sched, job).state is JobState.RUNNING else None)
+    assert running.raw_state.startswith("array task: ")
     final = wait_final(sched, [job])[spec.job_id]
     assert (final.state, final.exit_code) == (JobState.SUCCEEDED, 0)
     for index in range(1, 5):
@@ -181,7 +182,9 @@ def test_array_with_a_failing_subjob_fails(pbs_sim, make_job):
     )
     job = submit(sched, spec, job_dir)
     final = wait_final(sched, [job])[spec.job_id]
-    assert final.state is JobState.FAILED
+    # The failing subjob's own exit status, not the parent's summary "1".
+    assert (final.state, final.exit_code) == (JobState.FAILED, 1)
+    assert f"{job.scheduler_job_id.split('[')[0]}[2]" in final.reason and "1 of 3" in final.reason
 
 
 def test_many_jobs_one_command_each(pbs_sim, make_job):

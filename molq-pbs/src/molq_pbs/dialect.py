@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from molq import wrapper
 from molq.batch import BatchDialect
 from molq.errors import ConfigError, SchedulerError, SubmitError
-from molq.evidence import SourceAnswer
+from molq.evidence import SourceAnswer, aggregate_parts
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -280,15 +280,19 @@ class PbsDialectBase(BatchDialect):
         statuses: dict[str, SchedulerStatus] = {}
         unreadable: set[str] = set(parse.ambiguous_ids(scheduler_ids, records))
         for sid, found in pairs.items():
+            parts = parse.array_parts(found, records)
+            if parts:
+                # An array job is its subjobs (qstat -t): one policy for all backends.
+                read = [(pid, self._status(records[pid])) for pid in parts]
+                if all(st is not None for _pid, st in read):
+                    statuses[sid] = aggregate_parts([(p, st) for p, st in read if st is not None])
+                else:
+                    unreadable.add(sid)  # one unreadable subjob: no verdict for the array
+                continue
             record = records[found]
-            status = None
-            if record is not None and record.get("job_state", "").strip():
-                try:
-                    status = self.status_from_record(record)
-                except (ValueError, TypeError, OverflowError):
-                    status = None
-                if status is None and not terminal:
-                    continue  # finished, verdict unknown: the final-state query decides
+            status = self._status(record)
+            if status is None and record is not None and record.get("job_state", "").strip() and not terminal:
+                continue  # finished, verdict unknown: the final-state query decides
             if status is None:
                 unreadable.add(sid)
             else:
@@ -300,6 +304,14 @@ class PbsDialectBase(BatchDialect):
                         sid for sid in scheduler_ids if sid not in statuses and parse.line_names(line, sid)
                     )
         return SourceAnswer(statuses, frozenset(unreadable - set(statuses)), complete)
+
+    def _status(self, record: dict[str, str] | None) -> SchedulerStatus | None:
+        if record is None or not record.get("job_state", "").strip():
+            return None
+        try:
+            return self.status_from_record(record)
+        except (ValueError, TypeError, OverflowError):
+            return None
 
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
@@ -448,7 +460,9 @@ class PbsProDialect(PbsDialectBase):
         return f"-J {array_spec}"
 
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
-        return ["qstat", "-f", "-F", "json", *(["-x"] if self.use_history else []), *scheduler_ids]
+        # -t lists an array job's subjobs with it: their own exit statuses decide the array.
+        history = ["-x"] if self.use_history else []
+        return ["qstat", "-f", "-F", "json", *history, "-t", *scheduler_ids]
 
     def read_records(self, result: CommandResult) -> tuple[JobRecords, bool]:
         text = result.stdout.strip()

@@ -32,6 +32,7 @@ __all__ = [
     "refusal",
     "job_sequence",
     "ambiguous_ids",
+    "array_parts",
     "line_names",
 ]
 
@@ -261,6 +262,23 @@ def ambiguous_ids(requested: Sequence[str], found: Iterable[str]) -> list[str]:
     for fid in found:
         counts[job_sequence(fid)] = counts.get(job_sequence(fid), 0) + 1
     return [rid for rid in requested if rid not in exact and counts.get(job_sequence(rid), 0) > 1]
+
+
+def array_parts(parent: str, found: Iterable[str]) -> list[str]:
+    """The subjob ids (``12[3].srv``) among ``found`` that belong to array job ``parent``
+    (``12[].srv``); empty when ``parent`` is not an array id."""
+    seq = job_sequence(parent)
+    if not seq.endswith("[]"):
+        return []
+    server = parent.split(".", 1)[1] if "." in parent else None
+    pattern = re.compile(rf"{re.escape(seq[:-2])}\[\d+\]")
+    out = []
+    for fid in found:
+        if pattern.fullmatch(job_sequence(fid)):
+            fserver = fid.split(".", 1)[1] if "." in fid else None
+            if server is None or fserver is None or fserver == server or fserver.startswith(server + "."):
+                out.append(fid)
+    return out
 
 
 def line_names(line: str, job_id: str) -> bool:
