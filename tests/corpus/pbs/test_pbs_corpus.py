@@ -269,3 +269,27 @@ def test_version_sample_picks_the_flavour(path: Path, world) -> None:
     else:
         with pytest.raises(MolqError, match="flavor="):
             cluster.scheduler_impl  # noqa: B018
+
+
+# -- a follow-up qstat -------------------------------------------------------------------------
+
+
+def test_a_follow_up_qstat_that_says_running_keeps_the_job_alive(world) -> None:
+    """The first qstat of a refresh does not show the job (a reply from a server that had not
+    yet registered it); the follow-up qstat for that one id says R. The job is alive: running,
+    never counted missing."""
+    fake, make = world
+    _cluster, sub = make("pbspro")
+    (jid,) = submit_as(fake, sub, ["4501.pbs01"])
+    running = load(HERE / "samples" / "pro_one_unknown_one_running.toml")
+    fake.answer(
+        "qstat",
+        {"stdout": "", "stderr": "qstat: Unknown Job Id 4501.pbs01\n", "returncode": 153},
+        sample_answer(running),
+    )
+    sub.refresh_jobs()
+    record = sub.get_job(jid)
+    assert record.state is JobState.RUNNING
+    assert sub.store.get_internal("corpus", jid)["missing_count"] == 0
+    calls = fake.calls("qstat")
+    assert len(calls) == 2 and all(c[-1] == "4501.pbs01" for c in calls)
