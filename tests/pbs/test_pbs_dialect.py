@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+from molq.batch import BatchScheduler
 from molq.errors import ConfigError
 from molq.model import (
     CompiledDependency,
@@ -15,7 +16,7 @@ from molq.model import (
     JobSpec,
 )
 from molq.transport import LocalTransport
-from molq_pbs import PbsOptions, PbsProDialect, PbsScheduler, TorqueDialect
+from molq_pbs import PbsOptions, PbsProDialect, PBSScheduler, PbsScheduler, TorqueDialect
 from molq_pbs.dialect import sanitize_job_name
 
 
@@ -228,10 +229,11 @@ def test_query_command_lines():
         "-F",
         "json",
         "-x",
+        "-t",
         "1.s",
         "2[].s",
     ]
-    assert PbsProDialect(use_history=False).status_argv(["1.s"]) == ["qstat", "-f", "-F", "json", "1.s"]
+    assert PbsProDialect(use_history=False).status_argv(["1.s"]) == ["qstat", "-f", "-F", "json", "-t", "1.s"]
     assert TorqueDialect().status_argv(["1"]) == ["qstat", "-f", "-1", "1"]
     assert PbsProDialect().cancel_argv(["1.s", "2.s"]) == ["qdel", "1.s", "2.s"]
     assert PbsProDialect().queue_argv("bob") == ["qstat", "-f", "-F", "json"]
@@ -254,7 +256,9 @@ def test_rendered_script_is_valid_shell_with_directives_first(dialect, tmp_path)
 # -- options and plugin ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("given,flavor", [("pbspro", "pbspro"), ("OpenPBS", "pbspro"), ("torque", "torque")])
+@pytest.mark.parametrize(
+    "given,flavor", [("pbspro", "pbspro"), ("OpenPBS", "pbspro"), ("torque", "torque"), ("Auto", "auto")]
+)
 def test_flavor_names(given, flavor):
     assert PbsOptions(flavor=given).flavor == flavor
 
@@ -280,7 +284,11 @@ def test_plugin_registers_pbs_and_builds_both_flavours():
     (registration,) = list(plugin.molq_register_schedulers())
     assert registration.name == "pbs" and registration.options_type is PbsOptions
     pro = registration.factory(LocalTransport(), None)
-    assert isinstance(pro, PbsScheduler) and isinstance(pro.dialect, PbsProDialect)
+    # No PBS subclass of the runner: the public names are factories of a plain BatchScheduler.
+    assert type(pro) is BatchScheduler and isinstance(pro.dialect, PbsProDialect)
+    assert type(PbsScheduler(LocalTransport())) is BatchScheduler
+    assert PBSScheduler is PbsScheduler
+    assert pro.dialect.queue_filters_user_itself is False
     torque = registration.factory(
         LocalTransport(),
         PbsOptions(

@@ -125,7 +125,7 @@ def _dependent(make_job, upstream: TrackedJob, condition: str, argv=("true",)):
 )
 def test_dependency_conditions(pbs_sim, make_job, condition, upstream_command, runs):
     sched = pbs_sim.scheduler()
-    up_spec, up_dir = make_job(command=f"sleep 1; {upstream_command}")
+    up_spec, up_dir = make_job(command=f"sleep 5; {upstream_command}")
     up = submit(sched, up_spec, up_dir)
     down_spec, down_dir = _dependent(make_job, up, condition, ("sh", "-c", "echo downstream"))
     down = submit(sched, down_spec, down_dir)
@@ -163,8 +163,9 @@ def test_array_job(pbs_sim, make_job):
     )
     job = submit(sched, spec, job_dir)
     assert job.scheduler_job_id.endswith("[].pbssim")
-    running = wait_for(lambda: poll_one(sched, job) if poll_one(sched, job).raw_state == "B" else None)
-    assert running.state is JobState.RUNNING
+    # The array is read from its subjobs (qstat -t), aggregated by core's one policy.
+    running = wait_for(lambda: poll_one(sched, job) if poll_one(sched, job).state is JobState.RUNNING else None)
+    assert running.raw_state.startswith("array task: ")
     final = wait_final(sched, [job])[spec.job_id]
     assert (final.state, final.exit_code) == (JobState.SUCCEEDED, 0)
     for index in range(1, 5):
@@ -181,7 +182,9 @@ def test_array_with_a_failing_subjob_fails(pbs_sim, make_job):
     )
     job = submit(sched, spec, job_dir)
     final = wait_final(sched, [job])[spec.job_id]
-    assert final.state is JobState.FAILED
+    # The failing subjob's own exit status, not the parent's summary "1".
+    assert (final.state, final.exit_code) == (JobState.FAILED, 1)
+    assert f"{job.scheduler_job_id.split('[')[0]}[2]" in final.reason and "1 of 3" in final.reason
 
 
 def test_many_jobs_one_command_each(pbs_sim, make_job):
@@ -234,7 +237,8 @@ def test_unknown_queue_fails_fast_with_the_scheduler_message(pbs_sim, make_job):
 
 def test_failing_qstat_changes_nothing(pbs_sim, make_job):
     sched = pbs_sim.scheduler(retry=RetrySettings(attempts=3, initial_delay=0, command_timeout=30))
-    spec, job_dir = make_job(("sleep", "3"))
+    # long enough to outlive the outage below on a busy machine
+    spec, job_dir = make_job(("sleep", "10"))
     job = submit(sched, spec, job_dir)
     wait_for(lambda: poll_one(sched, job).state is JobState.RUNNING)
     pbs_sim.set_outage("qstat")

@@ -7,9 +7,10 @@ import time
 
 import pytest
 from molq.errors import SchedulerError, SubmitError
+from molq.evidence import SourceAnswer
 from molq.model import JobState
 from molq.transport import CommandResult
-from molq_pbs import PbsProDialect, TorqueDialect
+from molq_pbs import PbsProDialect, TorqueDialect, parse
 from molq_pbs.parse import (
     benign_error,
     match_ids,
@@ -23,6 +24,12 @@ from molq_pbs.parse import (
 
 def result(argv, rc=0, stdout="", stderr="") -> CommandResult:
     return CommandResult(tuple(argv), rc, stdout, stderr)
+
+
+def known(answer: SourceAnswer) -> dict:
+    """The statuses of a parser's answer (every PBS parser answers with a SourceAnswer)."""
+    assert isinstance(answer, SourceAnswer)
+    return dict(answer.statuses)
 
 
 def local(text: str) -> float:
@@ -51,7 +58,12 @@ def test_json_tolerates_raw_control_characters(data_file):
     assert jobs["2010.pbs01"]["comment"].endswith("\x01")
 
 
-@pytest.mark.parametrize("bad", ["[1, 2]", '{"Jobs": [1]}', '{"Jobs": {"1.s": 3}}', "qstat: oops"])
+def test_json_one_bad_entry_costs_only_that_job():
+    records = parse.parse_qstat_json('{"Jobs": {"1.s": 3, "2.s": {"job_state": "R"}}}')
+    assert records == {"1.s": None, "2.s": {"job_state": "R"}}
+
+
+@pytest.mark.parametrize("bad", ["[1, 2]", '{"Jobs": [1]}', "qstat: oops"])
 def test_json_rejects_garbage(bad):
     with pytest.raises(ValueError):
         parse_qstat_json(bad)
@@ -64,9 +76,9 @@ def test_json_without_jobs_is_empty():
 def test_pbspro_status_of_active_jobs(data_file):
     dialect = PbsProDialect()
     ids = ["1001.pbs01", "1002.pbs01", "1003[].pbs01", "1004.pbs01", "1005.pbs01"]
-    out = dialect.parse_status(
+    out = known(dialect.parse_status(
         result(dialect.status_argv(ids), stdout=data_file("pbspro_qstat_active.json")), ids
-    )
+    ))
     assert {sid: (st.state, st.raw_state) for sid, st in out.items()} == {
         "1001.pbs01": (JobState.RUNNING, "R"),
         "1002.pbs01": (JobState.QUEUED, "H"),
@@ -99,7 +111,7 @@ def test_pbspro_final_states(data_file):
     dialect = PbsProDialect()
     ids = list(FINISHED_EXPECTED)
     text = data_file("pbspro_qstat_finished.json")
-    out = dialect.parse_terminal(result(dialect.terminal_argv(ids, None), stdout=text), ids)
+    out = known(dialect.parse_terminal(result(dialect.terminal_argv(ids, None), stdout=text), ids))
     got = {sid: (st.state, st.exit_code, st.exit_signal) for sid, st in out.items()}
     assert got == FINISHED_EXPECTED
     assert out["2001.pbs01"].finished_at == local("Thu Nov 21 05:31:05 2024")
@@ -112,9 +124,9 @@ def test_pbspro_final_states(data_file):
 
 def test_status_matches_ids_without_server_suffix(data_file):
     dialect = PbsProDialect()
-    out = dialect.parse_status(
+    out = known(dialect.parse_status(
         result(["qstat"], stdout=data_file("pbspro_qstat_active.json")), ["1001", "1003[]"]
-    )
+    ))
     assert set(out) == {"1001", "1003[]"}
     assert out["1003[]"].raw_state == "B"
 
@@ -133,14 +145,15 @@ def test_unknown_and_finished_messages_are_answers(data_file):
         stdout=data_file("pbspro_qstat_active.json"),
         stderr=data_file("pbspro_qstat_partial.stderr"),
     )
-    out = dialect.parse_status(res, ids)
+    out = known(dialect.parse_status(res, ids))
     assert set(out) == {"1001.pbs01"}
 
 
 def test_all_unknown_is_an_empty_answer(data_file):
     dialect = PbsProDialect()
     res = result(["qstat"], rc=153, stderr="qstat: Unknown Job Id 3001.pbs01\n")
-    assert dialect.parse_status(res, ["3001.pbs01"]) == {}
+    answer = dialect.parse_status(res, ["3001.pbs01"])
+    assert answer.statuses == {} and answer.proves_absent("3001.pbs01")
 
 
 @pytest.mark.parametrize(
@@ -171,7 +184,7 @@ def test_history_disabled_is_reported():
 def test_unknown_state_letter_is_kept_raw_and_not_terminal():
     dialect = PbsProDialect()
     doc = '{"Jobs": {"7.s": {"job_state": "Z", "stime": "Thu Nov 21 05:30:05 2024"}, "8.s": {"job_state": "?"}}}'
-    out = dialect.parse_status(result(["qstat"], stdout=doc), ["7.s", "8.s"])
+    out = known(dialect.parse_status(result(["qstat"], stdout=doc), ["7.s", "8.s"]))
     assert (out["7.s"].state, out["7.s"].raw_state) == (JobState.RUNNING, "Z")
     assert (out["8.s"].state, out["8.s"].raw_state) == (JobState.QUEUED, "?")
 
@@ -228,7 +241,7 @@ def test_torque_statuses(data_file):
         "184.torque01.example.org",
         "185[2].torque01.example.org",
     ]
-    out = dialect.parse_status(result(dialect.status_argv(ids), stdout=text), ids)
+    out = known(dialect.parse_status(result(dialect.status_argv(ids), stdout=text), ids))
     got = {sid.split(".")[0]: (st.state, st.exit_code, st.exit_signal) for sid, st in out.items()}
     assert got == {
         "179": (JobState.RUNNING, None, None),
@@ -242,8 +255,10 @@ def test_torque_statuses(data_file):
     assert out["179.torque01.example.org"].started_at == 1220021760.0
     assert out["180.torque01.example.org"].finished_at == 1220021763.0
     assert "JOB_EXEC_CMDFAIL" in out["183.torque01.example.org"].reason
-    terminal = dialect.parse_terminal(result(["qstat"], stdout=text), ids)
-    assert {sid.split(".")[0] for sid in terminal} == {"180", "181", "182", "183"}
+    # The final-state query reports the living jobs too: a job alive there is never missing.
+    terminal = known(dialect.parse_terminal(result(["qstat"], stdout=text), ids))
+    assert {sid.split(".")[0]: st.state.is_terminal for sid, st in terminal.items()} == {
+        "179": False, "180": True, "181": True, "182": True, "183": True, "184": False, "185[2]": False}
 
 
 def test_slurm_torque_wrapper_output(data_file):
@@ -253,10 +268,13 @@ def test_slurm_torque_wrapper_output(data_file):
     jobs = parse_qstat_full(text)
     assert jobs["30"]["Job_Name"] == "héllo_wörld"
     assert jobs["30"]["Resource_List.ncpus"] == "2"
-    out = dialect.parse_status(result(["qstat"], stdout=text), ["30", "31", "32"])
+    out = known(dialect.parse_status(result(["qstat"], stdout=text), ["30", "31", "32"]))
     # 32 is complete but the wrapper gives no exit status: left to the exit-code file.
     assert {sid: st.state for sid, st in out.items()} == {"30": JobState.RUNNING, "31": JobState.QUEUED}
-    assert dialect.parse_terminal(result(["qstat"], stdout=text), ["32"]) == {}
+    # To the final-state query, that complete job is known but unreadable: the exit-code file
+    # decides, and nobody may count it missing.
+    final = dialect.parse_terminal(result(["qstat"], stdout=text), ["32"])
+    assert final.statuses == {} and final.unreadable == {"32"} and not final.proves_absent("32")
     entries = dialect.parse_queue(result(["qstat"], stdout=text))
     assert [(e.scheduler_job_id, e.name, e.user, e.partition) for e in entries] == [
         ("30", "héllo_wörld", "root", "debug"),
@@ -266,7 +284,7 @@ def test_slurm_torque_wrapper_output(data_file):
 
 def test_slurm_torque_silent_unknown_is_empty():
     # The wrapper exits 153 without a word when none of the ids is known...
-    assert TorqueDialect().parse_status(result(["qstat"], rc=153), ["99999"]) == {}
+    assert TorqueDialect().parse_status(result(["qstat"], rc=153), ["99999"]).proves_absent("99999")
     # ...but a silent success is no answer at all.
     with pytest.raises(SchedulerError, match="printed nothing"):
         TorqueDialect().parse_status(result(["qstat"], rc=0), ["99999"])
@@ -403,3 +421,50 @@ def test_parse_pbs_time_forms():
 )
 def test_benign_error_lines(line, benign):
     assert benign_error(line) is benign
+
+
+# -- answers as evidence ---------------------------------------------------------------------
+
+
+def test_a_record_that_matches_two_ids_is_unreadable_not_absent():
+    doc = '{"Jobs": {"5.a": {"job_state": "R"}, "5.b": {"job_state": "Q"}, "6.a": {"job_state": "R"}}}'
+    answer = PbsProDialect().parse_status(result(["qstat"], stdout=doc), ["5", "6.a"])
+    assert set(answer.statuses) == {"6.a"} and answer.unreadable == {"5"}
+    assert not answer.proves_absent("5")
+
+
+def test_finished_without_history_is_known_to_the_final_state_query():
+    dialect = PbsProDialect(use_history=False)
+    res = result(["qstat"], rc=35, stderr="qstat: 12.s Job has finished, use -x or -H to obtain historical job information\n")
+    assert dialect.parse_status(res, ["12.s"]).statuses == {}
+    final = dialect.parse_terminal(res, ["12.s"])
+    assert final.unreadable == {"12.s"} and not final.proves_absent("12.s")
+
+
+def test_broken_json_is_read_job_by_job():
+    doc = (
+        '{\n    "pbs_version":"2022.1.0",\n    "Jobs":{\n        "1.s":{\n            "job_state":"R",\n'
+        '            "comment":"a "quoted" word"\n        },\n        "2.s":{\n            "job_state":"Q"\n'
+        "        }\n    }\n}\n"
+    )
+    answer = PbsProDialect().parse_status(result(["qstat"], stdout=doc), ["1.s", "2.s", "3.s"])
+    assert set(answer.statuses) == {"2.s"} and answer.unreadable == {"1.s"}
+    assert not answer.complete and not answer.proves_absent("3.s")
+
+
+@pytest.mark.parametrize(
+    "dialect,stderr,setting",
+    [
+        (PbsProDialect(), "qstat: invalid option -- 'F'\nusage: \n  qstat [-f [-1]] [-W site_specific] [-x]\n", "torque"),
+        (PbsProDialect(), "Unknown option: F\nUnknown option: x\nUsage:\n    qstat [-f] [-a|-i|-r]\n", "torque"),
+        (TorqueDialect(), "qstat: conflicting options.\nusage: \nqstat [-f] [-F format] [-D delim]\n", "pbspro"),
+    ],
+)
+def test_the_other_flavour_is_named_in_the_error(dialect, stderr, setting):
+    with pytest.raises(SchedulerError, match=f"flavor='{setting}'"):
+        dialect.parse_status(result(["qstat"], rc=2, stderr=stderr), ["1"])
+
+
+def test_qdel_refusal_even_with_status_zero_is_refused():
+    with pytest.raises(SchedulerError, match="refused"):
+        PbsProDialect().parse_cancel(result(["qdel", "1.s"], rc=0, stderr="qdel: Unauthorized Request  1.s\n"), ["1.s"])

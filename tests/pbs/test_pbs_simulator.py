@@ -150,3 +150,14 @@ def test_concurrent_commands_keep_a_consistent_state(pbs_sim, tmp_path):
     for jid in ids:
         assert finished(pbs_sim, jid)["Exit_status"] == 0
     assert set(pbs_sim.state()["jobs"]) == set(ids)
+
+
+def test_auto_flavour_asks_qstat_version_once(pbs_sim):
+    """The simulator answers ``qstat --version`` like PBS Pro (locally, even in an outage)."""
+    from molq.batch import BatchScheduler
+    from molq_pbs import PbsProDialect
+
+    pbs_sim.set_outage("all")
+    sched = pbs_sim.scheduler(flavor="auto")
+    assert type(sched) is BatchScheduler and isinstance(sched.dialect, PbsProDialect)
+    assert pbs_sim.command("qstat", "--version").stdout == "pbs_version = 2022.1.0\n"

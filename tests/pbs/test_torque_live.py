@@ -128,3 +128,23 @@ def test_unknown_partition_fails_fast(torque, make):
     with pytest.raises(SubmitError, match="nosuchpartition"):
         torque.submit(spec, job_dir)
     assert [name for name, _ in torque.command_log] == ["qsub"]
+
+
+def test_auto_flavour_finds_torque_and_the_default_says_what_to_change(torque_options, make):
+    """``flavor="auto"`` asks the real slurm-wlm-torque ``qstat --version`` (which it does not
+    know) and picks Torque; the default PBS Pro flavour fails the poll with the setting to change."""
+    import attrs
+
+    auto = build_scheduler(LocalTransport(), attrs.evolve(torque_options, flavor="auto"))
+    assert isinstance(auto.dialect, TorqueDialect)
+    wrong = build_scheduler(LocalTransport(), attrs.evolve(torque_options, flavor="pbspro"))
+    spec, job_dir = make(("sleep", "30"))
+    sid = auto.submit(spec, job_dir)
+    job = TrackedJob(spec.job_id, sid, job_dir, time.time())
+    try:
+        obs = wrong.observe([job])
+        assert obs.statuses == {} and obs.absent == frozenset()
+        assert any("flavor='torque'" in p for p in obs.problems), obs.problems
+        assert auto.observe([job]).statuses[spec.job_id].state in (JobState.QUEUED, JobState.RUNNING)
+    finally:
+        auto.cancel_many([job])

@@ -14,7 +14,7 @@ from molq_pbs.options import PbsOptions
 
 if TYPE_CHECKING:
     from molq_pbs.dialect import PbsDialectBase, PbsProDialect, TorqueDialect
-    from molq_pbs.scheduler import PbsScheduler
+    from molq_pbs.scheduler import PBSScheduler, PbsScheduler
 
 __all__ = [
     "__version__",
@@ -31,6 +31,7 @@ _LAZY = {
     "PbsProDialect": "molq_pbs.dialect",
     "TorqueDialect": "molq_pbs.dialect",
     "PbsScheduler": "molq_pbs.scheduler",
+    "PBSScheduler": "molq_pbs.scheduler",
 }
 
 
@@ -42,17 +43,3 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'molq_pbs' has no attribute {name!r}")
 
-
-def PBSScheduler(transport: Any, options: PbsOptions | None = None) -> Any:
-    """The PBS scheduler for ``transport``, built as ``Cluster(..., "pbs")`` builds it.
-
-    The name the API reference uses for the PBS implementation; molq's batch runner with the
-    PBS Pro or Torque dialect that ``options.flavor`` selects.
-
-    >>> from molq.transport import LocalTransport
-    >>> PBSScheduler(LocalTransport(), PbsOptions(flavor="torque")).name
-    'pbs'
-    """
-    from molq_pbs.plugin import build_scheduler
-
-    return build_scheduler(transport, options)

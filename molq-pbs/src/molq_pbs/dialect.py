@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from molq import wrapper
 from molq.batch import BatchDialect
 from molq.errors import ConfigError, SchedulerError, SubmitError
+from molq.evidence import SourceAnswer, aggregate_parts
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -68,6 +69,12 @@ _TRANSIENT_ANY = [
 ]
 # Only for queries: for qsub a timeout may hide a job the server has accepted.
 _TRANSIENT_QUERY = ["timed out", "time out", "premature end of", "end of file", "socket timed out"]
+
+# How qstat implementations reject an option they do not have: Torque's getopt ("invalid
+# option -- 'F'"), the Perl front-ends of slurm-wlm-torque ("Unknown option: f").
+_REJECTED_OPTION_RE = re.compile(
+    r"(invalid|illegal|unknown|unrecognized) option\b[^\n]*?(--\s*'?[Fx]'?|:\s*[Fx]\b)", re.IGNORECASE
+)
 
 _SAFE_VALUE_RE = re.compile(r"^[^\s\"'\\#]+$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
@@ -180,6 +187,9 @@ class PbsDialectBase(BatchDialect):
             if ":" in path:
                 # PBS reads "a:b" as "file b on host a".
                 raise ConfigError(f"{field} {path!r} cannot contain ':' on PBS")
+            if "\n" in path or "\r" in path:
+                # qstat -f prints paths as they are: a line break would forge attribute lines.
+                raise ConfigError(f"{field} {path!r} cannot contain a line break on PBS")
         if out == err:
             return ["qsub", "-j", "oe", "-o", out, script_path]
         return ["qsub", "-o", out, "-e", err, script_path]
@@ -203,20 +213,32 @@ class PbsDialectBase(BatchDialect):
         return lines[-1]
 
     # -- status ------------------------------------------------------------------------------
-    def read_records(self, result: CommandResult) -> JobRecords:
-        """Job records of a qstat answer, per flavour. Raises ValueError on garbage."""
+    def read_records(self, result: CommandResult) -> tuple[JobRecords, bool]:
+        """(job records, complete) of a qstat answer, per flavour. Raises ValueError when the
+        answer is unusable as a whole."""
         raise NotImplementedError
 
     def status_from_record(self, record: dict[str, str]) -> SchedulerStatus | None:
         """A job's status from its qstat record; None when qstat holds no usable verdict."""
         raise NotImplementedError
 
-    def _records(self, result: CommandResult, scheduler_ids: Sequence[str] | None) -> JobRecords:
-        """Records keyed by the requested ids (or by qstat's ids when ``scheduler_ids`` is None).
+    def flavor_hint(self, result: CommandResult) -> str | None:
+        """What to change when qstat rejected this flavour's options (another PBS answered)."""
+        return None
 
-        A failed query raises; per-job "unknown"/"finished" messages are answers, not failures.
-        """
-        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    def _fail(self, result: CommandResult, what: str) -> SchedulerError:
+        hint = self.flavor_hint(result)
+        return SchedulerError(
+            f"{self.name}: {what}" + (f"; {hint}" if hint else ""),
+            stderr=result.stderr,
+            command=list(result.argv),
+        )
+
+    def _check_query(self, result: CommandResult, scheduler_ids: Sequence[str] | None) -> list[str]:
+        """Raise unless ``result`` is an answer; returns its benign stderr lines (per-job
+        "unknown"/"finished" messages are answers, not failures)."""
+        lines = [ln.strip() for ln in result.stderr.splitlines() if ln.strip()]
+        program = result.argv[0].rsplit("/", 1)[-1] if result.argv else "qstat"
         if "job_history_enable" in result.stderr:
             raise SchedulerError(
                 f"{self.name}: the server keeps no job history; set use_history=False "
@@ -224,53 +246,86 @@ class PbsDialectBase(BatchDialect):
                 stderr=result.stderr,
                 command=list(result.argv),
             )
-        if result.returncode != 0:
-            bad = [ln for ln in lines if not parse.benign_error(ln)]
-            if bad or (not lines and result.returncode != 153):
-                raise SchedulerError(
-                    f"{self.name}: {result.argv[0] if result.argv else 'qstat'} failed "
-                    f"(exit {result.returncode}): {' '.join(bad).strip() or result.stdout.strip()[:200]}",
-                    stderr=result.stderr,
-                    command=list(result.argv),
-                )
-        if result.returncode == 0 and scheduler_ids and not result.stdout.strip():
+        bad = [ln for ln in lines if not parse.benign_error(ln)]
+        if result.returncode != 0 and (bad or (not lines and result.returncode != 153)):
+            detail = " ".join(bad).strip() or result.stdout.strip()[:200]
+            raise self._fail(result, f"{program} failed (exit {result.returncode}): {detail}")
+        if result.returncode == 0 and scheduler_ids and not result.stdout.strip() and (bad or not lines):
             # Asked about jobs, got neither jobs nor "unknown job" messages: not an answer.
-            raise SchedulerError(
-                f"{self.name}: qstat printed nothing about {len(scheduler_ids)} job(s)",
-                stderr=result.stderr,
-                command=list(result.argv),
-            )
+            raise self._fail(result, f"{program} printed nothing about {len(scheduler_ids)} job(s)")
+        return [ln for ln in lines if ln not in bad]
+
+    def _all_records(self, result: CommandResult) -> tuple[JobRecords, bool]:
+        self._check_query(result, None)
         try:
-            records = self.read_records(result)
+            return self.read_records(result)
         except ValueError as exc:
-            raise SchedulerError(
-                f"{self.name}: cannot parse qstat output: {exc}", stderr=result.stderr
-            ) from exc
-        if scheduler_ids is None:
-            return records
+            raise self._fail(result, f"cannot parse qstat output: {exc}") from exc
+
+    def _answer(self, result: CommandResult, scheduler_ids: Sequence[str], *, terminal: bool) -> SourceAnswer:
+        """The qstat answer about ``scheduler_ids``.
+
+        A record that cannot be read, or that cannot be told apart from another one (two
+        records with the same sequence number), makes its id unreadable: no evidence, never
+        "unknown". For the final-state query, a job qstat says has finished without saying
+        how (Torque's ``C`` without ``exit_status``, "Job has finished" without ``-x``) is
+        unreadable too, so that the wrapper's exit-code file decides and nobody counts a miss.
+        """
+        benign = self._check_query(result, scheduler_ids)
+        try:
+            records, complete = self.read_records(result)
+        except ValueError as exc:
+            raise self._fail(result, f"cannot parse qstat output: {exc}") from exc
         pairs = parse.match_ids(scheduler_ids, records)
-        return {rid: records[fid] for rid, fid in pairs.items()}
+        statuses: dict[str, SchedulerStatus] = {}
+        unreadable: set[str] = set(parse.ambiguous_ids(scheduler_ids, records))
+        for sid, found in pairs.items():
+            parts = parse.array_parts(found, records)
+            if parts:
+                # An array job is its subjobs (qstat -t): one policy for all backends.
+                read = [(pid, self._status(records[pid])) for pid in parts]
+                if all(st is not None for _pid, st in read):
+                    statuses[sid] = aggregate_parts([(p, st) for p, st in read if st is not None])
+                else:
+                    unreadable.add(sid)  # one unreadable subjob: no verdict for the array
+                continue
+            record = records[found]
+            status = self._status(record)
+            if status is None and record is not None and record.get("job_state", "").strip() and not terminal:
+                continue  # finished, verdict unknown: the final-state query decides
+            if status is None:
+                unreadable.add(sid)
+            else:
+                statuses[sid] = status
+        if terminal:
+            for line in benign:
+                if re.search(r"has finished", line, re.IGNORECASE):
+                    unreadable.update(
+                        sid for sid in scheduler_ids if sid not in statuses and parse.line_names(line, sid)
+                    )
+        return SourceAnswer(statuses, frozenset(unreadable - set(statuses)), complete)
+
+    def _status(self, record: dict[str, str] | None) -> SchedulerStatus | None:
+        if record is None or not record.get("job_state", "").strip():
+            return None
+        try:
+            return self.status_from_record(record)
+        except (ValueError, TypeError, OverflowError):
+            return None
 
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
-    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
-        out = {}
-        for sid, record in self._records(result, scheduler_ids).items():
-            status = self.status_from_record(record)
-            if status is not None:
-                out[sid] = status
-        return out
+    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:  # type: ignore[override]
+        return self._answer(result, scheduler_ids, terminal=False)
 
     def terminal_argv(self, scheduler_ids: Sequence[str], since: float | None) -> list[str] | None:
         return self.status_argv(scheduler_ids)
 
-    def parse_terminal(
-        self, result: CommandResult, scheduler_ids: Sequence[str]
-    ) -> dict[str, SchedulerStatus]:
-        return {
-            sid: st for sid, st in self.parse_status(result, scheduler_ids).items() if st.state.is_terminal
-        }
+    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:  # type: ignore[override]
+        # The same qstat a second time: a job it now shows alive (R, Q, H...) is alive, and
+        # is reported as such -- leaving it out would count a living job as missing.
+        return self._answer(result, scheduler_ids, terminal=True)
 
     # -- cancel, queue, adoption -------------------------------------------------------------
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
@@ -278,18 +333,25 @@ class PbsDialectBase(BatchDialect):
 
     # slurm-wlm-torque's qdel exits non-zero without a word for a job that already ended.
     silent_cancel_failure_is_error = False
+    # The queue is read for every user (see parse_queue); the runner filters by Job_Owner.
+    queue_filters_user_itself = False
 
     def cancel_line_is_benign(self, line: str) -> bool:
         return parse.benign_error(line)
+
+    def cancel_line_is_refusal(self, line: str) -> bool:
+        return parse.refusal(line)
 
     def queue_argv(self, user: str | None) -> list[str]:
         raise NotImplementedError
 
     def parse_queue(self, result: CommandResult) -> list[QueueEntry]:
-        """Every active job qstat shows (any user; see :class:`molq_pbs.scheduler.PbsScheduler`
-        for the per-user filter). Finished jobs are left out."""
+        """Every active job qstat shows, of any user (``qstat -u`` would switch to a truncated
+        table): the runner keeps the user's own. Finished jobs are left out."""
         entries = []
-        for sid, rec in self._records(result, None).items():
+        for sid, rec in self._all_records(result)[0].items():
+            if rec is None:
+                continue
             raw = rec.get("job_state", "").strip().upper()
             if is_finished_state(raw, self.flavor):
                 continue
@@ -314,7 +376,9 @@ class PbsDialectBase(BatchDialect):
     def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
         wanted = set(tags)
         found: dict[str, str] = {}
-        for sid, rec in self._records(result, None).items():
+        for sid, rec in self._all_records(result)[0].items():
+            if rec is None:
+                continue
             tag = parse.variable_list(rec).get(TAG_VARIABLE)
             if tag in wanted:
                 found[tag] = sid
@@ -396,11 +460,20 @@ class PbsProDialect(PbsDialectBase):
         return f"-J {array_spec}"
 
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
-        return ["qstat", "-f", "-F", "json", *(["-x"] if self.use_history else []), *scheduler_ids]
+        # -t lists an array job's subjobs with it: their own exit statuses decide the array.
+        history = ["-x"] if self.use_history else []
+        return ["qstat", "-f", "-F", "json", *history, "-t", *scheduler_ids]
 
-    def read_records(self, result: CommandResult) -> JobRecords:
+    def read_records(self, result: CommandResult) -> tuple[JobRecords, bool]:
         text = result.stdout.strip()
-        return parse.parse_qstat_json(text) if text else {}
+        return parse.parse_qstat_json_answer(text) if text else ({}, True)
+
+    def flavor_hint(self, result: CommandResult) -> str | None:
+        text = result.stderr + "\n" + result.stdout
+        if _REJECTED_OPTION_RE.search(text) or ("usage" in text.lower() and "-F" not in text):
+            return ("this qstat does not take PBS Pro's '-F json' (it looks like Torque's): "
+                    "set PbsOptions(flavor='torque') (or flavor='auto') for this cluster")
+        return None
 
     def status_from_record(self, record: dict[str, str]) -> SchedulerStatus | None:
         raw = record.get("job_state", "").strip().upper()
@@ -485,8 +558,15 @@ class TorqueDialect(PbsDialectBase):
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         return ["qstat", "-f", "-1", *scheduler_ids]
 
-    def read_records(self, result: CommandResult) -> JobRecords:
-        return parse.parse_qstat_full(result.stdout)
+    def read_records(self, result: CommandResult) -> tuple[JobRecords, bool]:
+        return parse.parse_qstat_full(result.stdout), True
+
+    def flavor_hint(self, result: CommandResult) -> str | None:
+        text = result.stderr + "\n" + result.stdout
+        if "-F format" in text or "pbs_version" in text or "conflicting options" in text:
+            return ("this qstat is PBS Pro's / OpenPBS's: set PbsOptions(flavor='pbspro') "
+                    "(or flavor='auto') for this cluster")
+        return None
 
     def status_from_record(self, record: dict[str, str]) -> SchedulerStatus | None:
         raw = record.get("job_state", "").strip().upper()

@@ -11,26 +11,26 @@ from molq.scheduler import SchedulerOptions, optional_name, positive_number, str
 __all__ = ["PbsOptions", "FLAVORS"]
 
 #: Accepted flavour names -> canonical flavour. OpenPBS is PBS Pro's open-source edition.
-FLAVORS: dict[str, str] = {"pbspro": "pbspro", "openpbs": "pbspro", "pbs": "pbspro", "torque": "torque"}
+#: ``auto`` asks ``qstat --version`` once, when the scheduler is built.
+FLAVORS: dict[str, str] = {
+    "pbspro": "pbspro", "openpbs": "pbspro", "pbs": "pbspro", "torque": "torque", "auto": "auto",
+}
 
 
 def _flavor(value: Any) -> str:
     key = value.strip().lower() if isinstance(value, str) else value
     if key not in FLAVORS:
-        raise ConfigError(f"PBS flavor must be 'pbspro' (also 'openpbs') or 'torque', got {value!r}")
+        raise ConfigError(f"PBS flavor must be 'pbspro' (also 'openpbs'), 'torque' or 'auto', got {value!r}")
     return FLAVORS[key]
-
-
-
-
 
 
 @attrs.frozen
 class PbsOptions(SchedulerOptions):
     """How molq talks to one PBS cluster.
 
-    ``flavor`` picks the dialect: ``"pbspro"`` (PBS Professional and OpenPBS, the default) or
-    ``"torque"`` (Torque / PBS-compatible wrappers). ``binaries`` maps ``qsub``/``qstat``/``qdel``
+    ``flavor`` picks the dialect: ``"pbspro"`` (PBS Professional and OpenPBS, the default),
+    ``"torque"`` (Torque / PBS-compatible wrappers) or ``"auto"`` (ask ``qstat --version`` once,
+    when the cluster first uses its scheduler). ``binaries`` maps ``qsub``/``qstat``/``qdel``
     to other paths; ``extra_qsub_args`` go on every ``qsub`` command line;
     ``default_queue``/``default_account`` apply when a job names none; ``env`` is added to the
     environment of every PBS command (e.g. ``PBS_DEFAULT`` to pick a server).

@@ -5,7 +5,9 @@ Both qstat formats are read into the same shape, a flat record per job keyed by 
     {"Job_Name": "run1", "job_state": "R", "Resource_List.walltime": "01:00:00", ...}
 
 Nested JSON objects (``Resource_List``, ``resources_used``, ``Variable_List``) become dotted
-keys, exactly as ``qstat -f`` prints them in text form, and every value is a string.
+keys, exactly as ``qstat -f`` prints them in text form, and every value is a string. A record
+that is present but cannot be trusted (not an object, an attribute given twice, the same job
+twice) is kept as ``None``: one bad record costs only that job.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 __all__ = [
     "JobRecords",
     "parse_qstat_json",
+    "parse_qstat_json_answer",
     "parse_qstat_full",
     "parse_pbs_time",
     "parse_hms",
@@ -26,11 +29,15 @@ __all__ = [
     "variable_list",
     "match_ids",
     "benign_error",
+    "refusal",
     "job_sequence",
+    "ambiguous_ids",
+    "array_parts",
+    "line_names",
 ]
 
-#: job id -> flat attribute record
-JobRecords = dict[str, dict[str, str]]
+#: job id -> flat attribute record (None: the record is there but unreadable)
+JobRecords = dict[str, "dict[str, str] | None"]
 
 _TIME_FORMATS = ("%a %b %d %H:%M:%S %Y", "%a %d %b %Y %H:%M:%S")
 
@@ -47,26 +54,90 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
         out[prefix] = str(value)
 
 
+class _Pairs(dict):  # type: ignore[type-arg]
+    """A JSON object that remembers the keys it was given more than once."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.repeated = {k for i, (k, _v) in enumerate(pairs) if any(k == k2 for k2, _ in pairs[:i])}
+
+
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+_LEADING_ZERO_RE = re.compile(r'(":\s*)(-?0\d+)(\s*[,}\n])')
+# PBS pretty-prints every job as a line of its own at 8 spaces: '        "12.srv":{'.
+_JSON_JOB_RE = re.compile(r'^ {8}"([^"\n]+)"\s*:\s*\{\s*$', re.MULTILINE)
+
+
+def _repair_json(text: str) -> str:
+    """Undo PBS Pro's known JSON mistakes: backslashes before characters JSON does not escape
+    (``\\'``, ``\\,`` from environment values) and numbers with leading zeros (``"foo":005``)."""
+
+    def escape(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(1) in '"\\/bfnrtu' else "\\\\" + m.group(1)
+
+    return _LEADING_ZERO_RE.sub(r'\1"\2"\3', _ESCAPE_RE.sub(escape, text))
+
+
+def _load(text: str) -> Any:
+    return json.loads(text, strict=False, object_pairs_hook=_Pairs)
+
+
+def _job_record(attrs_: Any) -> dict[str, str] | None:
+    if not isinstance(attrs_, dict) or getattr(attrs_, "repeated", None):
+        return None
+    record: dict[str, str] = {}
+    _flatten("", attrs_, record)
+    return record
+
+
 def parse_qstat_json(text: str) -> JobRecords:
     """Jobs of a ``qstat -f -F json`` answer. Raises ValueError on anything that is not the
     PBS JSON document (an object, optionally with a ``Jobs`` object).
 
     Control characters inside strings are tolerated: PBS Pro copies job attributes (comments,
-    environment values) into the document without escaping them.
+    environment values) into the document without escaping them. When a job's attributes
+    still break the document (an unescaped quote in a comment), each job is read on its own
+    and only that job's record is lost (``None``); use :func:`parse_qstat_json_answer` to
+    also learn whether every job could be attributed.
     """
-    doc = json.loads(text, strict=False)
-    if not isinstance(doc, dict):
-        raise ValueError("qstat JSON is not an object")
-    jobs = doc.get("Jobs", {})
-    if not isinstance(jobs, dict):
-        raise ValueError("qstat JSON 'Jobs' is not an object")
+    return parse_qstat_json_answer(text)[0]
+
+
+def parse_qstat_json_answer(text: str) -> tuple[JobRecords, bool]:
+    """(records, complete) of a ``qstat -f -F json`` answer; ``complete`` is False when the
+    document had to be read job by job, so that a job could have been missed."""
+    for candidate in (text, _repair_json(text)):
+        try:
+            doc = _load(candidate)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict):
+            raise ValueError("qstat JSON is not an object")
+        jobs = doc.get("Jobs", {})
+        if not isinstance(jobs, dict):
+            raise ValueError("qstat JSON 'Jobs' is not an object")
+        out: JobRecords = {str(jid): _job_record(a) for jid, a in jobs.items()}
+        for jid in getattr(jobs, "repeated", ()):
+            out[str(jid)] = None
+        return out, True
+    return _jobs_one_by_one(_repair_json(text)), False
+
+
+def _jobs_one_by_one(text: str) -> JobRecords:
+    heads = list(_JSON_JOB_RE.finditer(text))
+    if not heads or '"Jobs"' not in text[: heads[0].start()]:
+        raise ValueError("qstat's answer is not a PBS JSON document")
+    decoder = json.JSONDecoder(strict=False, object_pairs_hook=_Pairs)
     out: JobRecords = {}
-    for job_id, attrs_ in jobs.items():
-        if not isinstance(attrs_, dict):
-            raise ValueError(f"qstat JSON entry for {job_id} is not an object")
-        record: dict[str, str] = {}
-        _flatten("", attrs_, record)
-        out[str(job_id)] = record
+    for i, head in enumerate(heads):
+        job_id = head.group(1)
+        stop = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        body = text[head.end() - 1 : stop]
+        try:
+            attrs_, _end = decoder.raw_decode(body)
+        except ValueError:
+            attrs_ = None
+        out[job_id] = None if job_id in out else _job_record(attrs_)
     return out
 
 
@@ -81,9 +152,16 @@ def parse_qstat_full(text: str) -> JobRecords:
     lines. PBS wraps long values onto continuation lines that start with a tab; when the
     attributes themselves are indented with spaces, any line with another indentation (or
     one that does not look like an attribute) continues the previous value.
+
+    A record naming an attribute twice, or a job id given twice, is unreadable (``None``):
+    real qstat never does that, so the text was not what it seems. Raises ValueError when
+    the text holds something but no job at all.
     """
     out: JobRecords = {}
+    seen: set[str] = set()
+    bad: set[str] = set()
     record: dict[str, str] | None = None
+    job_id: str | None = None
     indent: str | None = None
     last_key: str | None = None
     for line in text.splitlines():
@@ -91,20 +169,30 @@ def parse_qstat_full(text: str) -> JobRecords:
             continue
         head = _JOBID_RE.match(line)
         if head:
-            record = out.setdefault(head.group(1), {})
+            job_id = head.group(1)
+            if job_id in seen:
+                bad.add(job_id)
+            seen.add(job_id)
+            record = out.setdefault(job_id, {})
             indent, last_key = None, None
             continue
-        if record is None:
+        if record is None or job_id is None:
             continue  # banner or noise before the first job
         match = _ATTR_RE.match(line)
         is_attr = match is not None and (indent is None or match.group(1) == indent)
         if is_attr and match is not None:
             indent = indent or match.group(1)
             last_key = match.group(2)
+            if last_key in record:
+                bad.add(job_id)
             record[last_key] = match.group(3).rstrip()
         elif last_key is not None and line[:1] in (" ", "\t"):
             # Continuation: PBS breaks after a comma or mid-word; glue the pieces back.
             record[last_key] += line.strip()
+    if not out and text.strip():
+        raise ValueError(f"no 'Job Id:' record in qstat's answer: {text.strip()[:200]!r}")
+    for job_id in bad:
+        out[job_id] = None
     return out
 
 
@@ -165,6 +253,41 @@ def job_sequence(job_id: str) -> str:
     return job_id.split(".", 1)[0]
 
 
+def ambiguous_ids(requested: Sequence[str], found: Iterable[str]) -> list[str]:
+    """Requested ids that qstat's answer does not name exactly and that match several of its
+    records by sequence number: their record cannot be told apart."""
+    found = list(found)
+    exact = set(found)
+    counts: dict[str, int] = {}
+    for fid in found:
+        counts[job_sequence(fid)] = counts.get(job_sequence(fid), 0) + 1
+    return [rid for rid in requested if rid not in exact and counts.get(job_sequence(rid), 0) > 1]
+
+
+def array_parts(parent: str, found: Iterable[str]) -> list[str]:
+    """The subjob ids (``12[3].srv``) among ``found`` that belong to array job ``parent``
+    (``12[].srv``); empty when ``parent`` is not an array id."""
+    seq = job_sequence(parent)
+    if not seq.endswith("[]"):
+        return []
+    server = parent.split(".", 1)[1] if "." in parent else None
+    pattern = re.compile(rf"{re.escape(seq[:-2])}\[\d+\]")
+    out = []
+    for fid in found:
+        if pattern.fullmatch(job_sequence(fid)):
+            fserver = fid.split(".", 1)[1] if "." in fid else None
+            if server is None or fserver is None or fserver == server or fserver.startswith(server + "."):
+                out.append(fid)
+    return out
+
+
+def line_names(line: str, job_id: str) -> bool:
+    """Whether a qstat/qdel message names ``job_id`` (exactly, or by its sequence number when
+    the server part differs: ``12.srv`` vs ``12.srv.example.org``)."""
+    seq = re.escape(job_sequence(job_id))
+    return re.search(rf"(?<![\w.\[]){seq}(?![\w\[\]])", line) is not None
+
+
 def match_ids(requested: Sequence[str], found: Iterable[str]) -> dict[str, str]:
     """Pair the ids molq asked about with the ids qstat answered with.
 
@@ -199,6 +322,19 @@ _BENIGN = [
     re.compile(r"Invalid job id specified", re.IGNORECASE),
     re.compile(r"^\s*obtain historical job information\s*$", re.IGNORECASE),
 ]
+
+
+# Messages of a refused request: the job was not touched.
+_REFUSAL = re.compile(r"Unauthorized Request|Permission denied|not authorized|Access denied", re.IGNORECASE)
+
+
+def refusal(line: str) -> bool:
+    """Whether one line of qdel's answer says the request was refused.
+
+    >>> refusal("qdel: Unauthorized Request  12.pbs01")
+    True
+    """
+    return _REFUSAL.search(line) is not None
 
 
 def benign_error(line: str) -> bool:

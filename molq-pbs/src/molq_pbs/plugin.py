@@ -19,27 +19,9 @@ MOLQ_PLUGIN_API = 1
 def build_scheduler(transport: Any, options: PbsOptions | None = None) -> Any:
     """A PBS scheduler for ``transport``: the PBS Pro or Torque dialect run by molq's batch
     runner, configured from ``options``."""
-    from molq.batch import RetrySettings
+    from molq_pbs.scheduler import build_scheduler as build
 
-    from molq_pbs.dialect import make_dialect
-    from molq_pbs.scheduler import PbsScheduler
-
-    opts = options if options is not None else PbsOptions()
-    dialect = make_dialect(
-        opts.flavor,
-        default_queue=opts.default_queue,
-        default_account=opts.default_account,
-        use_history=opts.use_history,
-        gpu_type_resource=opts.gpu_type_resource,
-    )
-    return PbsScheduler(
-        dialect,
-        transport,
-        binaries=opts.binaries,
-        extra_submit_args=opts.extra_qsub_args,
-        env=opts.env,
-        retry=RetrySettings(command_timeout=opts.command_timeout),
-    )
+    return build(transport, options)
 
 
 @hookimpl

@@ -573,6 +573,9 @@ def cmd_qstat(argv: list[str]) -> int:
                     rc = 35
                 else:
                     selected.append(key)
+                    if "t" in flags and job.get("array"):
+                        # -t: an array job's subjobs are listed with it
+                        selected += [m for m in srv.members(key)[1:] if history or srv.jobs[m]["job_state"] not in "FX"]
         else:
             for key, job in srv.jobs.items():
                 if job.get("array_id") and "t" not in flags:
@@ -744,6 +747,10 @@ def main(command: str, argv: list[str]) -> int:
     """Run one simulated PBS command; returns its exit status."""
     if command == "--run":
         run_job(argv[0])
+        return 0
+    if argv == ["--version"]:
+        # Every PBS Pro client answers this locally, without asking the server.
+        print(f"pbs_version = {VERSION}")
         return 0
     if outage(command):
         print(
