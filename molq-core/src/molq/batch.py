@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -123,7 +123,9 @@ class BatchDialect:
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
-    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_status(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
         """Statuses of jobs still known to the queue, keyed by scheduler id."""
         raise NotImplementedError
 
@@ -131,7 +133,9 @@ class BatchDialect:
         """Accounting query for jobs that left the queue (None if the scheduler has none)."""
         return None
 
-    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_terminal(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
         raise NotImplementedError
 
     def fallback_terminal_argv(self, scheduler_ids: Sequence[str]) -> list[str] | None:
@@ -139,7 +143,9 @@ class BatchDialect:
         (e.g. ``scontrol show job``). None if there is none."""
         return None
 
-    def parse_fallback_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_fallback_terminal(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
         raise NotImplementedError
 
     # -- cancel, queue, adoption -------------------------------------------------------------
