@@ -119,11 +119,22 @@ class BatchDialect:
     def parse_submit(self, result: CommandResult) -> str:
         raise NotImplementedError
 
+    # -- identity ----------------------------------------------------------------------------
+    def for_jobs(self, jobs: Sequence[TrackedJob]) -> BatchDialect:
+        """This dialect, told which jobs the next status/accounting/fallback answers are about
+        (their molq tag ``molq-<job id>`` and submit time), so that its parsers can drop records
+        of another job that reuses a scheduler id (e.g. after a scheduler state reset). The
+        runner calls it once per observation and parses with the result. Pure: return a new
+        object, never change ``self``. Default: ``self`` (ids alone identify jobs)."""
+        return self
+
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
-    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_status(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> dict[str, SchedulerStatus] | SourceAnswer:
         """Statuses of jobs still known to the queue, keyed by scheduler id."""
         raise NotImplementedError
 
@@ -131,7 +142,9 @@ class BatchDialect:
         """Accounting query for jobs that left the queue (None if the scheduler has none)."""
         return None
 
-    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_terminal(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> dict[str, SchedulerStatus] | SourceAnswer:
         raise NotImplementedError
 
     def fallback_terminal_argv(self, scheduler_ids: Sequence[str]) -> list[str] | None:
@@ -139,7 +152,9 @@ class BatchDialect:
         (e.g. ``scontrol show job``). None if there is none."""
         return None
 
-    def parse_fallback_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_fallback_terminal(
+        self, result: CommandResult, scheduler_ids: Sequence[str]
+    ) -> dict[str, SchedulerStatus] | SourceAnswer:
         raise NotImplementedError
 
     # -- cancel, queue, adoption -------------------------------------------------------------
