@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 import tomllib
 
-__all__ = ["FakeCommands", "Answer", "load_samples", "sample_answers", "fake_commands"]
+__all__ = ["FakeCommands", "Answer", "load_samples", "sample_answers", "on_path", "fake_commands"]
 
 # The script every fake command runs: answer number N (capped at the last one) from the
 # command's answer file, after appending its argv and stdin to the call log.
@@ -123,10 +123,15 @@ def sample_answers(sample: Mapping[str, Any]) -> Iterator[tuple[str, Answer]]:
                                        extra.get("returncode", 0))
 
 
-@pytest.fixture
-def fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCommands:
-    """Fake commands first on PATH and a private ``MOLQ_HOME`` for the test."""
+def on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCommands:
+    """Fake commands first on PATH and a private ``MOLQ_HOME``, for the current test."""
     fakes = FakeCommands(tmp_path / "fakebin")
     monkeypatch.setenv("PATH", fakes.path_env())
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "molq-home"))
     return fakes
+
+
+@pytest.fixture
+def fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCommands:
+    """:func:`on_path` as a fixture (import it into a test module to use it)."""
+    return on_path(tmp_path, monkeypatch)
