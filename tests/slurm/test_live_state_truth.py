@@ -67,7 +67,8 @@ def test_a_requeued_job_ends_in_its_real_final_state(slurm_cluster, tmp_path: Pa
         leftovers = [r.scheduler_job_id for r in submitor.list_jobs() if r.scheduler_job_id]
         if leftovers:
             slurm_cluster.run("scancel", *leftovers)
-    assert (final.state, final.exit_code) == (JobState.FAILED, 3), final
+    story = [(t.old_state, t.new_state, t.reason) for t in submitor.get_transitions(job_id)]
+    assert (final.state, final.exit_code) == (JobState.FAILED, 3), (final.failure_reason, final.raw_state, story)
     history = [t.new_state for t in submitor.get_transitions(job_id)]
     assert [s for s in history if s.is_terminal] == [JobState.FAILED], history
     assert JobState.LOST not in history
