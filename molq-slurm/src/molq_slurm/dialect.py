@@ -718,10 +718,7 @@ class SlurmDialect(BatchDialect):
             self._raise(result, "squeue")
         wanted = set(tags)
         found: dict[str, str] = {}
-        for line in _lines(result.stdout):
-            cols = line.split(SEP, len(ADOPT_FIELDS) - 1)
-            if len(cols) < len(ADOPT_FIELDS):
-                continue
+        for cols in _read_rows(result, len(ADOPT_FIELDS), "squeue").rows:
             job_id, array_id, task_id, _state, comment = (c.strip() for c in cols)
             if comment not in wanted:
                 continue
