@@ -90,7 +90,7 @@ def test_core_and_slurm_come_from_the_wheels_only(core_slurm_venv: Venv) -> None
 
 def test_slurm_cluster_builds_from_the_wheels(core_slurm_venv: Venv) -> None:
     report = json.loads(core_slurm_venv.python_script(INSPECT_SCRIPT).stdout)
-    assert report["scheduler"] == "molq_slurm.scheduler.SlurmScheduler"
+    assert report["scheduler"] == "molq.batch.BatchScheduler"
     assert report["options"] == ["SlurmOptions", "compute"]
 
 
@@ -270,7 +270,7 @@ except Exception as exc:
 print(json.dumps(out))
 """
     out = json.loads(venv.python_script(script).stdout)
-    assert out["slurm"] == "SlurmScheduler"
+    assert out["slurm"] == "BatchScheduler"
     kind, message = out["future"]
     assert kind == "PluginNotFoundError"
     assert "failed to load" in message and api in message

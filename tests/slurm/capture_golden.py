@@ -49,9 +49,10 @@ def save(folder: Path, name: str, proc: subprocess.CompletedProcess[str]) -> Non
     (folder / f"{name}.rc").write_text(f"{proc.returncode}\n")
 
 
-def sbatch(conf: str, workdir: str, *args: str, script: str) -> str:
+def sbatch(conf: str, workdir: str, *args: str, script: str, het: bool = False) -> str:
     path = Path(workdir) / f"job{time.monotonic_ns()}.sh"
-    path.write_text("#!/bin/bash\n" + script + "\n")
+    components = "#SBATCH --ntasks=1\n#SBATCH hetjob\n#SBATCH --ntasks=1\n" if het else ""
+    path.write_text("#!/bin/bash\n" + components + script + "\n")
     proc = run(["sbatch", "--parsable", f"--chdir={workdir}", f"--output={workdir}/%j.out", *args, str(path)], conf)
     if proc.returncode:
         raise RuntimeError(f"sbatch failed: {proc.stderr}")
@@ -79,7 +80,11 @@ def capture(cluster: str, conf: str, accounting: bool) -> None:
         conf, work, "--job-name=array-throttled", "--array=1-3%1", script="sleep 20"
     )
     ids["weird_name"] = sbatch(conf, work, f"--job-name={WEIRD_NAME}", "--comment=molq-0123456789abcdef", script="sleep 300")
+    ids["requeued"] = sbatch(conf, work, "--job-name=requeued", "--requeue", script="sleep 6; exit 3")
+    # Two components; on the one-node test cluster it stays pending, then is cancelled.
+    ids["het"] = sbatch(conf, work, "--job-name=het", "--comment=molq-het", script="true", het=True)
     time.sleep(4)
+    run(["scontrol", "requeue", ids["requeued"]], conf)
     run(["scancel", ids["cancel_running"]], conf)
     run(["scancel", ids["cancel_pending"]], conf)
     time.sleep(2)
@@ -99,9 +104,16 @@ def capture(cluster: str, conf: str, accounting: bool) -> None:
         if proc.stdout.strip() in ("", "TIMEOUT"):
             break
         time.sleep(5)
-    for key in ("running", "weird_name", "held"):
+    for key in ("running", "weird_name", "held", "het"):
         run(["scancel", ids[key]], conf)
     time.sleep(22)  # the throttled array finishes its last task
+    # The requeued job runs again once its begin time (requeue + ~2 min) has passed.
+    deadline = time.time() + 150
+    while time.time() < deadline:
+        proc = run(["squeue", "--noheader", "--states=all", "--jobs=" + ids["requeued"], "--Format=State"], conf)
+        if proc.stdout.strip() not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING"):
+            break
+        time.sleep(5)
     time.sleep(3)
     save(folder, "squeue_status_final", run(dialect.status_argv(all_ids), conf))
     save(folder, "scontrol_all", run(dialect.fallback_argv(all_ids), conf))

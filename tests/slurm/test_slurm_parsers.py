@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from molq.batch import AccountingUnavailable
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
-from molq.model import JobState, SchedulerStatus
+from molq.model import JobState
 from molq.transport import CommandResult
 from molq_slurm import SlurmDialect
 
@@ -50,7 +50,7 @@ def real(request: pytest.FixtureRequest) -> str:
 
 def test_status_while_jobs_run(real: str) -> None:
     ids = scenarios(real)
-    answer = SlurmDialect().parse_status(golden(f"real/{real}/squeue_status_active"), list(ids.values()))
+    answer = SlurmDialect().parse_status(golden(f"real/{real}/squeue_status_active"), list(ids.values())).statuses
     st = {name: answer[sid] for name, sid in ids.items()}
     assert set(answer) == set(ids.values())
     assert st["running"].state == JobState.RUNNING and st["running"].started_at
@@ -60,7 +60,7 @@ def test_status_while_jobs_run(real: str) -> None:
     assert "JobHeldUser" in (st["held"].reason or "")
     # one running task + pending tasks: the array is running
     assert st["array_throttled"].state == JobState.RUNNING
-    assert st["array_throttled"].raw_state.startswith("array: ")
+    assert st["array_throttled"].raw_state.startswith("array task: ")
     never = st["dep_never"]
     assert never.state == JobState.QUEUED and never.dependency_never_satisfied
     assert "DependencyNeverSatisfied" in (never.reason or "")
@@ -77,7 +77,7 @@ def test_status_while_jobs_run(real: str) -> None:
 
 def test_status_after_jobs_ended(real: str) -> None:
     ids = scenarios(real)
-    answer = SlurmDialect().parse_status(golden(f"real/{real}/squeue_status_final"), list(ids.values()))
+    answer = SlurmDialect().parse_status(golden(f"real/{real}/squeue_status_final"), list(ids.values())).statuses
     st = {name: answer[sid] for name, sid in ids.items()}
     assert (st["exit137"].state, st["exit137"].exit_code, st["exit137"].exit_signal) == (JobState.FAILED, 137, 9)
     killed = st["script_killed"]
@@ -88,7 +88,7 @@ def test_status_after_jobs_ended(real: str) -> None:
     assert timeout.exit_signal == 15 and timeout.finished_at > timeout.started_at
     array = st["array"]  # tasks 1 and 3 exit 1, tasks 2 and 4 exit 0
     assert (array.state, array.exit_code) == (JobState.FAILED, 1)
-    assert array.reason is not None and array.reason.startswith("array task 1:")
+    assert array.reason is not None and "(first: 1: " in array.reason
     assert "2 COMPLETED" in array.raw_state and "2 FAILED" in array.raw_state
     assert st["array_throttled"].state == JobState.SUCCEEDED
     assert st["weird_name"].state == JobState.CANCELLED
@@ -99,8 +99,8 @@ def test_status_after_jobs_ended(real: str) -> None:
 def test_iso_times_are_read_when_slurm_time_format_is_not_set(real: str) -> None:
     ids = scenarios(real)
     dialect = SlurmDialect()
-    epoch = dialect.parse_status(golden(f"real/{real}/squeue_status_active"), list(ids.values()))
-    iso = dialect.parse_status(golden(f"real/{real}/squeue_status_active_iso"), list(ids.values()))
+    epoch = dialect.parse_status(golden(f"real/{real}/squeue_status_active"), list(ids.values())).statuses
+    iso = dialect.parse_status(golden(f"real/{real}/squeue_status_active_iso"), list(ids.values())).statuses
     sid = ids["running"]
     # Both captures come from the same moment: the ISO form (cluster local time, read in
     # this process's time zone) names the same second -- this machine ran both.
@@ -109,20 +109,20 @@ def test_iso_times_are_read_when_slurm_time_format_is_not_set(real: str) -> None
 
 def test_status_ignores_rows_of_jobs_not_asked_for(real: str) -> None:
     ids = scenarios(real)
-    answer = SlurmDialect().parse_status(golden(f"real/{real}/squeue_status_final"), [ids["exit7"]])
+    answer = SlurmDialect().parse_status(golden(f"real/{real}/squeue_status_final"), [ids["exit7"]]).statuses
     assert list(answer) == [ids["exit7"]]
 
 
 def test_unknown_single_id_means_not_in_queue_not_an_error(real: str) -> None:
     result = golden(f"real/{real}/squeue_status_unknown_single")
     assert result.returncode != 0 and "Invalid job id specified" in result.stderr
-    assert SlurmDialect().parse_status(result, ["999999"]) == {}
+    assert SlurmDialect().parse_status(result, ["999999"]).statuses == {}
 
 
 def test_unknown_ids_among_many_are_simply_absent(real: str) -> None:
     result = golden(f"real/{real}/squeue_status_unknown_many")
     assert result.returncode == 0
-    assert SlurmDialect().parse_status(result, ["999998", "999999"]) == {}
+    assert SlurmDialect().parse_status(result, ["999998", "999999"]).statuses == {}
 
 
 def test_invalid_job_id_with_several_ids_is_not_an_empty_answer() -> None:
@@ -159,7 +159,7 @@ RARE_STATUS = {
 
 
 def test_every_rare_state_in_squeue() -> None:
-    answer = SlurmDialect().parse_status(golden("hand/squeue_status_rare"), list(RARE_STATUS))
+    answer = SlurmDialect().parse_status(golden("hand/squeue_status_rare"), list(RARE_STATUS)).statuses
     assert set(answer) == set(RARE_STATUS)
     for sid, (state, code, sig, reason) in RARE_STATUS.items():
         got = answer[sid]
@@ -177,7 +177,7 @@ def test_every_rare_state_in_squeue() -> None:
 
 def test_sacct_final_states_from_the_accounting_cluster() -> None:
     ids = scenarios("molqacct")
-    answer = SlurmDialect().parse_terminal(golden("real/molqacct/sacct"), list(ids.values()))
+    answer = SlurmDialect().parse_terminal(golden("real/molqacct/sacct"), list(ids.values())).statuses
     st = {name: answer.get(sid) for name, sid in ids.items()}
     assert (st["ok"].state, st["ok"].exit_code) == (JobState.SUCCEEDED, 0)
     assert (st["exit7"].state, st["exit7"].exit_code) == (JobState.FAILED, 7)
@@ -190,10 +190,29 @@ def test_sacct_final_states_from_the_accounting_cluster() -> None:
     assert st["cancel_running"].raw_state == "CANCELLED by 0"
     assert st["cancel_running"].reason == "cancelled by uid 0"
     assert st["held"].state == JobState.CANCELLED and st["held"].started_at is None
-    assert st["dep_never"] is None  # still pending: not a final state
+    assert st["dep_never"].state == JobState.QUEUED  # still pending: alive, not unknown
     assert (st["array"].state, st["array"].exit_code) == (JobState.FAILED, 1)
     assert st["array_throttled"].state == JobState.SUCCEEDED
     assert st["array_throttled"].started_at < st["array_throttled"].finished_at
+    # --duplicates lists the requeued job's first attempt (REQUEUED) and its rerun: the rerun
+    # counts, it is no array task.
+    requeued = golden("real/molqacct/sacct").stdout.count(f"\n{ids['requeued']}|")
+    assert requeued == 2
+    assert (st["requeued"].state, st["requeued"].exit_code) == (JobState.FAILED, 3)
+    # the heterogeneous job's two components (67+0, 67+1) are one job
+    assert st["het"].state == JobState.CANCELLED and "het job component: 2 CANCELLED" in st["het"].raw_state
+
+
+def test_status_of_requeued_and_heterogeneous_jobs(real: str) -> None:
+    ids = scenarios(real)
+    dialect = SlurmDialect()
+    active = dialect.parse_status(golden(f"real/{real}/squeue_status_active"), list(ids.values())).statuses
+    final = dialect.parse_status(golden(f"real/{real}/squeue_status_final"), list(ids.values())).statuses
+    assert active[ids["requeued"]].state == JobState.QUEUED  # requeued: waits for its begin time
+    assert (final[ids["requeued"]].state, final[ids["requeued"]].exit_code) == (JobState.FAILED, 3)
+    # squeue -O JobID prints each component's own id; HetJobID ties them to the job.
+    assert active[ids["het"]].state == JobState.QUEUED and "2 PENDING" in active[ids["het"]].raw_state
+    assert final[ids["het"]].state == JobState.CANCELLED
 
 
 def test_sacct_reports_disabled_accounting() -> None:
@@ -227,19 +246,20 @@ RARE_SACCT = {
 
 def test_sacct_rare_states_arrays_and_steps() -> None:
     asked = [*RARE_SACCT, "209", "210"]
-    answer = SlurmDialect().parse_terminal(golden("hand/sacct_rare"), asked)
-    assert set(answer) == set(RARE_SACCT)  # 209 runs, 210 has pending tasks, 999 not asked
+    answer = SlurmDialect().parse_terminal(golden("hand/sacct_rare"), asked).statuses
+    assert set(answer) == set(RARE_SACCT) | {"209", "210"}  # 999 was not asked about
+    assert not answer["209"].state.is_terminal and not answer["210"].state.is_terminal  # alive
     for sid, (state, code, sig) in RARE_SACCT.items():
         got = answer[sid]
         assert (got.state, got.exit_code, got.exit_signal) == (state, code, sig), sid
     assert answer["206"].reason == "cancelled by uid 1000"
-    assert answer["220"].reason == "array task 2: time limit reached"
+    assert answer["220"].reason == "1 of 3 array tasks timed_out (first: 2: time limit reached)"
     assert answer["240"].started_at == pytest.approx(answer["240"].finished_at - 100)
 
 
 def test_sacct_rows_are_matched_by_raw_id_too() -> None:
     # An array task asked for by its own job id (JobIDRaw) is found.
-    answer = SlurmDialect().parse_terminal(golden("hand/sacct_rare"), ["212"])
+    answer = SlurmDialect().parse_terminal(golden("hand/sacct_rare"), ["212"]).statuses
     assert answer["212"].state == JobState.FAILED and answer["212"].exit_code == 2
 
 
@@ -249,7 +269,7 @@ def test_sacct_rows_are_matched_by_raw_id_too() -> None:
 def test_scontrol_final_states(real: str) -> None:
     ids = scenarios(real)
     dialect = SlurmDialect()
-    answer = dialect.parse_fallback_terminal(golden(f"real/{real}/scontrol_all"), list(ids.values()))
+    answer = dialect.parse_fallback_terminal(golden(f"real/{real}/scontrol_all"), list(ids.values())).statuses
     st = {name: answer.get(sid) for name, sid in ids.items()}
     assert (st["ok"].state, st["ok"].exit_code) == (JobState.SUCCEEDED, 0)
     assert (st["exit7"].state, st["exit7"].exit_code) == (JobState.FAILED, 7)
@@ -259,30 +279,31 @@ def test_scontrol_final_states(real: str) -> None:
     assert st["weird_name"].state == JobState.CANCELLED
     assert (st["array"].state, st["array"].exit_code) == (JobState.FAILED, 1)
     assert st["array_throttled"].state == JobState.SUCCEEDED
-    assert st["dep_never"] is None
+    assert st["dep_never"].state == JobState.QUEUED  # alive, not unknown
     assert st["cancel_pending"].started_at is None
+    assert st["het"].state == JobState.CANCELLED and st["het"].raw_state.startswith("het job component: ")
 
 
 def test_scontrol_single_job(real: str) -> None:
     sid = scenarios(real)["exit7"]
-    answer = SlurmDialect().parse_fallback_terminal(golden(f"real/{real}/scontrol_single"), [sid])
+    answer = SlurmDialect().parse_fallback_terminal(golden(f"real/{real}/scontrol_single"), [sid]).statuses
     assert (answer[sid].state, answer[sid].exit_code) == (JobState.FAILED, 7)
 
 
 def test_scontrol_forgotten_job_is_no_answer(real: str) -> None:
     result = golden(f"real/{real}/scontrol_unknown")
     assert result.returncode != 0
-    assert SlurmDialect().parse_fallback_terminal(result, ["999999"]) == {}
+    assert SlurmDialect().parse_fallback_terminal(result, ["999999"]).statuses == {}
 
 
 def test_scontrol_names_and_paths_cannot_fake_fields() -> None:
-    answer = SlurmDialect().parse_fallback_terminal(golden("hand/scontrol_rare"), ["301", "302", "303", "304"])
+    answer = SlurmDialect().parse_fallback_terminal(golden("hand/scontrol_rare"), ["301", "302", "303", "304"]).statuses
     # 301's name contains "JobState=RUNNING ... ExitCode=5:0"; its real state is CANCELLED 0:15.
     assert (answer["301"].state, answer["301"].exit_signal) == (JobState.CANCELLED, 15)
     assert answer["302"].state == JobState.FAILED and answer["302"].reason == "out of memory"
     assert answer["302"].exit_signal is None
     assert answer["303"].state == JobState.FAILED and answer["303"].exit_code is None
-    assert "304" not in answer  # still running
+    assert answer["304"].state == JobState.RUNNING  # still running: alive, not final
 
 
 def test_scontrol_parses_real_weird_name() -> None:
@@ -294,7 +315,8 @@ def test_scontrol_parses_real_weird_name() -> None:
     )
     rec = parse_scontrol_record(line)
     assert rec["JobName"] == WEIRD_NAME
-    assert rec["JobState"] == "CANCELLED" and rec["ExitCode"] == "0:15"
+    # SIGTERM reached the batch shell (0:15) or its child, and the shell exited 143
+    assert rec["JobState"] == "CANCELLED" and rec["ExitCode"] in ("0:15", "143:0")
 
 
 def test_use_accounting_false_reads_final_states_from_scontrol(real: str) -> None:
@@ -303,7 +325,7 @@ def test_use_accounting_false_reads_final_states_from_scontrol(real: str) -> Non
     argv = dialect.terminal_argv(list(ids.values()), None)
     assert argv is not None and argv[0] == "scontrol"
     assert dialect.fallback_terminal_argv(list(ids.values())) is None
-    answer = dialect.parse_terminal(golden(f"real/{real}/scontrol_all"), list(ids.values()))
+    answer = dialect.parse_terminal(golden(f"real/{real}/scontrol_all"), list(ids.values())).statuses
     assert answer[ids["exit7"]].exit_code == 7
 
 
@@ -483,13 +505,14 @@ def test_status_and_accounting_command_lines() -> None:
     assert dialect.queue_argv("alice")[2] == "--user=alice"
 
 
-def test_aggregate_keeps_a_partly_unsatisfiable_array_alive() -> None:
-    from molq_slurm._parse import aggregate
+def test_a_partly_unsatisfiable_array_stays_alive() -> None:
+    def row(task: str, reason: str) -> str:
+        return f"{task}|50|{task[-1]}|N/A|N/A|PENDING|{reason}|0|N/A|N/A|1700000000|molq-x\n"
 
-    never = SchedulerStatus(JobState.QUEUED, "PENDING", reason="DependencyNeverSatisfied", dependency_never_satisfied=True)
-    waiting = SchedulerStatus(JobState.QUEUED, "PENDING", reason="Priority")
-    assert aggregate([("1", never), ("2", never)]).dependency_never_satisfied
-    assert not aggregate([("1", never), ("2", waiting)]).dependency_never_satisfied
+    both = CommandResult(("squeue",), 0, row("51", "DependencyNeverSatisfied") + row("52", "DependencyNeverSatisfied"), "")
+    one = CommandResult(("squeue",), 0, row("51", "DependencyNeverSatisfied") + row("52", "Priority"), "")
+    assert SlurmDialect().parse_status(both, ["50"]).statuses["50"].dependency_never_satisfied
+    assert not SlurmDialect().parse_status(one, ["50"]).statuses["50"].dependency_never_satisfied
 
 
 # -- properties ----------------------------------------------------------------------------------
@@ -532,3 +555,114 @@ def _sbatch_reads(directive: str) -> str:
 @settings(max_examples=300)
 def test_any_job_name_survives_directive_quoting(name: str) -> None:
     assert _sbatch_reads(SlurmDialect.directive("--job-name", name)) == name
+
+
+# -- identity: a scheduler id reused by another job ----------------------------------------------
+
+
+def _sacct(*rows: str) -> CommandResult:
+    return CommandResult(("sacct",), 0, "".join(r + "\n" for r in rows), "")
+
+
+def test_for_jobs_drops_records_of_another_job_under_the_same_id() -> None:
+    from molq.scheduler import TrackedJob
+
+    ours = TrackedJob("abc", "2001", "/d", submitted_at=1_800_000_000.0)
+    dialect = SlurmDialect()
+    bound = dialect.for_jobs([ours])
+    assert bound is not dialect and dialect._expected == {}  # pure: the original is unchanged
+    answer = _sacct(
+        "2001|2001|FAILED|5:0|1800000001|1800000009|None|1800000001|molq-abc",
+        "2001|2001|RUNNING|0:0|1800000100|Unknown|None|1800000100|molq-someone-else",
+    )
+    assert dialect.parse_terminal(answer, ["2001"]).statuses["2001"].state == JobState.RUNNING
+    got = bound.parse_terminal(answer, ["2001"]).statuses["2001"]
+    assert (got.state, got.exit_code) == (JobState.FAILED, 5)
+    # Without comments (sacct keeps none unless AccountingStoreFlags=job_comment), a record
+    # submitted long before molq's submission is another job.
+    old = _sacct("2001|2001|COMPLETED|0:0|1600000000|1600000010|None|1600000000|",
+                 "2001|2001|RUNNING|0:0|1800000002|Unknown|None|1800000001|")
+    assert bound.parse_terminal(old, ["2001"]).statuses["2001"].state == JobState.RUNNING
+    only_old = _sacct("2001|2001|COMPLETED|0:0|1600000000|1600000010|None|1600000000|")
+    assert bound.parse_terminal(only_old, ["2001"]).statuses == {}
+    squeue = CommandResult(("squeue",), 0, "2001|2001|N/A|N/A|N/A|RUNNING|None|0|1800000100|N/A|1800000100|molq-zzz\n", "")
+    assert bound.parse_status(squeue, ["2001"]).statuses == {}
+
+
+def test_timeout_marker_is_not_sighup_anywhere() -> None:
+    dialect = SlurmDialect()
+    sacct = dialect.parse_terminal(_sacct("9|9|TIMEOUT|0:1|1700000000|1700000060|TimeLimit|1700000000|"), ["9"]).statuses["9"]
+    squeue = dialect.parse_status(CommandResult(("squeue",), 0, "9|9|N/A|N/A|N/A|TIMEOUT|TimeLimit|1|1700000000|1700000060|1700000000|\n", ""), ["9"]).statuses["9"]
+    scontrol = dialect.parse_fallback_terminal(CommandResult(("scontrol",), 0, "JobId=9 JobName=x UserId=u(1) GroupId=g(1) JobState=TIMEOUT ExitCode=0:1 StartTime=1700000000 EndTime=1700000060\n", ""), ["9"]).statuses["9"]
+    for status in (sacct, squeue, scontrol):
+        assert status.state == JobState.TIMED_OUT
+        assert (status.exit_code, status.exit_signal) == (None, None)
+        assert "SIGHUP" not in (status.reason or "") and "time limit" in (status.reason or "")
+    # A real SIGHUP of a job that did not time out is still a signal.
+    hup = dialect.parse_terminal(_sacct("8|8|FAILED|0:1|1700000000|1700000060|None|1700000000|"), ["8"]).statuses["8"]
+    assert (hup.exit_code, hup.exit_signal) == (129, 1)
+
+
+def test_database_errors_are_failures_never_disabled_accounting() -> None:
+    dialect = SlurmDialect()
+    for rc in (0, 1):
+        result = CommandResult(("sacct",), rc, "", "sacct: error: Problem talking to the database: Connection refused\n")
+        with pytest.raises(SchedulerError) as info:
+            dialect.parse_terminal(result, ["1"])
+        assert not isinstance(info.value, AccountingUnavailable)
+
+
+def test_a_record_cut_short_costs_only_that_record() -> None:
+    out = ("1|1|N/A|N/A|N/A|RUNNING|None|0|1700000000|N/A|1700000000|molq-a\n"
+           "2|2|N/A|N/A|N/A|RUNN\n"
+           "3|3|N/A|N/A|N/A|PENDING|Priority|0|N/A|N/A|1700000000|x\n")
+    answer = SlurmDialect().parse_status(CommandResult(("squeue",), 0, out, ""), ["1", "2", "3"])
+    assert set(answer.statuses) == {"1", "3"} and answer.unreadable == {"2"} and answer.complete
+
+
+def test_a_stray_line_makes_the_answer_incomplete_not_wrong() -> None:
+    out = "garbage before any record\n1|1|N/A|N/A|N/A|RUNNING|None|0|1700000000|N/A|1700000000|\n"
+    answer = SlurmDialect().parse_status(CommandResult(("squeue",), 0, out, ""), ["1", "2"])
+    assert answer.statuses["1"].state == JobState.RUNNING
+    assert not answer.complete and not answer.proves_absent("2")
+
+
+@given(comment=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=60))
+@settings(max_examples=300)
+def test_any_comment_survives_the_status_parser(comment: str) -> None:
+    rows = (f"17|17|N/A|N/A|N/A|RUNNING|None|0|1700000000|N/A|1700000000|{comment}\n"
+            "18|18|N/A|N/A|N/A|COMPLETED|None|0|1700000000|1700000005|1700000000|molq-b\n")
+    answer = SlurmDialect().parse_status(CommandResult(("squeue",), 0, rows, ""), ["17", "18"])
+    assert answer.statuses["18"].state == JobState.SUCCEEDED
+    assert answer.statuses["17"].state == JobState.RUNNING
+
+
+def test_a_comment_mimicking_a_record_makes_that_job_unreadable_never_wrong() -> None:
+    fake = "x\n18|18|N/A|N/A|N/A|FAILED|None|256|1700000000|1700000005|1700000000|y\n17|17|N/A|N/A|N/A|FAILED|None|256|1|2|3|"
+    rows = (f"17|17|N/A|N/A|N/A|RUNNING|None|0|1700000000|N/A|1700000000|{fake}\n"
+            "18|18|N/A|N/A|N/A|RUNNING|None|0|1700000000|N/A|1700000000|molq-b\n")
+    answer = SlurmDialect().parse_status(CommandResult(("squeue",), 0, rows, ""), ["17", "18"])
+    assert answer.statuses == {} and answer.unreadable == {"17", "18"}
+
+
+@pytest.mark.parametrize(
+    "rc, stderr, expected",
+    [
+        (1, "scancel: Terminating job 8\nscancel: error: Kill job error on job id 8: Job/step already completing or completed\n",
+         {"8": "already_ended", "9": "requested"}),
+        (1, "scancel: error: Kill job error on job id 9: Invalid job id specified\n", {"8": "requested", "9": "already_ended"}),
+        (0, "", {"8": "requested", "9": "requested"}),
+    ],
+)
+def test_scancel_outcomes_per_id(rc: int, stderr: str, expected: dict[str, str]) -> None:
+    from molq.evidence import CancelOutcome
+
+    got = SlurmDialect().parse_cancel(CommandResult(("scancel", "8", "9"), rc, "", stderr), ["8", "9"])
+    assert got == {k: CancelOutcome(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize("rc", [0, 1])
+def test_scancel_refusal_raises_even_with_status_0(rc: int) -> None:
+    result = CommandResult(("scancel", "13"), rc, "", "scancel: error: Kill job error on job id 13: Access/permission denied\n")
+    with pytest.raises(SchedulerError, match="refused"):
+        SlurmDialect().parse_cancel(result, ["13"])

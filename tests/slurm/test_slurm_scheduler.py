@@ -1,4 +1,4 @@
-"""SlurmOptions, the plugin registration and SlurmScheduler's runner settings.
+"""SlurmOptions, the plugin registration and the runner SlurmScheduler builds.
 
 The runner tests use small stand-in SLURM commands (shell scripts given through
 ``binaries``), run as real processes by LocalTransport, so argv, environment and retries are
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from molq.batch import BatchScheduler
 from molq.cluster import Cluster
 from molq.errors import ConfigError, TransientSchedulerError
 from molq.model import JobState
@@ -98,14 +99,15 @@ def test_plugin_registers_slurm() -> None:
     plugin = get_plugin_manager().get_scheduler("slurm")
     assert plugin.options_type is SlurmOptions
     sched = plugin.factory(LocalTransport(), SlurmOptions(default_partition="p"))
-    assert isinstance(sched, SlurmScheduler)
+    # No SLURM subclass of the runner: core's BatchScheduler with the SLURM dialect.
+    assert type(sched) is BatchScheduler and isinstance(sched.dialect, SlurmDialect)
     assert sched.dialect.default_partition == "p"
 
 
 def test_cluster_builds_the_slurm_scheduler_from_a_dict() -> None:
     cluster = Cluster("hpc", "slurm", scheduler_options={"default_account": "proj", "use_accounting": False})
     sched = cluster.scheduler_impl
-    assert isinstance(sched, SlurmScheduler) and isinstance(sched.dialect, SlurmDialect)
+    assert isinstance(sched, BatchScheduler) and isinstance(sched.dialect, SlurmDialect)
     assert sched.dialect.default_account == "proj" and sched.dialect.use_accounting is False
     assert sched.env["SLURM_TIME_FORMAT"] == "%s"
     assert "priority" not in sched.capabilities().supported
@@ -169,7 +171,7 @@ def test_transient_status_failure_is_retried_with_backoff(tmp_path: Path) -> Non
         f"open({str(counter)!r}, 'w').write(str(n + 1))\n"
         "if n < 2:\n"
         "    sys.stderr.write('slurm_load_jobs error: Socket timed out on send/recv operation\\n'); sys.exit(1)\n"
-        "print('77|77|N/A|RUNNING|None|0|1700000000|1800000000')",
+        "print('77|77|N/A|N/A|N/A|RUNNING|None|0|1700000000|1800000000|1699999999|molq-j')",
     )
     sleeps: list[float] = []
     sched = SlurmScheduler(LocalTransport(), SlurmOptions(binaries={"squeue": squeue}), sleep=sleeps.append)
@@ -202,7 +204,7 @@ def test_ambiguous_submission_is_not_resent(tmp_path: Path, spec_factory) -> Non
 
 @pytest.mark.parametrize("file_code, expected", [("137", (137, 9)), ("9", (9, None)), (None, (9, None))])
 def test_sacct_minus_128_is_corrected_from_the_exit_code_file(tmp_path: Path, file_code, expected) -> None:
-    sacct = fake_command(tmp_path, "sacct", "print('5|5|FAILED|9:0|1700000000|1700000010|None')")
+    sacct = fake_command(tmp_path, "sacct", "print('5|5|FAILED|9:0|1700000000|1700000010|None|1699999999|')")
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     if file_code is not None:

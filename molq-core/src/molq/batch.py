@@ -119,6 +119,15 @@ class BatchDialect:
     def parse_submit(self, result: CommandResult) -> str:
         raise NotImplementedError
 
+    # -- identity ----------------------------------------------------------------------------
+    def for_jobs(self, jobs: Sequence[TrackedJob]) -> BatchDialect:
+        """This dialect, told which jobs the next status/accounting/fallback answers are about
+        (their molq tag ``molq-<job id>`` and submit time), so that its parsers can drop records
+        of another job that reuses a scheduler id (e.g. after a scheduler state reset). The
+        runner calls it once per observation and parses with the result. Pure: return a new
+        object, never change ``self``. Default: ``self`` (ids alone identify jobs)."""
+        return self
+
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         raise NotImplementedError
@@ -524,13 +533,14 @@ class BatchScheduler(SchedulerBase):
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
         if not by_sid:
             return Observation()
+        dialect = self.dialect.for_jobs(list(by_sid.values()))
         try:
-            queue = self._ask(self.dialect.status_argv, self.dialect.parse_status, list(by_sid))
+            queue = self._ask(dialect.status_argv, dialect.parse_status, list(by_sid))
         except (SchedulerError, TransportError) as exc:
             return Observation(problems=(f"{self.name} status query failed: {exc}",))
         found = {sid: st for sid, st in queue.statuses.items() if sid in by_sid}
         left = [sid for sid in by_sid if sid not in found and sid not in queue.unreadable]
-        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since)
+        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since, dialect)
         if not queue.complete:
             absent = set()
         found.update(final)
@@ -541,7 +551,7 @@ class BatchScheduler(SchedulerBase):
         )
 
     def _final_states(
-        self, jobs: Sequence[TrackedJob], since: float | None
+        self, jobs: Sequence[TrackedJob], since: float | None, dialect: BatchDialect | None = None
     ) -> tuple[dict[str, SchedulerStatus], set[str], list[str]]:
         """Statuses (by scheduler id) of jobs that left the queue, the ids every source proved
         unknown, and the problems met on the way."""
@@ -549,7 +559,7 @@ class BatchScheduler(SchedulerBase):
         sids = list(by_sid)
         if not sids:
             return {}, set(), []
-        dialect = self.dialect
+        dialect = dialect or self.dialect.for_jobs(list(by_sid.values()))
         problems: list[str] = []
         resolved: dict[str, SchedulerStatus] = {}
         absent: set[str] = set()
@@ -604,7 +614,8 @@ class BatchScheduler(SchedulerBase):
 
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
-        answer = self._ask(self.dialect.status_argv, self.dialect.parse_status, list(by_sid))
+        dialect = self.dialect.for_jobs(list(by_sid.values()))
+        answer = self._ask(dialect.status_argv, dialect.parse_status, list(by_sid))
         return {by_sid[sid].job_id: st for sid, st in answer.statuses.items() if sid in by_sid}
 
     def resolve_terminal_many(

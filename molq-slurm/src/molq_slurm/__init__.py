@@ -2,7 +2,8 @@
 
 ``pip install molq-core molq-slurm``, then ``Cluster("hpc", "slurm", host="login1")``.
 The pieces, for plugin authors and tests: :class:`SlurmDialect` (pure: script, command lines,
-parsers), :class:`SlurmOptions` (profile settings), :class:`SlurmScheduler` (the runner).
+parsers), :class:`SlurmOptions` (profile settings), :func:`SlurmScheduler` (builds core's runner
+for SLURM).
 """
 
 from molq_slurm._version import __version__

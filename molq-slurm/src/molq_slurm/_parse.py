@@ -1,9 +1,8 @@
-"""Small pure helpers shared by the SLURM parsers: times, exit codes, scontrol records, arrays."""
+"""Small pure helpers shared by the SLURM parsers: times, exit codes, scontrol records."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import datetime
 
 from molq import wrapper
@@ -16,6 +15,9 @@ _EMPTY = {"", "N/A", "NONE", "UNKNOWN", "(NULL)", "INVALID"}
 
 #: Highest real signal number (Linux SIGRTMAX); larger "signals" are SLURM markers.
 _MAX_SIGNAL = 64
+
+#: What SLURM puts in the signal half of an exit field when it ended a job at its time limit.
+_TIMEOUT_MARK = 1
 
 #: Reasons that add nothing to the state they come with.
 _PLAIN_REASONS = {"NONE", "(NULL)", "NONZEROEXITCODE", "TIMELIMIT", "N/A", ""}
@@ -128,6 +130,11 @@ def make_status(
         # ... and its end time is the time limit's projection.
         finished_at = None
         exit_code = exit_signal = None
+    if state == JobState.TIMED_OUT and exit_signal == _TIMEOUT_MARK:
+        # sacct/scontrol print 0:1 and squeue a raw status of 1 for a job SLURM ended at its
+        # time limit: the 1 marks the timeout, it is not SIGHUP. The job's own exit code is
+        # unknown (the wrapper's exit-code file may still tell).
+        exit_code = exit_signal = None
     if state.is_terminal and state != JobState.SUCCEEDED and not exit_code and not exit_signal:
         # SLURM prints 0:0 for jobs it ended itself (cancelled while pending, TIMEOUT in
         # sacct, NODE_FAIL...): no exit code is known, and 0 would read as success.
@@ -146,73 +153,6 @@ def make_status(
         finished_at=finished_at,
         dependency_never_satisfied=never,
     )
-
-
-# -- arrays -------------------------------------------------------------------------------------
-
-# The worst outcome wins when array tasks ended differently.
-_FINAL_RANK = {
-    JobState.FAILED: 4,
-    JobState.TIMED_OUT: 3,
-    JobState.CANCELLED: 2,
-    JobState.LOST: 1,
-    JobState.SUCCEEDED: 0,
-}
-
-
-def aggregate(tasks: list[tuple[str, SchedulerStatus]]) -> SchedulerStatus:
-    """The status of a whole array job from ``(task id, status)`` of its tasks.
-
-    Any task waiting or running keeps the job active (RUNNING as soon as one task started).
-    Once every task is final, the job SUCCEEDED only if all did; otherwise it takes the worst
-    final state (FAILED > TIMED_OUT > CANCELLED) and the exit code of the first task that
-    ended that way.
-    """
-    if len(tasks) == 1:
-        return tasks[0][1]
-    starts = [s.started_at for _t, s in tasks if s.started_at is not None]
-    active = [(t, s) for t, s in tasks if not s.state.is_terminal]
-    summary = _summary(tasks)
-    if active:
-        running = any(s.state == JobState.RUNNING for _t, s in active)
-        never = [s for _t, s in active if s.dependency_never_satisfied]
-        return SchedulerStatus(
-            state=JobState.RUNNING if running else JobState.QUEUED,
-            raw_state=summary,
-            reason=never[0].reason if never else None,
-            started_at=min(starts) if starts and running else None,
-            dependency_never_satisfied=bool(never) and len(never) == len(active),
-        )
-    ordered = sorted(tasks, key=lambda ts: _task_key(ts[0]))
-    worst = max(ordered, key=lambda ts: _FINAL_RANK.get(ts[1].state, 0))
-    task_id, status = worst
-    ends = [s.finished_at for _t, s in tasks if s.finished_at is not None]
-    reason = None
-    if status.state != JobState.SUCCEEDED:
-        reason = f"array task {task_id}: {status.reason or status.state.value}"
-    return SchedulerStatus(
-        state=status.state,
-        raw_state=summary,
-        exit_code=status.exit_code,
-        exit_signal=status.exit_signal,
-        reason=reason,
-        started_at=min(starts) if starts else None,
-        finished_at=max(ends) if ends else None,
-    )
-
-
-def _task_key(task_id: str) -> tuple[int, str]:
-    head = re.match(r"\[?(\d+)", task_id)
-    return (int(head.group(1)) if head else 1 << 62, task_id)
-
-
-def _summary(tasks: Iterable[tuple[str, SchedulerStatus]]) -> str:
-    """``"array: 3 COMPLETED, 1 FAILED"`` -- the raw state of an aggregated array job."""
-    counts: dict[str, int] = {}
-    for _t, status in tasks:
-        key = normalize_state(status.raw_state) or status.state.value
-        counts[key] = counts.get(key, 0) + 1
-    return "array: " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
 
 
 # -- scontrol ------------------------------------------------------------------------------------

@@ -19,13 +19,16 @@ shift the columns.
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
+import attrs
 from molq import wrapper
 from molq.batch import AccountingUnavailable, BatchDialect
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
+from molq.evidence import CancelOutcome, SourceAnswer, aggregate_parts
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -35,10 +38,10 @@ from molq.model import (
     SchedulerCapabilities,
     SchedulerStatus,
 )
+from molq.scheduler import TrackedJob
 from molq.transport import CommandResult
 
 from molq_slurm._parse import (
-    aggregate,
     blank,
     exit_from_pair,
     exit_from_wait_status,
@@ -64,10 +67,13 @@ SLURM_JOB_ID_FILE = "slurm_job_id"
 
 SEP = "|"
 
-STATUS_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code", "StartTime", "EndTime")
+STATUS_FIELDS = (
+    "JobID", "ArrayJobID", "ArrayTaskID", "HetJobID", "HetJobOffset", "State", "Reason", "exit_code",
+    "StartTime", "EndTime", "SubmitTime", "Comment",
+)
 QUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "SubmitTime", "StartTime", "Name")
 ADOPT_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Comment")
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason")
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason", "Submit", "Comment")
 
 
 def _format(fields: Sequence[str]) -> str:
@@ -98,6 +104,18 @@ _SUBMIT_SAFE_RETRY = re.compile(
 )
 _INVALID_JOB_ID = re.compile(r"invalid job id specified", re.IGNORECASE)
 _ACCOUNTING_DISABLED = re.compile(r"accounting storage is disabled", re.IGNORECASE)
+# The accounting database (slurmdbd) did not answer: no evidence, never "no accounting".
+_DATABASE_ERROR = re.compile(
+    r"problem talking to the database|slurm_persist_conn_open|slurmdbd|unable to connect to database|"
+    r"sending persistinit msg",
+    re.IGNORECASE,
+)
+# scancel's progress lines (with -v, or before an error): no outcome in them.
+_CANCEL_PROGRESS = re.compile(r"^scancel: (?:terminating job|signal \d+ to (?:job|step)|sending signal)", re.IGNORECASE)
+# The id an scancel error line is about: "Kill job error on job id 8: ...".
+_CANCEL_JOB_ID = re.compile(r"job id (\d+(?:_\d+|\+\d+)?)\b", re.IGNORECASE)
+# scancel refusals, printed even with exit status 0 by older versions.
+_CANCEL_REFUSED = re.compile(r"access/permission denied|permission denied|not authorized|access denied", re.IGNORECASE)
 # scancel messages for jobs that already ended: not a failure of the cancel.
 _CANCEL_FINISHED = re.compile(
     r"already completing or completed|job has already finished|invalid job id specified|"
@@ -118,17 +136,81 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _rows(result: CommandResult, width: int, program: str, *, rest_in_last: bool = False) -> Iterator[list[str]]:
-    """The ``SEP``-separated rows of a command's output, ``width`` columns each (blank lines
-    skipped). With ``rest_in_last`` the last column keeps any further separators (a job name).
-    A short row means output we cannot trust: raise rather than guess."""
+# A record starts with a job id (123, 123_4, 123_[1-5%2], 123+1, 123.batch) and a separator;
+# any other line continues the free-text last field of the record before it (a comment or
+# name holding a newline).
+_ROW_START = re.compile(r"^\s*\d+(?:_(?:\d+|\[[^\]|]*\]))?(?:\+\d+)?(?:\.[^|\s]+)?\s*\|")
+
+
+@attrs.frozen
+class _Rows:
+    """The records of one command's output: ``rows`` with ``width`` columns each (the last one
+    keeps any further separators and newlines), ``short`` the ids of records cut short, and
+    ``stray`` the number of lines that belong to no record."""
+
+    rows: list[list[str]]
+    short: list[str]
+    stray: int
+
+
+def _read_rows(result: CommandResult, width: int, program: str) -> _Rows:
+    """The ``SEP``-separated records of a command's output. One bad record costs only that
+    record; output in which no line is a record at all is not an answer and raises."""
+    rows: list[list[str]] = []
+    short: list[str] = []
+    stray = 0
     for line in _lines(result.stdout):
         if not line.strip():
             continue
-        cols = line.split(SEP, width - 1) if rest_in_last else line.split(SEP)
-        if len(cols) < width:
-            raise SchedulerError(f"{program}: cannot read line {line!r}", stderr=result.stderr)
-        yield cols[:width]
+        if _ROW_START.match(line):
+            cols = line.split(SEP, width - 1)
+            if len(cols) < width:
+                short.append(cols[0].strip())
+            else:
+                rows.append(cols)
+        elif rows:
+            rows[-1][-1] += "\n" + line
+        else:
+            stray += 1
+    if stray and not rows and not short:
+        raise SchedulerError(f"{program}: cannot read its answer: {result.stdout.strip()[:200]!r}",
+                             stderr=result.stderr, command=list(result.argv))
+    return _Rows(rows, short, stray)
+
+
+#: A record submitted this much earlier than molq submitted the job is another job that had
+#: the same id (ids restart after a scheduler state reset). Generous: clocks may disagree.
+ID_REUSE_SLACK = 3600.0
+
+
+@attrs.frozen
+class _Expected:
+    """What molq knows about the job behind one scheduler id."""
+
+    tag: str
+    submitted_at: float | None
+
+
+def _latest(records: list[tuple[float | None, int, SchedulerStatus]]) -> SchedulerStatus:
+    """Of several records of one job (a requeued job's attempts), the latest: by submit time
+    (a requeue stamps the new attempt with the requeue time), then by record order."""
+    return max(records, key=lambda r: (r[0] if r[0] is not None else float("-inf"), r[1]))[2]
+
+
+def _split_job_id(job_id: str) -> tuple[str, str, str]:
+    """(job id, kind of part, part) of a sacct JobID: ``123_4`` is task 4 of array 123,
+    ``123+1`` component 1 of heterogeneous job 123, ``123`` the job itself."""
+    base, _, task = job_id.partition("_")
+    if task:
+        return base, "array task", task
+    head, plus, offset = job_id.partition("+")
+    if plus:
+        return head, "het job component", offset
+    return job_id, "array task", job_id
+
+
+def _base_id(job_id: str) -> str:
+    return re.split(r"[_+.]", job_id, maxsplit=1)[0]
 
 
 def _id_key(sid: str) -> tuple[int, str]:
@@ -169,6 +251,7 @@ class SlurmDialect(BatchDialect):
         self.default_account = default_account
         self.use_accounting = use_accounting
         self.mail_type = mail_type
+        self._expected: Mapping[str, _Expected] = {}
 
     @classmethod
     def from_options(cls, options: SlurmOptions | None) -> SlurmDialect:
@@ -308,6 +391,31 @@ class SlurmDialect(BatchDialect):
             command=list(result.argv),
         )
 
+    # -- identity ----------------------------------------------------------------------------
+    def for_jobs(self, jobs: Sequence[TrackedJob]) -> SlurmDialect:
+        """A copy whose parsers drop records of other jobs under the same ids: a record whose
+        comment is another molq tag, or that was submitted well before molq submitted the job."""
+        bound = copy.copy(self)
+        bound._expected = {
+            j.scheduler_job_id: _Expected(f"molq-{j.job_id}", j.submitted_at) for j in jobs if j.scheduler_job_id
+        }
+        return bound
+
+    def _foreign(self, sid: str, submit: str, comment: str) -> bool:
+        """Whether a record under ``sid`` belongs to another job than the one molq tracks."""
+        expected = self._expected.get(sid)
+        if expected is None:
+            return False
+        text = comment.strip()
+        if text.startswith("molq-"):
+            return text != expected.tag
+        submitted = parse_time(submit)
+        return (
+            expected.submitted_at is not None
+            and submitted is not None
+            and submitted < expected.submitted_at - ID_REUSE_SLACK
+        )
+
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         return [
@@ -318,38 +426,65 @@ class SlurmDialect(BatchDialect):
             "--Format=" + _format(STATUS_FIELDS),
         ]
 
-    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:
+        """What squeue says about ``scheduler_ids``: array tasks and heterogeneous-job
+        components are combined into their job with core's policy."""
         if result.returncode != 0:
             text = _error_text(result)
             if len(scheduler_ids) == 1 and _INVALID_JOB_ID.search(text):
                 # squeue looks a single id up directly and fails when the controller no longer
                 # knows it: a successful answer meaning "not in the queue". (With several ids
                 # it filters and simply omits unknown ones.)
-                return {}
+                return SourceAnswer()
             self._raise(result, "squeue")
         wanted = set(scheduler_ids)
-        tasks: dict[str, list[tuple[str, SchedulerStatus]]] = {}
-        for cols in _rows(result, len(STATUS_FIELDS), "squeue"):
-            job_id, array_id, task_id, state, reason, code, start, end = (c.strip() for c in cols)
-            key = self._owner(job_id, array_id, task_id, wanted)
-            if key is None:
+        read = _read_rows(result, len(STATUS_FIELDS), "squeue")
+        parts: dict[str, dict[str, list[SchedulerStatus]]] = {}
+        kinds: dict[str, str] = {}
+        for cols in read.rows:
+            job_id, array_id, task_id, het_id, het_offset, state, reason, code, start, end, submit = (
+                c.strip() for c in cols[:-1]
+            )
+            owner = self._owner(job_id, array_id, task_id, het_id, het_offset, wanted)
+            if owner is None:
+                continue
+            sid, part, kind = owner
+            if self._foreign(sid, submit, cols[-1]):
                 continue
             exit_code, exit_signal = (None, None)
             if code.lstrip("-").isdigit():
                 exit_code, exit_signal = exit_from_wait_status(int(code))
             status = make_status(state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start, end=end)
-            tasks.setdefault(key, []).append((task_id if not blank(task_id) else job_id, status))
-        return {sid: aggregate(rows) for sid, rows in tasks.items()}
+            parts.setdefault(sid, {}).setdefault(part, []).append(status)
+            kinds[sid] = kind
+        # squeue prints one row per job, task and component: two rows for one of them mean
+        # the output cannot be trusted for that job (a free-text field mimicking a record).
+        doubtful = {sid for sid, by_part in parts.items() if any(len(recs) > 1 for recs in by_part.values())}
+        statuses = {
+            sid: aggregate_parts([(p, recs[0]) for p, recs in by_part.items()], kind=kinds[sid])
+            for sid, by_part in parts.items()
+            if sid not in doubtful
+        }
+        answer = self._answer(statuses, read, wanted)
+        return attrs.evolve(answer, unreadable=answer.unreadable | doubtful) if doubtful else answer
 
     @staticmethod
-    def _owner(job_id: str, array_id: str, task_id: str, wanted: set[str]) -> str | None:
-        """Which requested id a row belongs to: the job itself, or the array it is a task of."""
-        if job_id in wanted and blank(task_id):
-            return job_id
+    def _answer(statuses: dict[str, SchedulerStatus], read: _Rows, wanted: set[str]) -> SourceAnswer:
+        unreadable = {_base_id(sid) for sid in read.short} & wanted
+        return SourceAnswer(statuses, frozenset(unreadable - set(statuses)), complete=read.stray == 0)
+
+    @staticmethod
+    def _owner(
+        job_id: str, array_id: str, task_id: str, het_id: str, het_offset: str, wanted: set[str]
+    ) -> tuple[str, str, str] | None:
+        """Which requested id a row belongs to, as (id, part, kind of part): the job itself,
+        the array it is a task of, or the heterogeneous job it is a component of."""
+        if not blank(het_id) and het_id in wanted:
+            return het_id, het_offset if not blank(het_offset) else job_id, "het job component"
         if not blank(task_id) and array_id in wanted:
-            return array_id
+            return array_id, task_id, "array task"
         if job_id in wanted:
-            return job_id
+            return job_id, job_id, "array task"
         return None
 
     # -- final states: sacct, then scontrol --------------------------------------------------
@@ -372,48 +507,64 @@ class SlurmDialect(BatchDialect):
             "--parsable2",
             "--noheader",
             "--allocations",
+            # Every record of each id: a requeued job's attempts, and jobs that had the id
+            # before a state reset. The parser keeps the one that is molq's job's latest.
+            "--duplicates",
             "--jobs=" + ",".join(scheduler_ids),
             "--starttime=" + self._starttime(since),
             "--format=" + ",".join(SACCT_FIELDS),
         ]
 
-    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
+    def parse_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:
         if self.use_accounting is False:
             return self.parse_fallback_terminal(result, scheduler_ids)
         return self.parse_sacct(result, scheduler_ids)
 
-    def parse_sacct(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
-        """Final statuses from ``sacct --parsable2`` (jobs still active are left out)."""
+    def parse_sacct(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:
+        """Statuses from ``sacct --parsable2``. A job accounting still shows active is kept
+        as such: it is alive, not unknown.
+
+        Several records under one job or task id are attempts of it (a requeued job): the
+        latest counts. Records under ``123_4`` or ``123+1`` are parts of job 123.
+        """
+        text = _error_text(result)
+        if _ACCOUNTING_DISABLED.search(text) and result.returncode != 0:
+            raise AccountingUnavailable(
+                "slurm: accounting storage is disabled on this cluster", stderr=result.stderr,
+                command=list(result.argv),
+            )
         if result.returncode != 0:
-            if _ACCOUNTING_DISABLED.search(_error_text(result)):
-                raise AccountingUnavailable(
-                    "slurm: accounting storage is disabled on this cluster", stderr=result.stderr,
-                    command=list(result.argv),
-                )
             self._raise(result, "sacct")
+        if _DATABASE_ERROR.search(result.stderr):
+            # Some versions print the database error and still exit 0: not an answer.
+            raise TransientSchedulerError(f"sacct: the accounting database did not answer: {result.stderr.strip()}",
+                                          stderr=result.stderr, command=list(result.argv))
         wanted = set(scheduler_ids)
-        tasks: dict[str, list[tuple[str, SchedulerStatus]]] = {}
-        for cols in _rows(result, len(SACCT_FIELDS), "sacct"):
-            job_id, raw_id, state, exit_pair, start, end, reason = (c.strip() for c in cols)
+        read = _read_rows(result, len(SACCT_FIELDS), "sacct")
+        attempts: dict[str, dict[str, list[tuple[float | None, int, SchedulerStatus]]]] = {}
+        kinds: dict[str, str] = {}
+        for order, cols in enumerate(read.rows):
+            job_id, raw_id, state, exit_pair, start, end, reason, submit = (c.strip() for c in cols[:-1])
             if "." in job_id:
                 continue  # a step (123.batch); --allocations normally hides them
-            base, _, task = job_id.partition("_")
-            base = base.split("+", 1)[0]
+            base, kind, part = _split_job_id(job_id)
             if base in wanted:
-                key = base
+                sid = base
             elif raw_id in wanted:
-                key = raw_id
+                sid, kind, part = raw_id, "array task", raw_id
             else:
+                continue
+            if self._foreign(sid, submit, cols[-1]):
                 continue
             exit_code, exit_signal = exit_from_pair(exit_pair)
             status = make_status(state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start, end=end)
-            tasks.setdefault(key, []).append((task or job_id, status))
-        out = {}
-        for sid, rows in tasks.items():
-            status = aggregate(rows)
-            if status.state.is_terminal:
-                out[sid] = status
-        return out
+            attempts.setdefault(sid, {}).setdefault(part, []).append((parse_time(submit), order, status))
+            kinds[sid] = kind
+        statuses = {
+            sid: aggregate_parts([(p, _latest(recs)) for p, recs in by_part.items()], kind=kinds[sid])
+            for sid, by_part in attempts.items()
+        }
+        return self._answer(statuses, read, wanted)
 
     def fallback_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         """``scontrol show job -o``: it accepts one id at most, so several jobs mean one call
@@ -427,26 +578,33 @@ class SlurmDialect(BatchDialect):
             return None  # terminal_argv already asked scontrol
         return self.fallback_argv(scheduler_ids)
 
-    def parse_fallback_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, SchedulerStatus]:
-        """Final statuses from ``scontrol show job -o`` (one line per job or array task)."""
+    def parse_fallback_terminal(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:
+        """Statuses from ``scontrol show job -o`` (one line per job, array task or
+        heterogeneous-job component); an active job is kept as such, like in sacct."""
         if result.returncode != 0:
             if _INVALID_JOB_ID.search(_error_text(result)):
-                return {}  # the controller has forgotten the job(s)
+                return SourceAnswer()  # the controller has forgotten the job(s)
             self._raise(result, "scontrol")
         wanted = set(scheduler_ids)
-        tasks: dict[str, list[tuple[str, SchedulerStatus]]] = {}
+        parts: dict[str, dict[str, SchedulerStatus]] = {}
+        kinds: dict[str, str] = {}
+        unreadable: set[str] = set()
         for line in _lines(result.stdout):
             if not line.startswith("JobId="):
-                continue  # "No jobs in the system", blank lines
+                continue  # "No jobs in the system", blank lines, a name's continuation
             rec = parse_scontrol_record(line)
-            job_id = rec.get("JobId", "")
-            array_id = rec.get("ArrayJobId", "")
-            task_id = rec.get("ArrayTaskId", "")
-            key = self._owner(job_id, array_id, task_id, wanted)
-            if key is None:
+            owner = self._owner(rec.get("JobId", ""), rec.get("ArrayJobId", ""), rec.get("ArrayTaskId", ""),
+                                rec.get("HetJobId", ""), rec.get("HetJobOffset", ""), wanted)
+            if owner is None:
+                continue
+            sid, part, kind = owner
+            if "JobState" not in rec:
+                unreadable.add(sid)
+                continue
+            if self._foreign(sid, rec.get("SubmitTime", ""), rec.get("Comment", "")):
                 continue
             exit_code, exit_signal = exit_from_pair(rec.get("ExitCode"))
-            status = make_status(
+            parts.setdefault(sid, {})[part] = make_status(
                 rec.get("JobState", ""),
                 reason=rec.get("Reason"),
                 exit_code=exit_code,
@@ -454,13 +612,28 @@ class SlurmDialect(BatchDialect):
                 start=rec.get("StartTime"),
                 end=rec.get("EndTime"),
             )
-            tasks.setdefault(key, []).append((task_id if not blank(task_id) else job_id, status))
-        out = {}
-        for sid, rows in tasks.items():
-            status = aggregate(rows)
-            if status.state.is_terminal:
-                out[sid] = status
-        return out
+            kinds[sid] = kind
+        statuses = {sid: aggregate_parts(list(by_part.items()), kind=kinds[sid]) for sid, by_part in parts.items()}
+        return SourceAnswer(statuses, frozenset(unreadable - set(statuses)))
+
+    # -- exit codes ----------------------------------------------------------------------------
+    def exit_code_ambiguous(self, status: SchedulerStatus) -> bool:
+        """sacct prints ``ExitCode`` minus 128 for codes of 128 and above (exit 137 shows as
+        ``9:0``), so a FAILED job with a code below 128 may really have ended with that code
+        + 128 -- what the wrapper reports when the user's command died of a signal."""
+        return (
+            status.state == JobState.FAILED
+            and status.raw_state != "exit_code_file"
+            and status.exit_signal is None
+            and status.exit_code is not None
+            and 0 < status.exit_code < 128
+        )
+
+    def refine_exit(self, status: SchedulerStatus, from_file: SchedulerStatus) -> SchedulerStatus:
+        if from_file.exit_code is None or status.exit_code is None or from_file.exit_code != status.exit_code + 128:
+            return status
+        signal, text = wrapper.describe_exit(from_file.exit_code)
+        return attrs.evolve(status, exit_code=from_file.exit_code, exit_signal=signal, reason=text or status.reason)
 
     # -- cancel ------------------------------------------------------------------------------
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
@@ -469,6 +642,40 @@ class SlurmDialect(BatchDialect):
     def cancel_line_is_benign(self, line: str) -> bool:
         """scancel's word for a job that already ended is not a failed cancel."""
         return bool(_CANCEL_FINISHED.search(line))
+
+    def cancel_line_is_refusal(self, line: str) -> bool:
+        """Older scancel prints "Access/permission denied" and still exits 0."""
+        return bool(_CANCEL_REFUSED.search(line))
+
+    def parse_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, CancelOutcome]:
+        """scancel's answer per id. It names the id in each error ("Kill job error on job id
+        8: Job/step already completing or completed"); progress lines ("Terminating job 8")
+        say nothing about the outcome. A refusal, even with exit status 0, raises; so does a
+        failure with any other error line, or a silent one."""
+        lines = [ln.strip() for ln in (result.stderr + "\n" + result.stdout).split("\n") if ln.strip()]
+        refusals = [ln for ln in lines if self.cancel_line_is_refusal(ln)]
+        if refusals:
+            raise SchedulerError(f"scancel refused: {'; '.join(refusals)}", stderr=result.stderr,
+                                 command=list(result.argv))
+        out = {sid: CancelOutcome.REQUESTED for sid in scheduler_ids}
+        problems = []
+        for line in lines:
+            if _CANCEL_PROGRESS.search(line):
+                continue
+            if not self.cancel_line_is_benign(line):
+                problems.append(line)
+                continue
+            match = _CANCEL_JOB_ID.search(line)
+            named = [match.group(1)] if match else (list(scheduler_ids) if len(scheduler_ids) == 1 else [])
+            for sid in named:
+                if sid in out:
+                    out[sid] = CancelOutcome.ALREADY_ENDED
+        if result.returncode != 0 and (problems or not lines):
+            raise SchedulerError(
+                f"scancel failed (exit {result.returncode}): {'; '.join(problems) or '(no output)'}",
+                stderr=result.stderr, command=list(result.argv),
+            )
+        return out
 
     # -- queue -------------------------------------------------------------------------------
     def queue_argv(self, user: str | None) -> list[str]:
@@ -479,7 +686,7 @@ class SlurmDialect(BatchDialect):
         if result.returncode != 0:
             self._raise(result, "squeue")
         entries = []
-        for cols in _rows(result, len(QUEUE_FIELDS), "squeue", rest_in_last=True):
+        for cols in _read_rows(result, len(QUEUE_FIELDS), "squeue").rows:
             job_id, array_id, task_id, user, partition, state, submit, start, name = cols
             job_id, array_id, task_id = job_id.strip(), array_id.strip(), task_id.strip()
             display_id = f"{array_id}_{task_id if task_id.isdigit() else '[' + task_id + ']'}" if not blank(task_id) else job_id
@@ -511,10 +718,7 @@ class SlurmDialect(BatchDialect):
             self._raise(result, "squeue")
         wanted = set(tags)
         found: dict[str, str] = {}
-        for line in _lines(result.stdout):
-            cols = line.split(SEP, len(ADOPT_FIELDS) - 1)
-            if len(cols) < len(ADOPT_FIELDS):
-                continue
+        for cols in _read_rows(result, len(ADOPT_FIELDS), "squeue").rows:
             job_id, array_id, task_id, _state, comment = (c.strip() for c in cols)
             if comment not in wanted:
                 continue
