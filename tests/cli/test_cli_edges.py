@@ -256,3 +256,26 @@ def test_a_locked_store_is_said_not_silent(molq, molq_home, env, tmp_path):
     assert proc.returncode == 0, err
     assert "waiting for the job store" in err and "write lock" in err
     assert len(out.strip()) == 32
+
+
+def documented_job_fields():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    table = text.split("<!-- json-fields: job -->", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+
+
+def test_json_shape_is_versioned_and_documented(molq):
+    fields = documented_job_fields()
+    assert "schema" in fields and "job_id" in fields
+    job = molq("submit", "--wait", "--json", "--name", "doc", "--", "true", check=0).stdout
+    submitted = json.loads(job[: job.rindex("}") + 1])
+    assert set(submitted) == set(fields) and submitted["schema"] == 1
+    listed = json.loads(molq("list", "--all", "--json", check=0).stdout)
+    assert [set(j) for j in listed] == [set(fields)]
+    shown = json.loads(molq("show", listed[0]["job_id"], "--json", check=0).stdout)
+    assert set(shown) == set(fields) | {"transitions", "retry_family", "dependencies", "dependents", "pending_reason"}
+    assert shown["elapsed_seconds"] is not None and shown["schema"] == 1
+    assert json.loads(molq("cleanup", "--dry-run", "--json", check=0).stdout)["schema"] == 1
+    assert all(p["schema"] == 1 for p in json.loads(molq("plugins", "--json", check=0).stdout))

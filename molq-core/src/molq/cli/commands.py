@@ -447,6 +447,7 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     query = dict(include_terminal=show_all or bool(states), states=[JobState(s) for s in states] or None,
                  limit=None if filtered else limit, newest_first=True)
     records: Any
+    lite = path is not None
     if path is not None and not os.path.exists(path):
         records = []  # nothing was ever submitted: no store to create just to list it
     elif path is not None:
@@ -482,7 +483,9 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     if not records:
         click.echo("no jobs" + ("" if show_all or states else " active (use --all to include finished ones)"), err=True)
         return 0
-    reasons = _pending_reasons(records)
+    # Pending reasons live in the transitions; the lite path reads only job rows, so they are
+    # shown when the full store is open anyway (--refresh, or a store other than SQLite).
+    reasons = {} if lite else _pending_reasons(records)
     click.echo(render.jobs_table(records, now=now, max_width=render.terminal_width(), wide=wide, reasons=reasons))
     if render.is_tty():
         click.echo(render.summary(records))
