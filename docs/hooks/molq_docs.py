@@ -329,7 +329,6 @@ def _command_section(cmd: Any, ctx: Any, level: int) -> list[str]:
 
 def _cli(_arg: str | None) -> str:
     import click
-
     from molq.cli.app import cli
 
     root = click.Context(cli, info_name="molq")

@@ -235,7 +235,7 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
                       ("after_started", after_started), ("after", after)):
         if ids:
             deps[cond] = [_full_id(store, cluster.name, i) for i in ids]
-    job = dict(
+    job: dict[str, Any] = dict(
         argv=list(command) if command else None, command=shell_command, script=script,
         resources=resources, scheduling=scheduling, execution=execution,
         retry=RetryPolicy(max_attempts=retries + 1) if retries else None, **deps,
@@ -444,7 +444,7 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     filtered = bool(name_pattern or lower or upper or sort_field != "submitted")
     url = _store_url()
     path = None if refresh else sqlite_path(url)
-    query = dict(include_terminal=show_all or bool(states), states=[JobState(s) for s in states] or None,
+    query: dict[str, Any] = dict(include_terminal=show_all or bool(states), states=[JobState(s) for s in states] or None,
                  limit=None if filtered else limit, newest_first=True)
     records: Any
     lite = path is not None
@@ -980,7 +980,7 @@ def completion(shell: str) -> int:
     """
     from click.shell_completion import get_completion_class
 
-    from molq.cli import cli
+    from molq.cli.app import cli
 
     cls = get_completion_class(shell)
     assert cls is not None
