@@ -156,6 +156,11 @@ def test_command_line_text_and_script_file(molq, tmp_path):
     assert molq("logs", job[:8], check=0).stdout == "from-script\n"
     local = molq("submit", "--dry-run", "--command", "echo hi | tr a-z A-Z", check=0).stdout
     assert local.startswith("#!/bin/sh") and "echo hi | tr a-z A-Z" in local
+    # The dry run is the script the job then runs, ids aside.
+    job = molq("submit", "--wait", "--command", "echo hi | tr a-z A-Z", check=0).stdout.strip()
+    written = (tmp_path / ".molq" / "jobs" / job / "job.sh").read_text()
+    assert re.sub(r"[0-9a-f]{32}", "ID", local) == re.sub(r"[0-9a-f]{32}", "ID", written)
+    assert molq("logs", job[:8], check=0).stdout == "HI\n"
 
 
 def test_list_fits_the_terminal_and_honours_no_color(molq, molq_tty, env, tmp_path):
