@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import sqlite3
 import struct
@@ -191,6 +192,9 @@ def test_list_fits_the_terminal_and_honours_no_color(molq, molq_tty, env, tmp_pa
     by_name = json.loads(molq("list", "--all", "--sort", "name", "--json", check=0).stdout)
     assert by_name[-1]["name"] == "train-1"
     usage_error(molq("list", "--since", "yesterday-ish"), "expected a duration ago")
+    picked = molq("list", "--all", "--columns", "state,name,id", check=0).stdout.splitlines()
+    assert picked[0].split() == ["STATE", "NAME", "ID"] and any("train-1" in line for line in picked)
+    usage_error(molq("list", "--columns", "state,colour"), "unknown column(s) colour")
     molq("cancel", "--all", "--yes", check=0)
 
 
@@ -215,7 +219,7 @@ def test_watch_dashboard_fits_the_window_and_cancel_by_filter(molq, molq_tty, en
     assert state.split(":", 1)[1].strip() == "cancelled"  # no stale "(running)"
 
 
-def test_logs_follow_status_and_cleaned_directories(molq):
+def test_logs_follow_status_and_cleaned_directories(molq, env):
     job = molq("submit", "--", "sh", "-c", "echo bad; exit 3", check=0).stdout.strip()
     follow = molq("logs", "-f", job[:8], check=1)
     assert follow.stdout == "bad\n"
@@ -230,6 +234,18 @@ def test_logs_follow_status_and_cleaned_directories(molq):
     assert old["clusters"] == {}  # nothing finished that long ago
     gone = json.loads(molq("cleanup", "--older-than", "0s", "--state", "succeeded", "--json", check=0).stdout)
     assert gone["clusters"]["local"]["records"] == [ok]
+    # A job directory removed behind molq's back: said, not "no output file yet".
+    third = molq("submit", "--wait", "--", "echo", "three", check=0).stdout.strip()
+    shown = json.loads(molq("show", third[:8], "--json", check=0).stdout)
+    shutil.rmtree(shown["job_dir"])
+    one_line_error(molq("logs", third[:8]), "no longer exists")
+    # Removed by the retention policy (the record stays): said too, with when.
+    fourth = molq("submit", "--wait", "--", "echo", "four", check=0).stdout.strip()
+    code = ("from molq import Cluster, Submitor, RetentionPolicy\n"
+            "with Submitor(Cluster('local')) as sub:\n"
+            "    sub.cleanup_jobs(retention_policy=RetentionPolicy(keep_job_dirs_for_days=0))\n")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60, capture_output=True)
+    one_line_error(molq("logs", fourth[:8]), "cleanup removed its job directory")
 
 
 def test_interrupted_wait_says_the_job_still_runs(env, tmp_path):

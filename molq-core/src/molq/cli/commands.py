@@ -421,11 +421,13 @@ def _sort_key(field: str, now: float) -> Any:
               help="Order of the rows (newest first for times, longest first for elapsed).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
 @click.option("-w", "--wide", is_flag=True, help="Full ids and commands; do not fit the terminal width.")
+@click.option("--columns", metavar="LIST", default=None,
+              help=f"Comma-separated columns to show, in order, from: {', '.join(render.ALL_COLUMNS)}.")
 @click.option("--refresh", is_flag=True, help="Ask the schedulers first (slower).")
 @json_option
 def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, name_pattern: str | None,
              since: str | None, until: str | None, sort_field: str, limit: int | None, wide: bool,
-             refresh: bool, as_json: bool) -> int:
+             columns: str | None, refresh: bool, as_json: bool) -> int:
     """List jobs: active ones by default, newest first.
 
     On a terminal the table fits its width (-w shows everything) and ends with a count per
@@ -438,6 +440,13 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     from molq.store_lite import list_jobs as lite_list
     from molq.store_lite import sqlite_path
 
+    chosen = None
+    if columns is not None:
+        chosen = [c.strip().lower().replace("-", "_") for c in columns.split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in render.ALL_COLUMNS]
+        if unknown or not chosen:
+            raise click.BadParameter(f"unknown column(s) {', '.join(unknown) or '(none given)'}; "
+                                     f"choose from {', '.join(render.ALL_COLUMNS)}", param_hint="--columns")
     now = time.time()
     lower = parse_when(since, "--since", now) if since else None
     upper = parse_when(until, "--until", now) if until else None
@@ -486,7 +495,8 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     # Pending reasons live in the transitions; the lite path reads only job rows, so they are
     # shown when the full store is open anyway (--refresh, or a store other than SQLite).
     reasons = {} if lite else _pending_reasons(records)
-    click.echo(render.jobs_table(records, now=now, max_width=render.terminal_width(), wide=wide, reasons=reasons))
+    click.echo(render.jobs_table(records, now=now, max_width=render.terminal_width(), wide=wide, reasons=reasons,
+                                 columns=chosen))
     if render.is_tty():
         click.echo(render.summary(records))
     return 0

@@ -233,6 +233,8 @@ def waiting_reason(rec: Any) -> str:
 
 
 JOB_COLUMNS = ("id", "cluster", "state", "sched_id", "name", "submitted", "elapsed", "exit", "command")
+#: Every column ``molq list --columns`` accepts.
+ALL_COLUMNS = (*JOB_COLUMNS, "reason")
 _HEADERS = {"id": "ID", "cluster": "CLUSTER", "state": "STATE", "sched_id": "SCHED ID", "name": "NAME",
             "submitted": "SUBMITTED", "elapsed": "ELAPSED", "exit": "EXIT", "command": "COMMAND",
             "reason": "REASON"}
