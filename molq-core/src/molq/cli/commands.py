@@ -494,7 +494,7 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
         return 0
     # Pending reasons live in the transitions; the lite path reads only job rows, so they are
     # shown when the full store is open anyway (--refresh, or a store other than SQLite).
-    reasons = {} if lite else _pending_reasons(records)
+    reasons = {} if lite else pending_reasons(sess.store, records)
     click.echo(render.jobs_table(records, now=now, max_width=render.terminal_width(), wide=wide, reasons=reasons,
                                  columns=chosen))
     if render.is_tty():
@@ -502,16 +502,14 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     return 0
 
 
-def _pending_reasons(records: Any) -> dict[str, str]:
+def pending_reasons(store: Any, records: Any) -> dict[str, str]:
     """Why each queued job waits: the reason of the transition that made it queued (SLURM's
-    Priority, Resources, Dependency ...). Read from the store only when a job is queued."""
-    queued = [r for r in records if r.state.value == "queued"]
-    if not queued:
-        return {}
-    sess = Session()
+    Priority, Resources, Dependency ...)."""
     out: dict[str, str] = {}
-    for rec in queued:
-        reason = last_reason(sess.store.get_transitions(rec.cluster_name, rec.job_id), "queued")
+    for rec in records:
+        if rec.state.value != "queued":
+            continue
+        reason = last_reason(store.get_transitions(rec.cluster_name, rec.job_id), "queued")
         if reason:
             out[rec.job_id] = reason
     return out
@@ -603,7 +601,8 @@ _RELEVANCE = {"running": 0, "queued": 1, "submitted": 2, "created": 3, "failed":
               "cancelled": 5, "succeeded": 6}
 
 
-def dashboard(records: list[Any], clusters: list[str], *, width: int, height: int, now: float | None = None) -> str:
+def dashboard(records: list[Any], clusters: list[str], *, width: int, height: int, now: float | None = None,
+              reasons: dict[str, str] | None = None) -> str:
     """One frame of ``molq watch`` on a terminal: a header (clusters, clock, counts) and the
     most relevant jobs (running, then queued, then finished) that fit ``height`` rows, with
     "+N more" for the rest."""
@@ -614,7 +613,7 @@ def dashboard(records: list[Any], clusters: list[str], *, width: int, height: in
                                              -(r.finished_at or r.started_at or r.submitted_at or r.created_at or 0)))
     room = max(height - 4, 1)  # header, blank line, column titles, and the "+N more" line
     shown = ordered if len(ordered) <= room + 1 else ordered[:room]
-    lines = [render.truncate(header, width), "", render.jobs_table(shown, now=now, max_width=width)]
+    lines = [render.truncate(header, width), "", render.jobs_table(shown, now=now, max_width=width, reasons=reasons)]
     if len(shown) < len(ordered):
         lines.append(f"+{len(ordered) - len(shown)} more (molq list --all)")
     return "\n".join(lines)
@@ -668,7 +667,8 @@ def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | Non
                         pending = True
             if tty:
                 size = shutil.get_terminal_size((80, 24))
-                frame = dashboard(latest, list(roots), width=size.columns, height=size.lines)
+                frame = dashboard(latest, list(roots), width=size.columns, height=size.lines,
+                                  reasons=pending_reasons(sess.store, latest))
                 # Home and clear to the end: the frame replaces the previous one instead of
                 # adding a copy to the scrollback.
                 click.echo(("\x1b[H\x1b[J" if drawn else "\x1b[2J\x1b[H") + frame)
