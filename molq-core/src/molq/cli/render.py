@@ -225,13 +225,6 @@ def sched_id(rec: Any) -> str:
     return "" if sid == rec.job_id else sid
 
 
-def waiting_reason(rec: Any) -> str:
-    """Why a queued job waits, as far as the record says (the scheduler's raw state
-    otherwise)."""
-    reason = getattr(rec, "pending_reason", None)
-    return reason or ""
-
-
 JOB_COLUMNS = ("id", "cluster", "state", "sched_id", "name", "submitted", "elapsed", "exit", "command")
 #: Every column ``molq list --columns`` accepts.
 ALL_COLUMNS = (*JOB_COLUMNS, "reason")
