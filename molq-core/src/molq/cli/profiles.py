@@ -194,3 +194,76 @@ def remove_profile(name: str) -> int:
     path = save_config(load_config().without_profile(name))
     click.echo(f"profile {name!r} removed from {path}")
     return 0
+
+
+@profile.command("detect")
+@click.option("--host", default=None, help="Probe this SSH destination (needs molq-ssh) instead of this machine.")
+@click.option("--transport-option", "transport_options", multiple=True, metavar="K=V",
+              help="SSH transport option (repeatable), e.g. config_file=~/.ssh/config.")
+@click.option("--save", "save_as", metavar="NAME", default=None,
+              help="Write a profile of this name for what was found (with --scheduler if several were).")
+@click.option("--scheduler", "pick", default=None, help="Which of the schedulers found --save uses.")
+@click.option("--json", "as_json", is_flag=True, help='Print what was found as JSON ("schema": 1).')
+@click.pass_context
+def detect_profile(ctx: click.Context, host: str | None, transport_options: tuple[str, ...], save_as: str | None,
+                   pick: str | None, as_json: bool) -> int:
+    """Find which schedulers a machine has (SLURM, PBS Pro or Torque, LSF, at), their versions
+    and default partition or queue, and offer to write a profile.
+
+    Only read-only client commands run (sbatch --version, sinfo, qstat --version, lsid, ...),
+    in one shell round trip, locally or over SSH.
+    """
+    import os
+
+    from molq.cli import detect
+    from molq.errors import ConfigError
+
+    if host:
+        from molq.cluster import Cluster
+
+        transport = Cluster("detect", "local", host=host,
+                            transport_options=_kv(transport_options, "--transport-option") or None).transport
+    else:
+        from molq.transport import LocalTransport
+
+        transport = LocalTransport()
+    result = transport.sh(detect.PROBE, timeout=120)
+    if result.returncode != 0 and "@@molq end" not in result.stdout:
+        where = host or "this machine"
+        raise ConfigError(f"probing {where} failed: {(result.stderr or result.stdout).strip()[:200] or result.returncode}")
+    found = detect.interpret(result.stdout)
+    if as_json:
+        render.dump_json([render.with_schema({
+            "scheduler": f.scheduler, "version": f.version, "flavor": f.flavor, "default_queue": f.default_queue,
+            "usable": f.usable, "notes": f.notes, "host": host}) for f in found])
+    elif not found:
+        click.echo(f"no scheduler found on {host or 'this machine'} (jobs can still run with the local scheduler)",
+                   err=True)
+    else:
+        rows = [[f.scheduler + (f" ({f.flavor})" if f.flavor else ""), f.version or "?", f.default_queue or "-",
+                 "yes" if f.usable else "no", "; ".join(f.notes)] for f in found]
+        click.echo(render.table(["SCHEDULER", "VERSION", "DEFAULT QUEUE", "USABLE", "NOTES"], rows,
+                                max_width=render.terminal_width(), shrink=[(4, 10)]))
+    usable = [f for f in found if f.usable]
+    if save_as is None and usable and not as_json and render.is_tty() and os.isatty(0):
+        save_as = click.prompt("save a profile for it? name (empty: no)", default="", show_default=False) or None
+    if save_as is None:
+        if usable and not as_json:
+            f = usable[0]
+            suggestion = f"molq profile detect{f' --host {host}' if host else ''} --save NAME"
+            click.echo(f"write a profile with: {suggestion}" + ("" if len(usable) == 1 else f" --scheduler {f.scheduler}"),
+                       err=True)
+        return 0
+    chosen = [f for f in usable if pick in (None, f.scheduler)]
+    if len(chosen) != 1:
+        names = ", ".join(f.scheduler for f in usable) or "none usable"
+        raise ConfigError(f"--save needs exactly one usable scheduler (found: {names}); choose with --scheduler")
+    f = chosen[0]
+    options = []
+    if f.flavor == "torque":
+        options.append("flavor=torque")
+    if f.scheduler == "slurm" and not host and os.environ.get("SLURM_CONF"):
+        options.append(f"env.SLURM_CONF={os.environ['SLURM_CONF']}")
+    ctx.invoke(add_profile, name=save_as, scheduler=f.scheduler, host=host, options=tuple(options),
+               transport_options=transport_options, partition=f.default_queue)
+    return 0
