@@ -227,7 +227,7 @@ def detect_profile(ctx: click.Context, host: str | None, transport_options: tupl
         from molq.transport import LocalTransport
 
         transport = LocalTransport()
-    result = transport.sh(detect.PROBE, timeout=120)
+    result = transport.run(["sh", "-c", detect.PROBE], timeout=120)
     if result.returncode != 0 and "@@molq end" not in result.stdout:
         where = host or "this machine"
         raise ConfigError(f"probing {where} failed: {(result.stderr or result.stdout).strip()[:200] or result.returncode}")
