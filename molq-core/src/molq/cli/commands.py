@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections import defaultdict
@@ -434,8 +433,6 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     state. ELAPSED is the running time so far, or the total of a finished job; REASON is why
     a queued job waits, or why a job failed.
     """
-    import fnmatch
-
     from molq._states import JobState
     from molq.store_lite import list_jobs as lite_list
     from molq.store_lite import sqlite_path
@@ -477,6 +474,8 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
                     sess.submitor(name).refresh_jobs()
         records = sess.store.list_jobs(cluster_name, **query)
     if name_pattern:
+        import fnmatch
+
         records = [r for r in records if fnmatch.fnmatchcase(r.job_name or "", name_pattern)]
     if lower is not None:
         records = [r for r in records if (r.created_at or 0) >= lower]
@@ -666,7 +665,7 @@ def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | Non
                     if not rec.is_terminal or (rec.next_retry_at is not None and rec.retried_by is None):
                         pending = True
             if tty:
-                size = shutil.get_terminal_size((80, 24))
+                size = render.terminal_size()
                 frame = dashboard(latest, list(roots), width=size.columns, height=size.lines,
                                   reasons=pending_reasons(sess.store, latest))
                 # Home and clear to the end: the frame replaces the previous one instead of

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -42,15 +41,30 @@ def use_colour() -> bool:
     return is_tty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
+def terminal_size() -> os.terminal_size:
+    """$COLUMNS/$LINES first, then the terminal's size, 80 x 24 when neither says (what
+    shutil.get_terminal_size does, without importing shutil on the start-up path)."""
+    try:
+        size = os.get_terminal_size(sys.__stdout__.fileno())  # type: ignore[union-attr]
+        columns, lines = size.columns, size.lines
+    except (AttributeError, ValueError, OSError):
+        columns, lines = 0, 0
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        lines = int(os.environ["LINES"])
+    except (KeyError, ValueError):
+        pass
+    return os.terminal_size((columns if columns > 0 else 80, lines if lines > 0 else 24))
+
+
 def terminal_width() -> int | None:
     """The width to fit tables to: the terminal's on a terminal, none when piped."""
     if not is_tty():
         return None
-    return shutil.get_terminal_size((80, 24)).columns
-
-
-def terminal_height() -> int:
-    return shutil.get_terminal_size((80, 24)).lines
+    return terminal_size().columns
 
 
 def iso(ts: float | None) -> str | None:
