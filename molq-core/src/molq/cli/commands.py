@@ -220,7 +220,7 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     if script_file:
         with open(script_file) as fh:
             script = Script.inline(fh.read())
-    with store_wait_notice(_store_url()):
+    with StoreWaitNotice(_store_url()):
         store = open_store()  # may wait too: opening checks the schema in a write transaction
     cluster, profile_name = resolve_target(cluster_name, profile, store)
     if cwd is not None:
@@ -242,7 +242,7 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     if dry_run:
         click.echo(_job_script(submitor, job), nl=False)
         return 0
-    with store_wait_notice(_store_url()):
+    with StoreWaitNotice(_store_url()):
         handle = submitor.submit_job(**job)
     if as_json:
         render.dump_json(render.record_json(submitor.get_job(handle.job_id)))
@@ -305,7 +305,7 @@ def _job_script(submitor: Any, job: dict[str, Any]) -> str:
     return render_script(sub.spec, job_dir)
 
 
-class store_wait_notice:
+class StoreWaitNotice:
     """Say so on stderr when an operation waits for the job store's write lock (held by another
     process) for more than ``after`` seconds, instead of hanging silently."""
 
@@ -343,7 +343,7 @@ class store_wait_notice:
             click.echo(f"molq: waiting for the job store {self._path}: another process holds its write lock "
                        f"(a long `molq daemon` pass or a big submission?); giving up after 60 s", err=True)
 
-    def __enter__(self) -> store_wait_notice:
+    def __enter__(self) -> StoreWaitNotice:
         if self._path is not None:
             self._thread.start()
         return self
