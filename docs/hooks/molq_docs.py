@@ -15,6 +15,9 @@ A page asks for generated content with an HTML comment on a line of its own:
     the native spelling of each dependency condition, per scheduler.
 ``<!-- molq:api -->``
     a mkdocstrings block for every public name of ``molq`` (``molq.__all__``).
+``<!-- molq:cli -->``
+    the command-line reference: every command (plugin commands included) with its usage,
+    help and a table of its options, their types and defaults as ``--help`` shows them.
 
 An unknown marker or a backend that cannot be imported is an error, which fails
 ``mkdocs build --strict``.
@@ -257,7 +260,84 @@ GENERATORS: dict[str, Callable[[str | None], str]] = {
     "capabilities": _capabilities,
     "dependencies": _dependencies,
     "api": _api,
+    "cli": lambda arg: _cli(arg),  # defined below with the other CLI helpers
 }
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+def _param_type(param: Any) -> str:
+    import click
+
+    if getattr(param, "is_flag", False):
+        return "flag"
+    if isinstance(param.type, click.Choice):
+        return " \\| ".join(_code(str(c)) for c in param.type.choices)
+    if param.metavar:
+        return _code(param.metavar)
+    name = param.type.name
+    return {"text": "text", "integer": "integer", "float": "number", "path": "path", "file": "path"}.get(
+        name, name.replace(" ", "&nbsp;"))
+
+
+def _param_default(ctx: Any, param: Any) -> str:
+    """The default as ``--help`` states it: nothing for unset values, off flags and empty
+    repeatable options."""
+    import click.core
+
+    value = param.get_default(ctx, call=False)
+    if value is getattr(click.core, "UNSET", None) or value is None or value is False or value == () or value == []:
+        return ""
+    if value is True:
+        return "on"
+    return _code(str(value))
+
+
+def _command_section(cmd: Any, ctx: Any, level: int) -> list[str]:
+    import click
+
+    path = ctx.command_path
+    out = [f"{'#' * level} {path}", ""]
+    usage = " ".join([path, *cmd.collect_usage_pieces(ctx)])
+    out += ["```text", usage, "```", ""]
+    if cmd.help:
+        out += [cmd.help.strip(), ""]
+    rows = []
+    for param in cmd.get_params(ctx):
+        if getattr(param, "hidden", False):
+            continue
+        if isinstance(param, click.Argument):
+            rows.append([_code(param.human_readable_name), "argument", "", ""])
+            continue
+        names = ", ".join(_code(o) for o in param.opts)
+        if param.secondary_opts:
+            names += " / " + ", ".join(_code(o) for o in param.secondary_opts)
+        help_text = param.help or ""
+        if not help_text:
+            raise ValueError(f"{path} {param.opts[0]} has no help text")
+        rows.append([names, _param_type(param), _cell(help_text), _param_default(ctx, param)])
+    if rows:
+        out += [_table(["option", "type", "what it does", "default"], rows), ""]
+    if isinstance(cmd, click.Group):
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            if sub is not None:
+                out += _command_section(sub, click.Context(sub, info_name=name, parent=ctx), level + 1)
+    return out
+
+
+def _cli(_arg: str | None) -> str:
+    import click
+    from molq.cli.app import cli
+
+    root = click.Context(cli, info_name="molq")
+    out: list[str] = []
+    for name in cli.list_commands(root):
+        cmd = cli.get_command(root, name)
+        if cmd is not None:
+            out += _command_section(cmd, click.Context(cmd, info_name=name, parent=root), 2)
+    return "\n".join(out)
 
 
 def render_markers(markdown: str) -> str:

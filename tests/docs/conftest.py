@@ -11,11 +11,10 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 @pytest.fixture(scope="session")
 def docs_tooling() -> None:
-    """mkdocs, Material, mkdocstrings and mkdocs-click (docs/requirements.txt)."""
+    """mkdocs, Material and mkdocstrings (docs/requirements.txt)."""
     try:
         import material  # noqa: F401
         import mkdocs  # noqa: F401
-        import mkdocs_click  # noqa: F401
         import mkdocstrings  # noqa: F401
     except ImportError as exc:
         if IN_CI:

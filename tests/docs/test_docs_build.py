@@ -137,3 +137,18 @@ def test_broken_reference_fails_the_strict_build(tmp_path: Path) -> None:
     proc = build(copy / "mkdocs.yml", tmp_path / "site", tmp_path / "home")
     assert proc.returncode != 0
     assert "NoSuchThing" in proc.stdout + proc.stderr
+
+
+def test_cli_reference_has_no_placeholders(site: Path) -> None:
+    # Unset defaults and missing help used to render as "Sentinel.UNSET" and "N/A".
+    html = page_text(site, "cli")
+    for bad in ("Sentinel.", "N/A", "UNSET"):
+        assert bad not in html, bad
+    assert "<code>0</code>" in html  # a real default: submit --retries
+    assert 'id="molq-profile-add"' in html and "--no-default" in html
+
+
+def test_api_examples_are_code_not_blockquotes(site: Path) -> None:
+    html = page_text(site, "api")
+    assert "<blockquote>" not in html
+    assert "&gt;&gt;&gt;" in html and '<span class="gp">&gt;&gt;&gt; </span>' in html

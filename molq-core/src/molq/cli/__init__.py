@@ -61,7 +61,7 @@ def _environment_signature() -> list[list[float | str]]:
 def _help_signature() -> list[list[float | str]]:
     """The plugin-index signature, the interpreter, and this package's own files (an editable
     install changes them without touching site-packages)."""
-    sig = [["python", sys.version], *_environment_signature()]
+    sig: list[list[float | str]] = [["python", sys.version], *_environment_signature()]
     here = os.path.dirname(os.path.abspath(__file__))
     for name in ("__init__.py", "app.py"):
         try:

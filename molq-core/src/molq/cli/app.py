@@ -56,6 +56,16 @@ class LazyGroup(click.Group):
             self._plugins = cached
         return cached
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in BUILTIN_COMMANDS:
             module, attr, _ = BUILTIN_COMMANDS[name]
@@ -77,7 +87,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="molq-core", prog_name="molq")
 def cli() -> None:
     """Submit and track batch jobs on this machine or on HPC clusters.
@@ -89,7 +99,9 @@ def cli() -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the click application: user mistakes become one line on stderr, not a traceback."""
+    """Run the click application. A user's mistake or a problem of the environment (a missing
+    file, an unreadable store, a missing database driver) becomes one line on stderr, never a
+    traceback; only a bug in molq still shows one."""
     try:
         rv = cli.main(args=argv, prog_name="molq", standalone_mode=False)
     except click.exceptions.Abort:
@@ -103,11 +115,28 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # noqa: BLE001
-        from molq.errors import MolqError
+    except BrokenPipeError:
+        # `molq list | head`: the reader left; say nothing more.
+        _silence_stdout()
+        return 141
+    except Exception as exc:  # noqa: BLE001 - classified below; anything else is re-raised
+        from molq.cli.errors import describe
 
-        if isinstance(exc, (MolqError, TimeoutError)):
-            click.echo(f"molq: error: {exc}", err=True)
-            return 2 if not isinstance(exc, TimeoutError) else 124
-        raise
+        described = describe(exc)
+        if described is None:
+            raise
+        message, status = described
+        click.echo(f"molq: error: {message}", err=True)
+        return status
     return rv if isinstance(rv, int) else 0
+
+
+def _silence_stdout() -> None:
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
