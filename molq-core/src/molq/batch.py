@@ -434,6 +434,9 @@ class BatchScheduler(SchedulerBase):
     def capabilities(self) -> SchedulerCapabilities:
         return self.dialect.capabilities
 
+    def render_script(self, spec: JobSpec, job_dir: str) -> str:
+        return self.dialect.render_script(spec, job_dir)
+
     def validate(self, spec: JobSpec) -> None:
         """Refuse a job whose submit command does not exist on the cluster, before the job is
         stored (asked once per scheduler object: one ``command -v`` over the transport)."""

@@ -964,6 +964,9 @@ class ShellScheduler(SchedulerBase):
     def compile_dependencies(self, deps: Sequence[CompiledDependency]) -> str | None:
         return ",".join(self.native_condition(d.condition, d.scheduler_job_id) for d in deps) or None
 
+    def render_script(self, spec: JobSpec, job_dir: str) -> str:
+        return wrapper.render_local_script(spec, job_dir)
+
     def submit(self, spec: JobSpec, job_dir: str) -> str:
         sid = spec.job_id
         t = self.transport

@@ -168,6 +168,10 @@ class Scheduler(Protocol):
         """Refuse (ConfigError) a job this scheduler cannot run faithfully, before it is stored."""
         ...
 
+    def render_script(self, spec: JobSpec, job_dir: str) -> str:
+        """The job script exactly as :meth:`submit` would hand it over (``--dry-run``)."""
+        ...
+
     def wait_for_change(self, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds, returning early when the scheduler knows a job changed."""
         ...
@@ -240,6 +244,9 @@ class SchedulerBase:
 
     def validate(self, spec: JobSpec) -> None:
         return None
+
+    def render_script(self, spec: JobSpec, job_dir: str) -> str:
+        raise ConfigError(f"the {self.name!r} scheduler cannot show its job script")
 
     def wait_for_change(self, timeout: float) -> None:
         time.sleep(max(timeout, 0.0))

@@ -270,6 +270,11 @@ class Submitor:
         record, sid = _submit.submit(self._ctx, request)
         return JobHandle(self, record.root_job_id, sid)
 
+    def render_job_script(self, **submit_kwargs: Any) -> str:
+        """The job script :meth:`submit_job` would hand the scheduler for the same keywords,
+        exactly as submitted; nothing is stored or submitted (``molq submit --dry-run``)."""
+        return _submit.render(self._ctx, JobRequest(**submit_kwargs))
+
     def refresh_jobs(self) -> None:
         """Reconcile every active job of this cluster with the scheduler, and start retries
         that are due. A failed scheduler query changes nothing."""

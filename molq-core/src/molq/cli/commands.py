@@ -288,21 +288,7 @@ def _check_cwd(cluster: Any, cwd: str) -> None:
 def _job_script(submitor: Any, job: dict[str, Any]) -> str:
     """The job script exactly as the scheduler would be given it, rendered by the scheduler's
     own code for a job directory that is not created."""
-    from molq import wrapper
-
-    conditions = {c: None for c in ("after_started", "after", "after_failure", "after_success")}
-    sub = submitor._prepare(**{"job_dir_name": None, "metadata": None, **conditions, **job})
-    sched = submitor.scheduler
-    job_dir = sub.values["job_dir"]
-    dialect = getattr(sched, "dialect", None)
-    if dialect is not None:
-        return dialect.render_script(sub.spec, job_dir)
-    if submitor.target.scheduler == "local":
-        return wrapper.render_local_script(sub.spec, job_dir)
-    render_script = getattr(sched, "render_script", None)
-    if render_script is None:
-        raise ConfigError(f"the {submitor.target.scheduler!r} scheduler cannot show its job script (no --dry-run)")
-    return render_script(sub.spec, job_dir)
+    return str(submitor.render_job_script(**job))
 
 
 class StoreWaitNotice:

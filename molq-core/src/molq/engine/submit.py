@@ -27,7 +27,7 @@ from molq.model import JobRecord, JobSpec, JobState
 
 log = logging.getLogger("molq.engine")
 
-__all__ = ["submit", "launch"]
+__all__ = ["submit", "launch", "render"]
 
 
 def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | None]:
@@ -41,6 +41,13 @@ def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | No
     record = ctx.store.insert_job(sub.values, sub.dependencies, reason="submitted")
     crash_point("submit:after-insert")
     return record, launch(ctx, record, sub.spec)
+
+
+def render(ctx: EngineContext, request: JobRequest) -> str:
+    """The job script :func:`submit` would hand the scheduler for ``request``; nothing is
+    stored or submitted."""
+    sub = prepare(ctx, request)
+    return ctx.scheduler.render_script(sub.spec, sub.values["job_dir"])
 
 
 def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
