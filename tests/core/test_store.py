@@ -118,7 +118,7 @@ def test_version_1_store_is_migrated_forward(tmp_path):
         conn.execute("ALTER TABLE molq_jobs DROP COLUMN missing_since")
         conn.execute("UPDATE molq_meta SET value='1' WHERE key='schema_version'")
     store = JobStore(url)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.get_job("c", "old-job").state == JobState.CREATED
     _insert(store, "new-job")
     assert store.transition("c", "new-job", JobState.CREATED, JobState.SUBMITTED, missing_since=None)

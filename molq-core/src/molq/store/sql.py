@@ -1,12 +1,12 @@
-"""The job store: every job record, transition and dependency edge, on SQLAlchemy Core.
+"""The SQL job store: every job record, transition and dependency edge, on SQLAlchemy Core.
 
 Default: SQLite at ``~/.molq/jobs.db`` (WAL, busy timeout and ``BEGIN IMMEDIATE`` for writes,
 set on the store's own engine; folder 0700, file 0600). Any SQLAlchemy URL selects another
-database, e.g. ``postgresql+psycopg://molq@db/molq`` for a team sharing one store.
+database, e.g. ``postgresql://molq@db/molq`` (psycopg 3) for a team sharing one store.
 
 A state change and its transition row are written in one transaction, as a compare-and-set on
-the old state: concurrent refreshers (a daemon, the CLI, user scripts) can never apply the same
-transition twice or lose one.
+the old state: concurrent refreshers (daemons on several hosts, the CLI, user scripts) can never
+apply the same transition twice or lose one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,145 +23,43 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
+from molq import serde
 from molq.errors import AmbiguousJobIdError, JobNotFoundError, StoreError
+from molq.identity import host_identity
 from molq.model import (
     ACTIVE_STATES,
     ALLOWED_TRANSITIONS,
     JobDependency,
     JobRecord,
     JobState,
+    RetryPolicy,
     StatusTransition,
 )
-
-__all__ = ["JobStore", "SCHEMA_VERSION", "default_store_url"]
-
-SCHEMA_VERSION = 2
-
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "molq_meta",
+from molq.store.engine import make_engine, normalize_url
+from molq.store.migrate import init_schema
+from molq.store.records import RECORD_COLUMNS, row_to_record
+from molq.store.schema import SCHEMA_VERSION
+from molq.store.tables import (
+    dependencies_table,
+    jobs_table,
+    leases_table,
+    meta_table,
     metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+    transitions_table,
 )
+from molq.store.types import ActiveJob, JobInternals, NewSubmission, StoredTarget
 
-jobs_table = sa.Table(
-    "molq_jobs",
-    metadata,
-    sa.Column("job_id", sa.String(64), primary_key=True),
-    sa.Column("cluster_name", sa.String(255), nullable=False),
-    sa.Column("scheduler", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("raw_state", sa.String(255)),
-    sa.Column("root_job_id", sa.String(64), nullable=False),
-    sa.Column("attempt", sa.Integer, nullable=False, default=1),
-    sa.Column("previous_attempt_job_id", sa.String(64)),
-    sa.Column("retry_group_id", sa.String(64)),
-    sa.Column("profile_name", sa.String(255)),
-    sa.Column("scheduler_job_id", sa.String(255)),
-    sa.Column("created_at", sa.Float),
-    sa.Column("submitted_at", sa.Float),
-    sa.Column("started_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("updated_at", sa.Float),
-    sa.Column("exit_code", sa.Integer),
-    sa.Column("exit_signal", sa.Integer),
-    sa.Column("failure_reason", sa.Text),
-    sa.Column("cwd", sa.Text),
-    sa.Column("job_dir", sa.Text),
-    sa.Column("command_type", sa.String(16), nullable=False),
-    sa.Column("command_display", sa.Text, nullable=False, default=""),
-    sa.Column("job_name", sa.Text),
-    sa.Column("metadata_json", sa.Text, nullable=False, default="{}"),
-    sa.Column("spec_json", sa.Text, nullable=False, default="{}"),
-    sa.Column("retry_json", sa.Text),
-    sa.Column("next_retry_at", sa.Float),
-    sa.Column("retried_by", sa.String(64)),
-    sa.Column("missing_count", sa.Integer, nullable=False, default=0),
-    sa.Column("missing_since", sa.Float),
-    sa.Column("target_json", sa.Text),  # how to rebuild the Cluster: scheduler, host, options
-    sa.Column("submit_host", sa.String(255)),
-    sa.Column("submit_pid", sa.Integer),
-    sa.Column("cleaned_at", sa.Float),
-)
-sa.Index("ix_molq_jobs_cluster_state", jobs_table.c.cluster_name, jobs_table.c.state)
-sa.Index("ix_molq_jobs_root", jobs_table.c.root_job_id)
-sa.Index("ix_molq_jobs_created", jobs_table.c.cluster_name, jobs_table.c.created_at)
+__all__ = ["SCHEMA_VERSION", "SqlJobStore", "default_store_url"]
 
-transitions_table = sa.Table(
-    "molq_transitions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.String(64), sa.ForeignKey("molq_jobs.job_id", ondelete="CASCADE"), nullable=False),
-    sa.Column("old_state", sa.String(16)),
-    sa.Column("new_state", sa.String(16), nullable=False),
-    sa.Column("timestamp", sa.Float, nullable=False),
-    sa.Column("reason", sa.Text),
-)
-sa.Index("ix_molq_transitions_job", transitions_table.c.job_id)
-
-dependencies_table = sa.Table(
-    "molq_dependencies",
-    metadata,
-    sa.Column("job_id", sa.String(64), sa.ForeignKey("molq_jobs.job_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("dependency_job_id", sa.String(64), primary_key=True),
-    sa.Column("dependency_type", sa.String(16), primary_key=True),
-    sa.Column("scheduler_dependency", sa.Text),
-)
-sa.Index("ix_molq_dependencies_upstream", dependencies_table.c.dependency_job_id)
-
-leases_table = sa.Table(
-    "molq_leases",
-    metadata,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("owner", sa.String(255), nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-)
-
-def _add_missing_columns(conn: sa.engine.Connection) -> None:
-    """Add the jobs-table columns a store created by an older molq-core lacks."""
-    present = {c["name"] for c in sa.inspect(conn).get_columns(jobs_table.name)}
-    for column in jobs_table.columns:
-        if column.name in present:
-            continue
-        ddl = column.type.compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE {jobs_table.name} ADD COLUMN {column.name} {ddl}")
-
-
-# Forward migrations: version -> function upgrading a connection from that version to the next.
-MIGRATIONS: dict[int, Any] = {
-    # 1 -> 2: target_json (how to rebuild a job's Cluster) and missing_since (LOST timing).
-    1: _add_missing_columns,
-}
-
-from molq._records import RECORD_COLUMNS as _RECORD_COLUMNS  # noqa: E402
-from molq._records import row_to_record  # noqa: E402
-
-_SELECT_RECORD = [jobs_table.c[name] for name in _RECORD_COLUMNS]
-
-
-def open_store(url: str | None = None) -> Any:
-    """Open the job store for ``url`` (default: ``$MOLQ_STORE_URL`` or ``~/.molq/jobs.db``)
-    through the store plugin that handles its scheme (the built-in SQL store for SQLAlchemy
-    URLs)."""
-    url = url or default_store_url()
-    if "://" not in url:
-        return JobStore(url)
-    from molq.plugins import get_plugin_manager
-
-    return get_plugin_manager().store_for_url(url).factory(url)
+_SELECT_RECORD = [jobs_table.c[name] for name in RECORD_COLUMNS]
 
 
 def default_store_url() -> str:
-    env = os.environ.get("MOLQ_STORE_URL")
-    if env:
-        return env
-    from molq.config import molq_home
+    """``$MOLQ_STORE_URL``, or the SQLite file ``jobs.db`` in molq's home folder."""
+    from molq.store.opening import default_store_url as _default
 
-    return f"sqlite:///{molq_home() / 'jobs.db'}"
+    return _default()
 
 
 @functools.lru_cache(maxsize=64)
@@ -175,7 +74,7 @@ def _cas_update(columns: tuple[str, ...]) -> Any:
     )
 
 
-def _check_columns(table: sa.Table, columns: tuple[str, ...]) -> None:
+def _check_columns(table: sa.Table, columns: tuple[str, ...] | list[str]) -> None:
     unknown = [c for c in columns if c not in table.c]
     if unknown:
         raise ValueError(f"unknown columns for {table.name}: {unknown}")
@@ -197,7 +96,7 @@ def _sqlite_cas_sql(columns: tuple[str, ...]) -> str:
 
 
 def _record_from_values(row: dict[str, Any]) -> JobRecord:
-    data = {name: row.get(name) for name in _RECORD_COLUMNS if name != "metadata_json"}
+    data = {name: row.get(name) for name in RECORD_COLUMNS if name != "metadata_json"}
     data["state"] = JobState(data["state"])
     data["metadata"] = json.loads(row.get("metadata_json") or "{}")
     data["attempt"] = data["attempt"] or 1
@@ -209,28 +108,53 @@ def _row_to_record(row: Any) -> JobRecord:
     return row_to_record(row._mapping)
 
 
-class JobStore:
-    """Persistent job records. ``JobStore()`` opens ``~/.molq/jobs.db``.
+def _store_error(url: str, exc: BaseException) -> StoreError:
+    """One clear line for a store that cannot be used (locked, full, read-only, unreachable,
+    damaged), instead of a driver traceback."""
+    detail = getattr(exc, "orig", None) or exc
+    text = str(detail).strip().splitlines()[0] if str(detail).strip() else type(detail).__name__
+    hint = ""
+    if "malformed" in text or "not a database" in text:
+        from molq.store.engine import RECOVERY_HINT
+
+        hint = "; " + RECOVERY_HINT
+    return StoreError(f"the job store {url} failed: {text}{hint}")
+
+
+def _is_operational(exc: BaseException) -> bool:
+    """Errors of the store's environment (not of molq's statements): wrapped as StoreError.
+    Integrity errors (a duplicate job id) keep their type."""
+    if isinstance(exc, (sa.exc.IntegrityError, sqlite3.IntegrityError)):
+        return False
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError)):
+        return True
+    if isinstance(exc, sa.exc.DatabaseError) and isinstance(getattr(exc, "orig", None), sqlite3.DatabaseError):
+        return True
+    return isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError)) and not isinstance(
+        exc, sqlite3.ProgrammingError)
+
+
+class SqlJobStore:
+    """Persistent job records on SQLAlchemy. ``JobStore()`` opens ``~/.molq/jobs.db``.
 
     Accepts a SQLAlchemy URL or an existing :class:`sqlalchemy.engine.Engine` (which the store
     will not dispose of).
     """
 
     def __init__(self, url: str | Path | sa.engine.Engine | None = None) -> None:
-        import threading
-
         self._local = threading.local()
         if isinstance(url, sa.engine.Engine):
             self.engine = url
             self._owns_engine = False
-            self.url = str(url.url)
+            self.url = url.url.render_as_string(hide_password=True)
         else:
             if url is None:
                 url = default_store_url()
             elif isinstance(url, Path) or (isinstance(url, str) and "://" not in url):
                 url = f"sqlite:///{Path(url).expanduser()}"
-            self.url = str(url)
-            self.engine = self._make_engine(self.url)
+            url = normalize_url(str(url))
+            self.engine = make_engine(url)
+            self.url = self.engine.url.render_as_string(hide_password=True)
             self._owns_engine = True
         # The raw fast path relies on our own connect listener (WAL, busy timeout), and on a
         # connection of this thread's own, which an in-memory store (one shared connection)
@@ -241,69 +165,27 @@ class JobStore:
             and not isinstance(self.engine.pool, sa.pool.StaticPool)
         )
         self._raws: list[Any] = []
-        self._init_schema()
+        try:
+            self._init_schema()
+        except BaseException:
+            if self._owns_engine:
+                self.engine.dispose()
+            raise
 
     def __repr__(self) -> str:
-        return f"JobStore({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"JobStore({self.url!r})"
 
-    # -- engine ------------------------------------------------------------------------------
-    @staticmethod
-    def _make_engine(url: str) -> sa.engine.Engine:
-        parsed = sa.engine.make_url(url)
-        if parsed.get_backend_name() != "sqlite":
-            return sa.create_engine(url, pool_pre_ping=True, future=True)
-        database = parsed.database or ""
-        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        if not in_memory:
-            path = Path(database).expanduser()
-            # Private to the owner: jobs hold command lines, paths and environments.
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-                os.close(fd)
-            else:
-                try:
-                    if path.stat().st_mode & 0o077:
-                        os.chmod(path, 0o600)
-                except OSError:
-                    pass
-        kwargs: dict[str, Any] = {"future": True}
-        if in_memory:
-            kwargs["poolclass"] = sa.pool.StaticPool
-            kwargs["connect_args"] = {"check_same_thread": False}
-        else:
-            kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
-        engine = sa.create_engine(url, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer locking).
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            if not in_memory:
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                # A checkpoint fsyncs the WAL and the database file. Every submission writes a
-                # dozen pages, so SQLite's default (every 1000 pages) meant two fsyncs per ~80
-                # jobs, which stall a busy filesystem (and the scheduler daemons sharing it)
-                # for milliseconds. Checkpoint every ~40 MB instead, and cut the WAL file back
-                # to 64 MB afterwards. Durability is unchanged: commits are in the WAL either way.
-                cur.execute("PRAGMA wal_autocheckpoint=10000")
-                cur.execute("PRAGMA journal_size_limit=67108864")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: sa.engine.Connection) -> None:
-            # Writers take the write lock up front: no read-to-write upgrade, so no deadlock and
-            # the busy timeout applies instead of an immediate "database is locked".
-            if conn.get_execution_options().get("molq_write"):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.exec_driver_sql("BEGIN")
-
-        return engine
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _is_operational(exc):
+                raise _store_error(self.url, exc) from exc
+            raise
 
     @contextmanager
     def _write(self) -> Iterator[sa.engine.Connection]:
@@ -311,7 +193,7 @@ class JobStore:
         if batch is not None:
             yield batch
             return
-        with self.engine.connect().execution_options(molq_write=True) as conn:
+        with self._guard(), self.engine.connect().execution_options(molq_write=True) as conn:
             with conn.begin():
                 yield conn
 
@@ -321,7 +203,7 @@ class JobStore:
         if batch is not None:
             yield batch  # see our own uncommitted writes
             return
-        with self.engine.connect() as conn:
+        with self._guard(), self.engine.connect() as conn:
             with conn.begin():
                 yield conn
 
@@ -333,7 +215,7 @@ class JobStore:
         if getattr(self._local, "conn", None) is not None:
             yield  # already batching
             return
-        with self.engine.connect().execution_options(molq_write=True) as conn:
+        with self._guard(), self.engine.connect().execution_options(molq_write=True) as conn:
             with conn.begin():
                 self._local.conn = conn
                 try:
@@ -342,29 +224,8 @@ class JobStore:
                     self._local.conn = None
 
     def _init_schema(self) -> None:
-        try:
-            with self._write() as conn:
-                metadata.create_all(conn, checkfirst=True)
-                row = conn.execute(
-                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                ).first()
-                if row is None:
-                    conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-                    return
-                version = int(row[0])
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the job store {self.url} has schema version {version}, newer than this "
-                        f"molq-core understands ({SCHEMA_VERSION}); upgrade molq-core"
-                    )
-                while version < SCHEMA_VERSION:
-                    MIGRATIONS[version](conn)
-                    version += 1
-                conn.execute(
-                    meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(version))
-                )
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the job store {self.url}: {exc}") from exc
+        with self._guard(), self._write() as conn:
+            init_schema(conn, self.url)
 
     def schema_version(self) -> int:
         with self._read() as conn:
@@ -396,13 +257,17 @@ class JobStore:
             "created_at": now,
             "updated_at": now,
             "attempt": 1,
+            "command_display": "",
             "metadata_json": "{}",
             "spec_json": "{}",
             "missing_count": 0,
-            "submit_host": socket.gethostname(),
             "submit_pid": os.getpid(),
             **values,
         }
+        # Every record names its host: only that host can see a local job (issue: several
+        # hosts sharing one store must not declare each other's jobs lost).
+        if not row.get("submit_host"):
+            row["submit_host"] = host_identity()
         row.setdefault("root_job_id", row["job_id"])
         # Statements with bound parameters (not .values(...)) reuse SQLAlchemy's compiled cache.
         first = {"job_id": row["job_id"], "old_state": None, "new_state": row["state"], "timestamp": now,
@@ -450,6 +315,7 @@ class JobStore:
         now = time.time()
         values = {**fields, "state": new_state.value, "updated_at": now}
         columns = tuple(sorted(values))
+        _check_columns(jobs_table, columns)
         row = {"job_id": job_id, "old_state": old_state.value, "new_state": new_state.value,
                "timestamp": now, "reason": reason}
         if self._raw_file_sqlite:
@@ -483,26 +349,97 @@ class JobStore:
             return
         raw = getattr(self._local, "raw", None)
         if raw is None or raw[1] != os.getpid():
-            raw = (self.engine.raw_connection(), os.getpid())
+            with self._guard():
+                raw = (self.engine.raw_connection(), os.getpid())
             self._local.raw = raw
             self._raws.append(raw)
         dbapi = raw[0].dbapi_connection
-        cur = dbapi.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            if dbapi.in_transaction:
-                dbapi.rollback()
-            raise
+        with self._guard():
+            cur = dbapi.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                if dbapi.in_transaction:
+                    dbapi.rollback()
+                raise
 
+    # -- domain-typed interface ----------------------------------------------------------------
+    def add_submission(self, sub: NewSubmission) -> JobRecord:
+        """Record a new job (state ``created``) with its dependency edges and first transition."""
+        values: dict[str, Any] = {
+            "job_id": sub.job_id,
+            "cluster_name": sub.cluster_name,
+            "scheduler": sub.scheduler,
+            "command_type": sub.command_type,
+            "command_display": sub.command_display,
+            "job_name": sub.job_name,
+            "profile_name": sub.profile_name,
+            "cwd": sub.cwd,
+            "job_dir": sub.job_dir,
+            "metadata_json": json.dumps(dict(sub.metadata)),
+            "spec_json": json.dumps(dict(sub.spec)),
+            "retry_json": json.dumps(serde.unstructure(sub.retry)) if sub.retry is not None else None,
+            "target_json": json.dumps(sub.target.to_dict(), default=str) if sub.target is not None else None,
+            "root_job_id": sub.root_job_id or sub.job_id,
+            "attempt": sub.attempt,
+            "previous_attempt_job_id": sub.previous_attempt_job_id,
+            "retry_group_id": sub.retry_group_id,
+        }
+        return self.insert_job(values, sub.dependencies, reason=sub.reason)
+
+    def internals(self, cluster_name: str, job_id: str) -> JobInternals:
+        """Typed :meth:`get_internal`: the stored spec, retry policy, target and counters."""
+        raw = self.get_internal(cluster_name, job_id)
+        return JobInternals(
+            spec=raw["spec"],
+            retry=serde.structure(raw["retry"], RetryPolicy) if raw["retry"] is not None else None,
+            target=StoredTarget.from_dict(raw["target"]) if raw["target"] else None,
+            missing_count=raw["missing_count"] or 0,
+            missing_since=raw["missing_since"],
+            submit_host=raw["submit_host"],
+            submit_pid=raw["submit_pid"],
+            cancel_requested_at=raw["cancel_requested_at"],
+            confirmed_at=raw["confirmed_at"],
+        )
+
+    def active_jobs(self, cluster_name: str) -> list[ActiveJob]:
+        """Typed :meth:`list_active_light`: every active job of ``cluster_name`` with what a
+        refresh needs, oldest first."""
+        c = jobs_table.c
+        stmt = (
+            sa.select(c.job_id, c.scheduler, c.state, c.root_job_id, c.attempt, c.scheduler_job_id,
+                      c.raw_state, c.created_at, c.submitted_at, c.started_at, c.job_dir,
+                      c.retry_json.is_not(None), c.missing_count, c.missing_since, c.submit_host,
+                      c.submit_pid, c.cancel_requested_at, c.confirmed_at, c.command_type,
+                      c.profile_name)
+            .where(c.cluster_name == cluster_name)
+            .where(c.state.in_([s.value for s in ACTIVE_STATES]))
+            .order_by(c.created_at, c.job_id)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            ActiveJob(
+                record=JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
+                                 root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
+                                 created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10],
+                                 command_type=r[18], profile_name=r[19]),
+                has_retry=bool(r[11]), missing_count=r[12] or 0, missing_since=r[13], submit_host=r[14],
+                submit_pid=r[15], cancel_requested_at=r[16], confirmed_at=r[17],
+            )
+            for r in rows
+        ]
+
+    # -- column-level interface (the engine's current calls) -------------------------------
     def update_job(
         self, cluster_name: str, job_id: str, *, expect_state: JobState | None = None, **fields: Any
     ) -> bool:
         """Update non-state fields; with ``expect_state``, only while the job is in that state."""
         if "state" in fields:
             raise ValueError("use transition() to change a job's state")
+        _check_columns(jobs_table, list(fields))
         stmt = (
             jobs_table.update()
             .where(jobs_table.c.job_id == job_id)
@@ -561,7 +498,8 @@ class JobStore:
             row = conn.execute(
                 sa.select(jobs_table.c.spec_json, jobs_table.c.retry_json, jobs_table.c.missing_count,
                           jobs_table.c.missing_since,
-                          jobs_table.c.submit_host, jobs_table.c.submit_pid, jobs_table.c.target_json)
+                          jobs_table.c.submit_host, jobs_table.c.submit_pid, jobs_table.c.target_json,
+                          jobs_table.c.cancel_requested_at, jobs_table.c.confirmed_at)
                 .where(jobs_table.c.cluster_name == cluster_name)
                 .where(jobs_table.c.job_id == job_id)
             ).first()
@@ -576,6 +514,8 @@ class JobStore:
             "submit_host": m["submit_host"],
             "submit_pid": m["submit_pid"],
             "target": json.loads(m["target_json"]) if m["target_json"] else None,
+            "cancel_requested_at": m["cancel_requested_at"],
+            "confirmed_at": m["confirmed_at"],
         }
 
     def cluster_targets(self) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
@@ -758,19 +698,40 @@ class JobStore:
 
     # -- leases (one daemon per store) -------------------------------------------------------
     def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take ``name`` (free, expired, or already ours) for ``ttl`` seconds. One conditional
+        statement each way, so two contenders can never both win, on any database: the
+        update succeeds only for the holder or over an expired lease, the insert only where
+        no row exists."""
         now = time.time()
+        c = leases_table.c
         with self._write() as conn:
-            row = conn.execute(sa.select(leases_table).where(leases_table.c.name == name)).first()
-            if row is None:
-                conn.execute(leases_table.insert().values(name=name, owner=owner, expires_at=now + ttl))
+            taken = conn.execute(
+                leases_table.update()
+                .where(c.name == name)
+                .where(sa.or_(c.owner == owner, c.expires_at < now))
+                .values(owner=owner, expires_at=now + ttl)
+            ).rowcount
+            if taken == 1:
                 return True
-            if row.owner == owner or row.expires_at < now:
-                conn.execute(
-                    leases_table.update().where(leases_table.c.name == name)
-                    .values(owner=owner, expires_at=now + ttl)
-                )
-                return True
+            return self._insert_lease(conn, name, owner, now + ttl)
+
+    @staticmethod
+    def _insert_lease(conn: sa.engine.Connection, name: str, owner: str, expires_at: float) -> bool:
+        values = {"name": name, "owner": owner, "expires_at": expires_at}
+        dialect = conn.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            stmt = insert(leases_table).values(**values).on_conflict_do_nothing(index_elements=["name"])
+            return conn.execute(stmt).rowcount == 1
+        try:
+            with conn.begin_nested():  # a failed insert must not abort the outer transaction
+                conn.execute(leases_table.insert().values(**values))
+        except sa.exc.IntegrityError:
             return False
+        return True
 
     def lease_owner(self, name: str) -> tuple[str, float] | None:
         with self._read() as conn:
