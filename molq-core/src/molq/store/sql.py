@@ -724,8 +724,9 @@ class SqlJobStore:
                 from sqlalchemy.dialects.sqlite import insert
             else:
                 from sqlalchemy.dialects.postgresql import insert
-            stmt = insert(leases_table).values(**values).on_conflict_do_nothing(index_elements=["name"])
-            return conn.execute(stmt).rowcount == 1
+            stmt = (insert(leases_table).values(**values).on_conflict_do_nothing(index_elements=["name"])
+                    .returning(leases_table.c.name))  # rowcount is not reliable here on psycopg
+            return conn.execute(stmt).first() is not None
         try:
             with conn.begin_nested():  # a failed insert must not abort the outer transaction
                 conn.execute(leases_table.insert().values(**values))
