@@ -27,6 +27,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "daemon": ("molq.cli.commands", "daemon", "Reconcile every cluster in the store in a loop."),
     "profile": ("molq.cli.profiles", "profile", "Manage profiles in ~/.molq/config.toml."),
     "plugins": ("molq.cli.commands", "plugins", "List discovered plugins and load errors."),
+    "store": ("molq.cli.store_cmd", "store", "Copy a job store to another URL, or check one."),
     "completion": ("molq.cli.commands", "completion", "Print the bash, zsh or fish completion script."),
 }
 
