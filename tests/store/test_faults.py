@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from molq.errors import StoreError
 from molq.model import JobState
 from molq.store import JobStore, open_store

@@ -11,7 +11,6 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
 from molq.errors import StoreError
 from molq.model import JobDependency, JobState
 from molq.store import JobStore
@@ -26,7 +25,7 @@ def _fill(url: str, jobs: int) -> None:
     with store.batch():
         for i in range(jobs):
             jid = f"job{i:06d}"
-            deps = [JobDependency(jid, f"job{i - 1:06d}", "afterok", None)] if i % 10 else []
+            deps = [JobDependency(jid, f"job{i - 1:06d}", "after_success", None)] if i % 10 else []
             store.insert_job({"job_id": jid, "cluster_name": f"c{i % 3}", "scheduler": "local",
                               "command_type": "argv", "command_display": f"echo {i} 'q\"uote' ✓",
                               "metadata_json": f'{{"n": "{i}"}}', "spec_json": '{"argv": ["echo"]}'},

@@ -9,7 +9,7 @@ CREATE TABLE molq_dependencies (
 	PRIMARY KEY (job_id, dependency_job_id, dependency_type), 
 	FOREIGN KEY(job_id) REFERENCES molq_jobs (job_id) ON DELETE CASCADE
 );
-INSERT INTO "molq_dependencies" VALUES('old-down','old-up','afterok',NULL);
+INSERT INTO "molq_dependencies" VALUES('old-down','old-up','after_success',NULL);
 CREATE TABLE molq_jobs (
 	job_id VARCHAR(64) NOT NULL, 
 	cluster_name VARCHAR(255) NOT NULL, 

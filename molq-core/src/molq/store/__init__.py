@@ -26,6 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from molq.store.migrate import MIGRATIONS
     from molq.store.opening import default_store_url, open_store
     from molq.store.protocol import JobStore as JobStoreProtocol
     from molq.store.schema import SCHEMA_VERSION
@@ -61,7 +62,12 @@ _LAZY = {
     "StoredTarget": ("molq.store.types", "StoredTarget"),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "MIGRATIONS", "SCHEMA_VERSION", "ActiveJob", "JobInternals", "JobStore", "JobStoreProtocol",
+    "NewSubmission", "SqlJobStore", "StoredTarget", "default_store_url", "dependencies_table",
+    "jobs_table", "leases_table", "meta_table", "metadata", "open_store", "transitions_table",
+]
+assert sorted(__all__) == sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from molq.errors import StoreError
 
-__all__ = ["make_engine", "normalize_url", "sqlite_file", "check_sqlite_file"]
+__all__ = ["check_sqlite_file", "make_engine", "normalize_url", "sqlite_file", "stamp_verified"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -82,9 +82,50 @@ def _prepare_file(path: Path) -> None:
         os.close(fd)
 
 
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _file_state(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns}"
+
+
+def stamp_verified(path: Path) -> None:
+    """Record the file's current state as sound, so the next open can skip the page check.
+    Called after a passed check and when a store closes (its own writes and checkpoints are
+    sound by construction). A stamp that cannot be written only costs a check next time."""
+    try:
+        state = _file_state(path)
+        tmp = _stamp_path(path).with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(state)
+        os.replace(tmp, _stamp_path(path))
+    except OSError:
+        pass
+
+
+def _structure_problem(path: Path, header: bytes) -> str | None:
+    """What the header alone shows: not SQLite at all, or a file shorter than its pages."""
+    if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
+        return "is not a SQLite database (truncated, zeroed or overwritten)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # the in-header page count is valid when "version-valid-for" equals the change counter
+    if header[92:96] == header[24:28] and pages and path.stat().st_size < pages * page_size:
+        return f"is damaged (truncated: {path.stat().st_size} bytes for {pages} pages of {page_size})"
+    return None
+
+
 def check_sqlite_file(path: Path, *, quick_check: bool = True) -> None:
     """Refuse a file that is not a sound SQLite database (truncated, zeroed, overwritten,
-    damaged pages), with a message that says how to recover."""
+    damaged pages), with a message that says how to recover.
+
+    The header is checked on every open (microseconds). SQLite's page check (``PRAGMA
+    quick_check``, ~70 ms for 10,000 jobs) runs when the file changed since it was last
+    stamped sound: after an outside write, a crash, or a copy."""
     try:
         with open(path, "rb") as f:
             header = f.read(100)
@@ -94,13 +135,16 @@ def check_sqlite_file(path: Path, *, quick_check: bool = True) -> None:
         raise StoreError(f"cannot read the job store {path}: {exc.strerror or exc}") from exc
     if not header:
         return  # a new, empty file: the schema is created next
-    if not header.startswith(_SQLITE_HEADER):
-        raise StoreError(
-            f"the job store {path} is not a SQLite database (truncated, zeroed or overwritten); "
-            + RECOVERY_HINT
-        )
+    problem = _structure_problem(path, header)
+    if problem:
+        raise StoreError(f"the job store {path} {problem}; " + RECOVERY_HINT)
     if not quick_check:
         return
+    try:
+        if _stamp_path(path).read_text() == _file_state(path):
+            return
+    except OSError:
+        pass
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=60)
         try:
@@ -113,6 +157,7 @@ def check_sqlite_file(path: Path, *, quick_check: bool = True) -> None:
         raise StoreError(f"the job store {path} is damaged ({exc}); " + RECOVERY_HINT) from exc
     if rows != ["ok"]:
         raise StoreError(f"the job store {path} is damaged ({'; '.join(rows)}); " + RECOVERY_HINT)
+    stamp_verified(path)
 
 
 def _missing_driver(url: str, exc: ImportError) -> StoreError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from molq._states import ACTIVE_STATES, JobState
@@ -43,7 +43,8 @@ def list_jobs(
 
     Raises :class:`~molq.errors.StoreError` for a file that is unreadable, not a SQLite
     database, damaged, or lacks the jobs table or one of its columns."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if cluster_name is not None:
         where.append("cluster_name = ?")
         params.append(cluster_name)
@@ -65,7 +66,7 @@ def list_jobs(
         raise StoreError(f"cannot read the job store {path}: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
-        return [convert(row) for row in conn.execute(sql, params)]  # type: ignore[misc]
+        return [convert(row) for row in conn.execute(sql, params)]  # type: ignore[return-value]
     except sqlite3.Error as exc:
         raise StoreError(
             f"cannot read the job store {path}: {exc} (run `molq store check` to diagnose it)"

@@ -36,16 +36,16 @@ MIGRATIONS: dict[int, Callable[[sa.engine.Connection], None]] = {
 }
 
 
-def schema_problems(conn: sa.engine.Connection) -> list[str]:
-    """What the tables lack compared with :mod:`molq.store.schema` (empty when they match)."""
-    inspector = sa.inspect(conn)
-    tables = set(inspector.get_table_names())
+def schema_problems(conn: sa.engine.Connection, *, tables_exist: bool = False) -> list[str]:
+    """What the tables lack compared with :mod:`molq.store.schema` (empty when they match).
+    One empty SELECT per table: cheaper than reflection on every open, on every database."""
+    tables = None if tables_exist else set(sa.inspect(conn).get_table_names())
     problems = []
     for decl in schema.TABLES:
-        if decl.name not in tables:
+        if tables is not None and decl.name not in tables:
             problems.append(f"table {decl.name} is missing")
             continue
-        present = {c["name"] for c in inspector.get_columns(decl.name)}
+        present = set(conn.exec_driver_sql(f"SELECT * FROM {decl.name} WHERE 1 = 0").keys())
         missing = [name for name in decl.column_names() if name not in present]
         if missing:
             problems.append(f"table {decl.name} lacks column(s) {', '.join(missing)}")
@@ -75,7 +75,7 @@ def init_schema(conn: sa.engine.Connection, url: str) -> None:
         MIGRATIONS[version](conn)
         version += 1
         conn.execute(meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(version)))
-    problems = schema_problems(conn)
+    problems = schema_problems(conn, tables_exist=True)  # create_all made every table
     if problems:
         raise StoreError(
             f"the job store {url} does not match its schema version {version}: {'; '.join(problems)} "

@@ -36,7 +36,7 @@ from molq.model import (
     RetryPolicy,
     StatusTransition,
 )
-from molq.store.engine import make_engine, normalize_url
+from molq.store.engine import make_engine, normalize_url, sqlite_file, stamp_verified
 from molq.store.migrate import init_schema
 from molq.store.records import RECORD_COLUMNS, row_to_record
 from molq.store.schema import SCHEMA_VERSION
@@ -96,7 +96,7 @@ def _sqlite_cas_sql(columns: tuple[str, ...]) -> str:
 
 
 def _record_from_values(row: dict[str, Any]) -> JobRecord:
-    data = {name: row.get(name) for name in RECORD_COLUMNS if name != "metadata_json"}
+    data: dict[str, Any] = {name: row.get(name) for name in RECORD_COLUMNS if name != "metadata_json"}
     data["state"] = JobState(data["state"])
     data["metadata"] = json.loads(row.get("metadata_json") or "{}")
     data["attempt"] = data["attempt"] or 1
@@ -241,6 +241,9 @@ class SqlJobStore:
         self._raws.clear()
         if self._owns_engine:
             self.engine.dispose()
+            path = sqlite_file(self.engine.url)
+            if path is not None and path.exists():
+                stamp_verified(path)
 
     # -- jobs --------------------------------------------------------------------------------
     def insert_job(
@@ -354,6 +357,7 @@ class SqlJobStore:
             self._local.raw = raw
             self._raws.append(raw)
         dbapi = raw[0].dbapi_connection
+        assert dbapi is not None  # a live pool connection
         with self._guard():
             cur = dbapi.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -720,10 +724,9 @@ class SqlJobStore:
         values = {"name": name, "owner": owner, "expires_at": expires_at}
         dialect = conn.dialect.name
         if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
             stmt = (insert(leases_table).values(**values).on_conflict_do_nothing(index_elements=["name"])
                     .returning(leases_table.c.name))  # rowcount is not reliable here on psycopg
             return conn.execute(stmt).first() is not None

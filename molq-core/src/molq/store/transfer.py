@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from molq.model import ALLOWED_TRANSITIONS, JobState
 from molq.errors import StoreError
+from molq.model import ALLOWED_TRANSITIONS, JobState
 from molq.store.engine import normalize_url, sqlite_file
 from molq.store.migrate import schema_problems
 from molq.store.schema import SCHEMA_VERSION

@@ -4,7 +4,7 @@ the SQL store encodes and decodes them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -16,6 +16,10 @@ __all__ = ["ActiveJob", "JobInternals", "NewSubmission", "StoredTarget"]
 
 def _frozen_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
+
+
+def _deps(value: Iterable[JobDependency]) -> tuple[JobDependency, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -64,7 +68,7 @@ class NewSubmission:
     attempt: int = 1
     previous_attempt_job_id: str | None = None
     retry_group_id: str | None = None
-    dependencies: tuple[JobDependency, ...] = attrs.field(default=(), converter=tuple)
+    dependencies: tuple[JobDependency, ...] = attrs.field(default=(), converter=_deps)
     reason: str | None = None
 
 

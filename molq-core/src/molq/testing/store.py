@@ -110,7 +110,7 @@ class StoreConformance:
         sub = NewSubmission(job_id="down", cluster_name="conf", scheduler="local", command_type="argv",
                             command_display="echo hi", metadata={"a": "b"}, spec={"argv": ["echo", "hi"]},
                             retry=policy, target=target, reason="submitted",
-                            dependencies=(JobDependency("down", "up", "afterok", None),))
+                            dependencies=(JobDependency("down", "up", "after_success", None),))
         rec = store.add_submission(sub)
         assert rec.metadata == {"a": "b"} and rec.command_display == "echo hi"
         info = other.internals("conf", "down")
@@ -279,12 +279,13 @@ class StoreConformance:
             barrier = threading.Barrier(len(handles))
             wins: list[str] = []
 
-            def grab(h: Any, me: str) -> None:
+            def grab(h: Any, me: str, lease: str, barrier: threading.Barrier, wins: list[str]) -> None:
                 barrier.wait()
-                if h.acquire_lease(name, me, ttl=60):  # noqa: B023 - joined before the next loop
+                if h.acquire_lease(lease, me, ttl=60):
                     wins.append(me)
 
-            threads = [threading.Thread(target=grab, args=(h, f"owner-{i}")) for i, h in enumerate(handles)]
+            threads = [threading.Thread(target=grab, args=(h, f"owner-{i}", name, barrier, wins))
+                       for i, h in enumerate(handles)]
             for t in threads:
                 t.start()
             for t in threads:
