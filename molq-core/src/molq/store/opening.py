@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from molq.identity import molq_home
+from molq.identity import molq_home_dir
 
 __all__ = ["default_store_url", "open_store"]
 
 
 def default_store_url() -> str:
     """``$MOLQ_STORE_URL``, or the SQLite file ``jobs.db`` in molq's home folder."""
-    return os.environ.get("MOLQ_STORE_URL") or f"sqlite:///{molq_home() / 'jobs.db'}"
+    return os.environ.get("MOLQ_STORE_URL") or f"sqlite:///{os.path.join(molq_home_dir(), 'jobs.db')}"
 
 
 def open_store(url: str | None = None) -> Any:

@@ -8,8 +8,7 @@ and add the forward migration in :mod:`molq.store.migrate`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "DEPENDENCIES", "JOBS", "LEASES", "META", "RECORD_COLUMNS", "SCHEMA_VERSION", "TABLES",
@@ -22,8 +21,9 @@ SCHEMA_VERSION = 3
 ColumnType = Literal["str", "text", "int", "float"]
 
 
-@dataclass(frozen=True)
-class Column:
+# NamedTuples, not dataclasses: this module is on `molq list`'s start-up path, and importing
+# dataclasses costs more than the listing.
+class Column(NamedTuple):
     name: str
     type: ColumnType
     length: int | None = None  # for "str"
@@ -33,17 +33,15 @@ class Column:
     references: str | None = None  # "table.column", deleted with the referenced row
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(NamedTuple):
     name: str
     columns: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Table:
+class Table(NamedTuple):
     name: str
     columns: tuple[Column, ...]
-    indexes: tuple[Index, ...] = field(default=())
+    indexes: tuple[Index, ...] = ()
     autoincrement: str | None = None  # the integer key the database numbers
 
     def column_names(self) -> list[str]:
