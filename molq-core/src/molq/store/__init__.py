@@ -7,7 +7,8 @@
 :mod:`molq.store.engine`           engines: SQLite file privacy and settings, drivers, corruption check
 :mod:`molq.store.protocol`         the :class:`JobStoreProtocol` interface
 :mod:`molq.store.types`            domain values crossing it (NewSubmission, ActiveJob...)
-:mod:`molq.store.sql`              the SQL implementation (:class:`JobStore`)
+:mod:`molq.store.sql`              the SQL implementation (:class:`JobStore`): writes, transactions
+:mod:`molq.store.queries`          its read-only queries
 :mod:`molq.store.records`          row -> record conversion (stdlib only)
 :mod:`molq.store.lite`             read-only SQLite reader of the same schema (stdlib only)
 :mod:`molq.store.read`             the CLI's listing path for any URL
