@@ -50,7 +50,7 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(pg_server_url)
+    engine = sa.create_engine(pg_server_url, pool_pre_ping=True)  # survives a server restart by a test
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in pg_server_url else "?"

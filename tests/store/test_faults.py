@@ -213,3 +213,26 @@ def test_wrong_postgres_password_is_a_store_error(pg_server_url):
     url = sa.engine.make_url(pg_server_url).set(password="not-the-password")
     with pytest.raises(StoreError, match="password authentication failed"):
         open_store(url.render_as_string(hide_password=False))
+
+
+@pytest.mark.postgres
+def test_postgres_restart_is_survived(pg_url):
+    """After the server restarts, the next store call reconnects (stale pooled connections are
+    replaced); a call made while it is down is a StoreError, not a driver traceback."""
+    script = os.path.join(os.path.dirname(__file__), "..", "services", "postgres.sh")
+    if os.geteuid() != 0:
+        pytest.skip("restarting the test server needs root")
+    store = open_store(pg_url)
+    try:
+        store.insert_job({"job_id": "before", "cluster_name": "c", "scheduler": "local", "command_type": "argv"})
+        subprocess.run(["bash", script, "stop"], check=True, capture_output=True, timeout=120)
+        try:
+            with pytest.raises(StoreError) as info:
+                store.get_job("c", "before")
+            assert "\n" not in str(info.value)
+        finally:
+            subprocess.run(["bash", script, "up"], check=True, capture_output=True, timeout=300)
+        assert store.get_job("c", "before").state == JobState.CREATED
+        assert store.transition("c", "before", JobState.CREATED, JobState.SUBMITTED)
+    finally:
+        store.close()
