@@ -4,10 +4,10 @@ it; a store plugin's factory returns an object that does, and passes the conform
 
 Two families of methods live side by side while the engine moves over:
 
-* domain-typed: :meth:`add_submission`, :meth:`internals`, :meth:`active_jobs` take and give
-  :mod:`molq.store.types` values;
+* domain-typed: :meth:`add_submission`, :meth:`internals`, :meth:`active_jobs`,
+  :meth:`stored_targets` take and give :mod:`molq.store.types` values;
 * column-level (the engine's current calls): :meth:`insert_job`, :meth:`get_internal`,
-  :meth:`list_active_light`, with column dicts and JSON-encoded columns.
+  :meth:`list_active_light`, :meth:`cluster_targets`, with column dicts and decoded JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from molq.model import JobDependency, JobRecord, JobState, StatusTransition
-from molq.store.types import ActiveJob, JobInternals, NewSubmission
+from molq.store.types import ActiveJob, JobInternals, NewSubmission, StoredTarget
 
 __all__ = ["JobStore"]
 
@@ -57,6 +57,7 @@ class JobStore(Protocol):
     def list_pending_retries(self, cluster_name: str) -> list[JobRecord]: ...
     def list_clusters(self) -> list[tuple[str, str, str | None]]: ...
     def all_cluster_names(self) -> list[str]: ...
+    def stored_targets(self) -> dict[str, tuple[StoredTarget | None, str | None]]: ...
     def cluster_targets(self) -> dict[str, tuple[dict[str, Any] | None, str | None]]: ...
     def resolve_job_id(self, cluster_name: str | None, prefix: str) -> tuple[str, str]: ...
     def get_retry_family(self, cluster_name: str, root_job_id: str) -> list[JobRecord]: ...

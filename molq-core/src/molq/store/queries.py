@@ -143,6 +143,12 @@ class SqlReads:
             out[name] = (json.loads(target) if target else None, profile)
         return out
 
+    def stored_targets(self) -> dict[str, tuple[StoredTarget | None, str | None]]:
+        """Typed :meth:`cluster_targets`: for each cluster name, the newest record's target and
+        profile name."""
+        return {name: (StoredTarget.from_dict(target) if target else None, profile)
+                for name, (target, profile) in self.cluster_targets().items()}
+
     def resolve_job_id(self, cluster_name: str | None, prefix: str) -> tuple[str, str]:
         """Full (cluster, job id) for an id or unique id prefix; ``cluster_name=None`` searches
         every cluster."""

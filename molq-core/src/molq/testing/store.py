@@ -75,6 +75,11 @@ class StoreConformance:
         store.close()
 
     # -- schema ------------------------------------------------------------------------------
+    def test_implements_the_protocol(self, store: Any) -> None:
+        from molq.store.protocol import JobStore
+
+        assert isinstance(store, JobStore)  # every method of the interface is there
+
     def test_schema_version(self, store: Any, other: Any) -> None:
         assert store.schema_version() == SCHEMA_VERSION
         assert other.schema_version() == SCHEMA_VERSION  # opening again neither fails nor migrates
@@ -117,6 +122,7 @@ class StoreConformance:
         assert info.spec == {"argv": ["echo", "hi"]}
         assert info.retry == policy and info.target == target
         assert info.submit_host == "login-7" and info.missing_count == 0
+        assert other.stored_targets()["conf"] == (target, None)
         assert info.cancel_requested_at is None and info.confirmed_at is None
         assert [d.dependency_job_id for d in other.get_dependencies("conf", "down")] == ["up"]
         assert [d.job_id for d in other.get_dependents("conf", "up")] == ["down"]
