@@ -45,7 +45,9 @@ __all__ = [
 
 def molq_home() -> Path:
     """``$MOLQ_HOME`` or ``~/.molq``: where the store, profiles and locks live."""
-    return Path(os.environ.get("MOLQ_HOME") or Path.home() / ".molq")
+    from molq.identity import molq_home as home
+
+    return home()
 
 
 def default_config_path() -> Path:

@@ -1,24 +1,40 @@
-"""Who and where this process is: the host identity records carry, and molq's home folder.
+"""Who and where this molq process is: its home folder and its host identity.
 
-``MOLQ_HOSTNAME`` overrides the host name (tests run several "hosts" on one machine; a site may
-prefer a stable name over a login node's). ``MOLQ_HOME`` relocates ``~/.molq``.
+The one place both are resolved. Standard library only, and only ``os`` at import time (the
+command line's fast paths use it). ``MOLQ_HOME`` moves the store, profiles, caches and locks;
+``MOLQ_HOSTNAME`` overrides the host name recorded on every job and used in lease owners, so
+that processes sharing one store (several login nodes, or tests posing as several hosts) can
+tell each other apart.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["host_name", "molq_home"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["host_identity", "molq_home", "molq_home_dir"]
 
 
-def host_name() -> str:
-    """The host identity stored on records this process submits."""
-    return os.environ.get("MOLQ_HOSTNAME") or socket.gethostname()
+def molq_home_dir() -> str:
+    """``$MOLQ_HOME`` or ``~/.molq``, as a string (no :mod:`pathlib` import)."""
+    return os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
 
 
 def molq_home() -> Path:
-    """``$MOLQ_HOME`` or ``~/.molq``."""
-    env = os.environ.get("MOLQ_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".molq"
+    """``$MOLQ_HOME`` or ``~/.molq``: where the store, profiles, caches and locks live."""
+    from pathlib import Path
+
+    return Path(molq_home_dir())
+
+
+def host_identity() -> str:
+    """``$MOLQ_HOSTNAME`` or this machine's host name."""
+    override = os.environ.get("MOLQ_HOSTNAME")
+    if override:
+        return override
+    import socket  # not loaded by the command line's fast paths otherwise
+
+    return socket.gethostname()

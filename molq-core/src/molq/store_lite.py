@@ -1,63 +1,6 @@
-"""Read-only listing of the default SQLite store with the standard library alone.
+"""Former home of the read-only SQLite reader, now :mod:`molq.store.lite` (kept so existing
+imports go on working)."""
 
-``molq list`` uses this when the store is a SQLite file, so the command does not pay for
-importing SQLAlchemy. Writes always go through :class:`molq.store.JobStore`.
-"""
+from molq.store.lite import list_jobs, sqlite_path
 
-from __future__ import annotations
-
-import sqlite3
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-from urllib.parse import quote
-
-from molq._records import JOBS_TABLE, RECORD_COLUMNS, LiteRecord, row_to_lite, row_to_record
-from molq._states import ACTIVE_STATES, JobState
-
-if TYPE_CHECKING:
-    from molq.model import JobRecord
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a ``sqlite:///path`` URL, or None for any other store."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or "?" in url:
-        return None
-    path = url[len(prefix):]
-    return path if path and path != ":memory:" else None
-
-
-def list_jobs(
-    path: str,
-    cluster_name: str | None,
-    *,
-    include_terminal: bool = False,
-    states: Sequence[JobState] | None = None,
-    limit: int | None = None,
-    newest_first: bool = True,
-    lite: bool = False,
-) -> list[JobRecord] | list[LiteRecord]:
-    """Records from the SQLite file at ``path`` (read-only). ``lite=True`` returns
-    :class:`~molq._records.LiteRecord` objects, which need no :mod:`molq.model` import."""
-    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=30)
-    try:
-        conn.row_factory = sqlite3.Row
-        where, params = [], []
-        if cluster_name is not None:
-            where.append("cluster_name = ?")
-            params.append(cluster_name)
-        wanted = [s.value for s in states] if states else (None if include_terminal else [s.value for s in ACTIVE_STATES])
-        if wanted is not None:
-            where.append(f"state IN ({', '.join('?' * len(wanted))})")
-            params.extend(wanted)
-        sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM {JOBS_TABLE}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY created_at {'DESC' if newest_first else 'ASC'}, job_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        convert = row_to_lite if lite else row_to_record
-        return [convert(row) for row in conn.execute(sql, params)]
-    finally:
-        conn.close()
+__all__ = ["list_jobs", "sqlite_path"]

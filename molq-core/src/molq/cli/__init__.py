@@ -27,6 +27,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "daemon": ("molq.cli.commands", "daemon", "Reconcile every cluster in the store in a loop."),
     "profile": ("molq.cli.profiles", "profile", "Manage profiles in ~/.molq/config.toml."),
     "plugins": ("molq.cli.commands", "plugins", "List discovered plugins and load errors."),
+    "store": ("molq.cli.store_cmd", "store", "Copy a job store to another URL, or check one."),
     "completion": ("molq.cli.commands", "completion", "Print the bash, zsh or fish completion script."),
 }
 
@@ -34,8 +35,9 @@ _HELP_OPTIONS = (["--help"], ["-h"])
 
 
 def _cache_dir() -> str:
-    home = os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
-    return os.path.join(home, "cache")
+    from molq.identity import molq_home_dir
+
+    return os.path.join(molq_home_dir(), "cache")
 
 
 def _index_path() -> str:

@@ -41,8 +41,9 @@ def _store_url() -> str:
     env = os.environ.get("MOLQ_STORE_URL")
     if env:
         return env
-    home = os.environ.get("MOLQ_HOME") or os.path.join(os.path.expanduser("~"), ".molq")
-    return f"sqlite:///{os.path.join(home, 'jobs.db')}"
+    from molq.identity import molq_home_dir
+
+    return f"sqlite:///{os.path.join(molq_home_dir(), 'jobs.db')}"
 
 
 def resolve_target(cluster_name: str | None, profile: str | None, store: Any = None) -> tuple[Any, str | None]:

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from molq import wrapper
 from molq.engine.context import EngineContext, PendingEvent
 from molq.errors import SchedulerError, TransportError
-from molq.identity import host_name
+from molq.identity import host_identity as host_name
 from molq.model import JobRecord, JobState
-from molq.store import RELEASING
+from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
 

@@ -27,9 +27,9 @@ from molq.engine.refresh import RefreshPass
 from molq.engine.retry import retry_pending, schedule_retry
 from molq.errors import MolqError
 from molq.evidence import CancelOutcome
-from molq.identity import host_name
+from molq.identity import host_identity as host_name
 from molq.model import JobRecord, JobState
-from molq.store import RELEASING
+from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
 
@@ -48,7 +48,7 @@ def _reconcile(ctx: EngineContext, records: Sequence[JobRecord]) -> None:
         return
     views: dict[str, JobView] = {}
     current: list[JobRecord] = []
-    for row in ctx.store.list_refresh_views(ctx.cluster_name):
+    for row in ctx.store.active_jobs(ctx.cluster_name):
         record = row.record
         if record.job_id in wanted and record.scheduler_job_id:
             views[record.job_id] = JobView.of(record, missing_count=row.missing_count,

@@ -25,7 +25,7 @@ from molq.engine.faults import crash_point
 from molq.engine.prepare import dependency_verdict, may_retry, prepare, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
-from molq.identity import host_name
+from molq.identity import host_identity as host_name
 from molq.model import JobRecord, JobState
 
 log = logging.getLogger("molq.engine")

@@ -19,7 +19,7 @@ from molq.engine.context import EngineContext
 from molq.engine.refresh import RefreshResult, refresh
 from molq.engine.retry import retry_pending
 from molq.errors import MolqError
-from molq.identity import host_name
+from molq.identity import host_identity as host_name
 from molq.model import JobRecord
 
 log = logging.getLogger("molq.daemon")

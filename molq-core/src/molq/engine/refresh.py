@@ -33,7 +33,7 @@ from molq.engine.retry import run_due_retries, schedule_retry
 from molq.errors import SchedulerError, TransportError
 from molq.events import EventType
 from molq.model import JobRecord, JobState
-from molq.store import RELEASING
+from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
 
@@ -68,7 +68,7 @@ class RefreshPass:
 
     def run(self) -> RefreshResult:
         ctx = self.ctx
-        rows = ctx.store.list_refresh_views(ctx.cluster_name)
+        rows = ctx.store.active_jobs(ctx.cluster_name)
         views: dict[str, rules.JobView] = {}
         records: dict[str, JobRecord] = {}
         created: list[JobRecord] = []

@@ -14,6 +14,7 @@ The in-repo backends (local, SLURM, PBS, LSF, SSH) run the same kit.
 """
 
 from molq.testing.scheduler import SchedulerConformance
+from molq.testing.store import StoreConformance
 from molq.testing.transport import TransportConformance
 
-__all__ = ["SchedulerConformance", "TransportConformance"]
+__all__ = ["SchedulerConformance", "StoreConformance", "TransportConformance"]
