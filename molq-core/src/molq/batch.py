@@ -423,6 +423,7 @@ class BatchScheduler(SchedulerBase):
             if meanwhile is not None:
                 _run_meanwhile(meanwhile)
             return self.transport.run(self._argv(argv), **kwargs)
+        assert meanwhile is not None
         running = start(self._argv(argv), **kwargs)
         try:
             _run_meanwhile(meanwhile)
@@ -471,7 +472,7 @@ class BatchScheduler(SchedulerBase):
     def _write_inline_script(self, spec: JobSpec, job_dir: str) -> None:
         """The user's inline script, which job.sh runs from the job directory."""
         if spec.script is not None and spec.script.variant == "inline":
-            self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text, mode=0o700)
+            self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text or "", mode=0o700)
 
     def _write_job_sh(self, job_dir: str, script: str) -> str:
         path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)

@@ -42,9 +42,9 @@ class LsfOptions(SchedulerOptions):
     """
 
     unit_for_limits: str = attrs.field(default="KB", converter=_unit)
-    binaries: dict[str, str] = attrs.field(factory=dict, converter=string_map("LsfOptions.binaries"), hash=False)
-    extra_bsub_args: tuple[str, ...] = attrs.field(default=(), converter=string_list("LsfOptions.extra_bsub_args"))
+    binaries: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("LsfOptions.binaries")(v), hash=False)
+    extra_bsub_args: tuple[str, ...] = attrs.field(default=(), converter=lambda v: string_list("LsfOptions.extra_bsub_args")(v))
     default_queue: str | None = attrs.field(default=None, validator=optional_name("LsfOptions.default_queue"))
     default_project: str | None = attrs.field(default=None, validator=optional_name("LsfOptions.default_project"))
-    env: dict[str, str] = attrs.field(factory=dict, converter=string_map("LsfOptions.env"), hash=False)
+    env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("LsfOptions.env")(v), hash=False)
     command_timeout: float = attrs.field(default=60.0, validator=positive_number("LsfOptions.command_timeout"))

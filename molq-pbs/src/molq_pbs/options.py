@@ -45,11 +45,11 @@ class PbsOptions(SchedulerOptions):
     """
 
     flavor: str = attrs.field(default="pbspro", converter=_flavor)
-    binaries: dict[str, str] = attrs.field(factory=dict, converter=string_map("PbsOptions.binaries"), hash=False)
-    extra_qsub_args: tuple[str, ...] = attrs.field(default=(), converter=string_list("PbsOptions.extra_qsub_args"))
+    binaries: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("PbsOptions.binaries")(v), hash=False)
+    extra_qsub_args: tuple[str, ...] = attrs.field(default=(), converter=lambda v: string_list("PbsOptions.extra_qsub_args")(v))
     default_queue: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.default_queue", spaces=False))
     default_account: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.default_account", spaces=False))
-    env: dict[str, str] = attrs.field(factory=dict, converter=string_map("PbsOptions.env"), hash=False)
+    env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("PbsOptions.env")(v), hash=False)
     command_timeout: float = attrs.field(default=60.0, validator=positive_number("PbsOptions.command_timeout"))
     gpu_type_resource: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.gpu_type_resource", spaces=False))
     use_history: bool = True

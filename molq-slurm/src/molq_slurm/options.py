@@ -49,11 +49,11 @@ class SlurmOptions(SchedulerOptions):
       failed transiently (controller not answering, socket timeout) is retried.
     """
 
-    binaries: dict[str, str] = attrs.field(factory=dict, converter=string_map("SlurmOptions.binaries"), hash=False)
-    extra_sbatch_args: tuple[str, ...] = attrs.field(default=(), converter=string_list("SlurmOptions.extra_sbatch_args"))
+    binaries: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("SlurmOptions.binaries")(v), hash=False)
+    extra_sbatch_args: tuple[str, ...] = attrs.field(default=(), converter=lambda v: string_list("SlurmOptions.extra_sbatch_args")(v))
     default_partition: str | None = attrs.field(default=None, validator=optional_name("SlurmOptions.default_partition"))
     default_account: str | None = attrs.field(default=None, validator=optional_name("SlurmOptions.default_account"))
-    env: dict[str, str] = attrs.field(factory=dict, converter=string_map("SlurmOptions.env"), hash=False)
+    env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("SlurmOptions.env")(v), hash=False)
     use_accounting: bool | None = None
     mail_type: str = attrs.field(default="END,FAIL", validator=optional_name("SlurmOptions.mail_type"))
     command_timeout: float = attrs.field(default=60.0, validator=positive_number("SlurmOptions.command_timeout"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from molq import serde
 from molq.engine.context import EngineContext, PendingEvent
@@ -48,7 +49,7 @@ def schedule_retry(ctx: EngineContext, job_id: str, pending: list[PendingEvent] 
         return
     due = time.time() + policy.backoff.delay(record.attempt)
     ctx.store.update_job(ctx.cluster_name, job_id, next_retry_at=due)
-    data = {"due_at": due, "attempt": record.attempt + 1}
+    data: dict[str, Any] = {"due_at": due, "attempt": record.attempt + 1}
     if pending is not None:
         pending.append(PendingEvent(job_id, None, None, EventType.JOB_RETRYING, data))
     else:

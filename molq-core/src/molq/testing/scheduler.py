@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ class SchedulerConformance:
         return str(tmp_path)
 
     @pytest.fixture
-    def store(self, tmp_path: Any) -> JobStore:
+    def store(self, tmp_path: Any) -> Iterator[JobStore]:
         store = JobStore(f"sqlite:///{tmp_path}/conformance-jobs.db")
         yield store
         store.close()
