@@ -13,7 +13,7 @@ that a crash left behind. Retries are scheduled (a due time in the store), never
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from molq.engine import refresh as _refresh
 from molq.engine import submit as _submit
 from molq.engine.context import EngineContext
 from molq.engine.prepare import JobRequest
-from molq.errors import ConfigError
+from molq.errors import ConfigError, MolqError
 from molq.events import EventBus, EventType
 from molq.model import (
     JobDependency,
@@ -52,8 +52,12 @@ class JobHandle:
     """What :meth:`Submitor.submit_job` returns. ``job_id`` is the root id of the retry family;
     ``status()``, ``refresh()`` and ``wait()`` follow the latest attempt."""
 
-    def __init__(self, submitor: Submitor, job_id: str, scheduler_job_id: str | None) -> None:
+    def __init__(self, submitor: Submitor, job_id: str, scheduler_job_id: str | None,
+                 error: MolqError | None = None) -> None:
         self._submitor = submitor
+        #: Why the submission failed (:meth:`Submitor.submit_jobs` only; the job is recorded
+        #: FAILED, or left for adoption when the scheduler may have it). None otherwise.
+        self.error = error
         self.job_id = job_id
         self.cluster_name = submitor.cluster_name
         self.scheduler = submitor.target.scheduler
@@ -269,6 +273,23 @@ class Submitor:
         )
         record, sid = _submit.submit(self._ctx, request)
         return JobHandle(self, record.root_job_id, sid)
+
+    def submit_jobs(self, jobs: Iterable[Mapping[str, Any]], *, concurrency: int | None = None) -> list[JobHandle]:
+        """Submit many jobs, each given as the keywords of :meth:`submit_job`; handles in order.
+
+        Everything is validated before anything is stored (a :class:`ConfigError` names the
+        job), every job is recorded before its scheduler call, and the calls run
+        ``concurrency`` at a time (default 4). A failed submission fails only its own job: its
+        handle's ``error`` says why, and its record is FAILED.
+        """
+        requests = []
+        for index, kwargs in enumerate(jobs):
+            try:
+                requests.append(JobRequest(**kwargs))
+            except TypeError as exc:
+                raise ConfigError(f"job {index + 1}: {exc}") from None
+        results = _submit.submit_many(self._ctx, requests, concurrency=concurrency)
+        return [JobHandle(self, record.root_job_id, sid, error) for record, sid, error in results]
 
     def render_job_script(self, **submit_kwargs: Any) -> str:
         """The job script :meth:`submit_job` would hand the scheduler for the same keywords,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
@@ -17,6 +19,7 @@ from molq.engine.faults import crash_point
 from molq.engine.prepare import JobRequest, prepare
 from molq.errors import (
     ConfigError,
+    MolqError,
     SchedulerError,
     SubmissionUncertainError,
     SubmitError,
@@ -27,7 +30,7 @@ from molq.model import JobRecord, JobSpec, JobState
 
 log = logging.getLogger("molq.engine")
 
-__all__ = ["submit", "launch", "render"]
+__all__ = ["submit", "submit_many", "launch", "render", "DEFAULT_CONCURRENCY"]
 
 
 def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | None]:
@@ -41,6 +44,49 @@ def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | No
     record = ctx.store.insert_job(sub.values, sub.dependencies, reason="submitted")
     crash_point("submit:after-insert")
     return record, launch(ctx, record, sub.spec)
+
+
+#: Submissions one bulk call runs at once on a cluster, unless told otherwise.
+DEFAULT_CONCURRENCY = 4
+
+
+def submit_many(
+    ctx: EngineContext, requests: Sequence[JobRequest], *, concurrency: int | None = None
+) -> list[tuple[JobRecord, str | None, MolqError | None]]:
+    """Submit several jobs: every request is validated before anything is stored, every job is
+    recorded (one transaction) before any scheduler call, then the scheduler calls run with a
+    bounded concurrency. One failed submission fails only its own job (its error is returned
+    beside its record); nothing is submitted twice. Results are in the order given."""
+    subs = []
+    for index, request in enumerate(requests):
+        try:
+            subs.append(prepare(ctx, request))
+        except ConfigError as exc:
+            raise ConfigError(f"job {index + 1} of {len(requests)}: {exc}") from None
+    records = []
+    with ctx.store.batch():
+        for sub in subs:
+            reason = f"held by molq: {sub.held}" if sub.held is not None else "submitted"
+            records.append(ctx.store.insert_job(sub.values, sub.dependencies, reason=reason))
+    crash_point("submit:after-insert")
+    results: list[tuple[JobRecord, str | None, MolqError | None]] = [(r, None, None) for r in records]
+    todo = [i for i, sub in enumerate(subs) if sub.held is None]
+
+    def one(i: int) -> tuple[int, str | None, MolqError | None]:
+        try:
+            return i, launch(ctx, records[i], subs[i].spec), None
+        except MolqError as exc:  # recorded on the job by launch (FAILED, or left to adoption)
+            return i, None, exc
+
+    workers = max(1, min(concurrency or DEFAULT_CONCURRENCY, len(todo) or 1))
+    if workers == 1:
+        done = [one(i) for i in todo]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="molq-submit") as pool:
+            done = list(pool.map(one, todo))
+    for i, sid, error in done:
+        results[i] = (records[i], sid, error)
+    return results
 
 
 def render(ctx: EngineContext, request: JobRequest) -> str:
