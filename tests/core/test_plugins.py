@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 from molq import Cluster, ConfigError, PluginNotFoundError
 from molq.errors import PluginError
 from molq.hookspecs import hookimpl
@@ -126,13 +125,13 @@ def test_entry_points_broken_blocked_and_duplicates(tmp_path):
     out = _run_in(site, code)
     assert out.returncode == 0, out.stderr
     assert "toy-ok ShellScheduler" in out.stdout
-    lines = {l.split()[1]: l for l in out.stdout.splitlines() if l.startswith("INFO")}
+    lines = {line.split()[1]: line for line in out.stdout.splitlines() if line.startswith("INFO")}
     assert "molq-broken True False" in lines["broken"]
     assert "missing libfoo" in lines["broken"]
     assert "plugin API 99" in lines["future"]
     blocked = _run_in(site, code.replace('Cluster("t", "toy")', 'None').replace(
         'print("toy-ok", type(c.scheduler_impl).__name__)', ''), MOLQ_BLOCK_PLUGINS="toy,molq-broken")
-    blines = {l.split()[1]: l for l in blocked.stdout.splitlines() if l.startswith("INFO")}
+    blines = {line.split()[1]: line for line in blocked.stdout.splitlines() if line.startswith("INFO")}
     assert "False True" in blines["toy"] and "False True" in blines["broken"]
     gone = _run_in(site, 'from molq import Cluster\nCluster("t", "toy")', MOLQ_BLOCK_PLUGINS="toy")
     assert gone.returncode != 0 and "pip install molq-toy" in gone.stderr

@@ -92,7 +92,7 @@ class _Kind:
 
 
 def _conflict_message(kind: str, name: str, providers: Iterable[Provided[Any]], what: str = "") -> str:
-    names = [p.describe() for p in providers]
+    names = sorted(p.describe() for p in providers)
     listed = ", ".join(names[:-1]) + " and " + names[-1]
     return (f"{what or kind.replace('_', ' ')} {name!r} is provided by {len(names)} plugins: {listed}; "
             f"it is disabled until one is uninstalled or blocked with {BLOCK_ENV}")
@@ -249,9 +249,9 @@ class PluginManager:
     @staticmethod
     def _note_conflict(notes: dict[str, tuple[set[str], set[str], list[str]]],
                        providers: Iterable[Provided[Any]], message: str) -> None:
+        log.warning("%s", message)
         for provided in providers:
             notes[provided.plugin][1].add(message)
-            log.warning("%s", message)
 
     # -- lookups -----------------------------------------------------------------------------
     def provider(self, kind: str, name: str) -> Provided[Any]:
