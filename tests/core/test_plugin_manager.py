@@ -77,6 +77,24 @@ def test_a_third_party_hook_wrapper_runs_as_a_wrapper_and_discovery_still_works(
     assert Cluster("w", "local").scheduler == "local"
 
 
+class _BrokenWrapper:
+    @hookimpl(wrapper=True)
+    def molq_register_schedulers(self) -> Generator[None, list[Any], list[Any]]:
+        raise RuntimeError("wrapper bug")
+        yield  # pragma: no cover
+
+
+def test_a_wrapper_that_raises_is_set_aside_and_blamed_alone() -> None:
+    good = _NewStyleWrapper()
+    pm = _manager((_Schedulers("alpha"), "alpha", "molq-alpha"), (_BrokenWrapper(), "buggy", "molq-buggy"),
+                  (good, "spy2", "molq-spy2"))
+    assert set(pm.schedulers()) == {"local", "alpha"}
+    infos = {i.name: i for i in pm.plugin_infos()}
+    assert "wrapper bug" in (infos["buggy"].error or "")
+    assert infos["spy2"].error is None and infos["alpha"].error is None and infos["molq-core"].error is None
+    assert good.seen  # the working wrapper still ran
+
+
 def test_each_registration_knows_which_plugin_and_distribution_provided_it() -> None:
     pm = _manager((_Schedulers("alpha", "beta"), "ab", "molq-ab"))
     local = pm.provider("scheduler", "local")

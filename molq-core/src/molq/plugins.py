@@ -184,20 +184,43 @@ class PluginManager:
     def _call_each(self, hook_name: str) -> Iterable[tuple[str, list[Any] | BaseException]]:
         """Call ``hook_name`` through pluggy once per plugin that implements it (wrappers
         excluded: they wrap every call), yielding (plugin name, its registrations or the
-        exception it raised)."""
+        exception it raised). A wrapper that raises is set aside and reported under its own
+        plugin's name, so it cannot hide every other plugin's registrations."""
         hook = getattr(self._pm.hook, hook_name)
         impls = [i for i in hook.get_hookimpls() if not (i.hookwrapper or i.wrapper)]
         providers = [i.plugin for i in impls]
+        wrappers = {i.plugin_name: i.plugin for i in hook.get_hookimpls()
+                    if (i.hookwrapper or i.wrapper) and i.plugin not in providers}
+        broken: dict[str, BaseException] = {}
         for impl in impls:
             others = [p for p in providers if p is not impl.plugin]
-            caller = self._pm.subset_hook_caller(hook_name, remove_plugins=others)
-            try:
-                # Hooks may be generators: they run while their results are iterated.
-                items = [item for result in caller() for item in (result or ())]
-            except Exception as exc:  # noqa: BLE001 - one plugin's failure stays its own
-                yield impl.plugin_name, exc
-                continue
-            yield impl.plugin_name, items
+            outcome = self._call_one(hook_name, others + [wrappers[n] for n in broken])
+            if isinstance(outcome, BaseException) and len(broken) < len(wrappers):
+                outcome = self._without_broken_wrapper(hook_name, others, wrappers, broken, outcome)
+            yield impl.plugin_name, outcome
+        yield from broken.items()
+
+    def _without_broken_wrapper(self, hook_name: str, others: list[Any], wrappers: dict[str, Any],
+                                broken: dict[str, BaseException], failure: BaseException) -> list[Any] | BaseException:
+        """Find the wrapper that made a call fail: the call succeeds once it is left out (or,
+        failing that, once all wrappers are). Returns the call's result, or ``failure``."""
+        unknown = [n for n in wrappers if n not in broken]
+        for suspects in [[n] for n in unknown] + ([unknown] if len(unknown) > 1 else []):
+            left_out = others + [wrappers[n] for n in [*broken, *suspects]]
+            outcome = self._call_one(hook_name, left_out)
+            if not isinstance(outcome, BaseException):
+                for name in suspects:
+                    broken[name] = failure
+                return outcome
+        return failure
+
+    def _call_one(self, hook_name: str, without: list[Any]) -> list[Any] | BaseException:
+        caller = self._pm.subset_hook_caller(hook_name, remove_plugins=without)
+        try:
+            # Hooks may be generators: they run while their results are iterated.
+            return [item for result in caller() for item in (result or ())]
+        except Exception as exc:  # noqa: BLE001 - one plugin's failure stays its own
+            return exc
 
     def _collect(self, kind: str) -> _Kind:
         self.load()
