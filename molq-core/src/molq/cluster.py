@@ -49,18 +49,25 @@ def _named_transport(name: str, options: dict[str, Any]) -> Transport:
         if options:
             raise ConfigError(f"the {name!r} transport takes no options, got {', '.join(sorted(options))}")
     elif attrs.has(options_type):
-        known = {f.name for f in attrs.fields(options_type)}
+        fields = attrs.fields(options_type)
+        known = {f.name for f in fields}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(
                 f"unknown transport option(s) {', '.join(map(repr, unknown))} for transport {name!r}; "
                 f"known: {', '.join(sorted(known)) or 'none'}"
             )
-        from molq import serde
-
-        # Values are checked by the options class itself (converters, validators) before
-        # the factory runs; the factory keeps its keyword contract.
-        serde.structure(options, options_type, what=f"transport_options for {name!r}")
+        missing = [f.name for f in fields if f.default is attrs.NOTHING and f.init and f.name not in options]
+        if missing:
+            raise ConfigError(f"transport {name!r} needs the option(s) {', '.join(map(repr, missing))}")
+        # The options class checks the values itself (converters, validators) before the
+        # factory runs; built directly, without cattrs, to keep Cluster construction cheap.
+        try:
+            options_type(**options)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid transport_options for {name!r}: {exc}") from exc
     return plugin.factory(**options)
 
 
