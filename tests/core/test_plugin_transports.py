@@ -18,7 +18,8 @@ from molq import Cluster, ConfigError, JobExecution, JobState, PluginNotFoundErr
 from molq.hookspecs import hookimpl
 from molq.plugin_types import TransportPlugin
 from molq.plugins import get_plugin_manager
-from molq.transport import BaseTransport, CommandResult
+from molq.testing import TransportConformance
+from molq.transport import BaseTransport, CommandResult, Transport
 
 
 def _absolute(_inst: Any, _attr: Any, value: str) -> None:
@@ -178,3 +179,18 @@ def test_a_profile_chooses_a_transport_by_name(audited: None, tmp_path: Path) ->
                       f'[profiles.box.transport_options]\naudit_log = "{log}"\n')
     cluster = Cluster.from_profile("box", config_path=config)
     assert isinstance(cluster.transport, AuditedTransport)
+
+
+class TestAuditedTransportConformance(TransportConformance):
+    """The test's third-party transport, built by name, passes molq's transport kit."""
+
+    @pytest.fixture
+    def transport(self, audited: None, tmp_path: Path) -> Transport:
+        return Cluster("box", transport="audited",
+                       transport_options={"audit_log": str(tmp_path / "audit.jsonl")}).transport
+
+    @pytest.fixture
+    def remote_dir(self, tmp_path: Path) -> str:
+        d = tmp_path / "remote"
+        d.mkdir()
+        return str(d)
