@@ -168,12 +168,14 @@ class _WrongType:
 
 def test_a_failing_or_malformed_hook_costs_only_its_own_plugin() -> None:
     pm = _manager((_Raises(), "bad", "molq-bad"), (_WrongType(), "odd", "molq-odd"),
-                  (_Schedulers("alpha"), "alpha", "molq-alpha"))
-    assert set(pm.schedulers()) == {"local", "alpha", "fine"}
+                  (_Schedulers("alpha"), "alpha", "molq-alpha"), (_Schedulers("echo", "echo"), "echo", "molq-echo"))
+    assert set(pm.schedulers()) == {"local", "alpha", "fine", "echo"}
     infos = {i.name: i for i in pm.plugin_infos()}
     assert infos["bad"].error is not None and "cannot find libsched.so" in infos["bad"].error
     assert infos["odd"].error is not None and "returned str; expected SchedulerPlugin" in infos["odd"].error
     assert infos["alpha"].error is None
+    # One plugin naming the same thing twice is its own mistake, not a conflict with itself.
+    assert "yielded scheduler 'echo' twice" in (infos["echo"].error or "") and infos["echo"].conflicts == ()
 
 
 def test_install_hints_follow_the_naming_convention_without_a_table_in_core() -> None:

@@ -246,6 +246,9 @@ class PluginManager:
                         errors.append(msg)
                         continue
                     item_name = cast(_Named, item).name
+                    if f"{kind}:{item_name}" in provides:
+                        errors.append(f"{hook_name} yielded {kind} {item_name!r} twice; the first one is used")
+                        continue
                     provides.add(f"{kind}:{item_name}")
                     found.setdefault(item_name, []).append(
                         Provided(item, plugin_name, info.distribution, info.version))
