@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 from molq import Cluster, ConfigError, PluginNotFoundError
 from molq.errors import PluginError
 from molq.hookspecs import hookimpl
@@ -126,13 +125,53 @@ def test_entry_points_broken_blocked_and_duplicates(tmp_path):
     out = _run_in(site, code)
     assert out.returncode == 0, out.stderr
     assert "toy-ok ShellScheduler" in out.stdout
-    lines = {l.split()[1]: l for l in out.stdout.splitlines() if l.startswith("INFO")}
+    lines = {line.split()[1]: line for line in out.stdout.splitlines() if line.startswith("INFO")}
     assert "molq-broken True False" in lines["broken"]
     assert "missing libfoo" in lines["broken"]
     assert "plugin API 99" in lines["future"]
     blocked = _run_in(site, code.replace('Cluster("t", "toy")', 'None').replace(
         'print("toy-ok", type(c.scheduler_impl).__name__)', ''), MOLQ_BLOCK_PLUGINS="toy,molq-broken")
-    blines = {l.split()[1]: l for l in blocked.stdout.splitlines() if l.startswith("INFO")}
+    blines = {line.split()[1]: line for line in blocked.stdout.splitlines() if line.startswith("INFO")}
     assert "False True" in blines["toy"] and "False True" in blines["broken"]
     gone = _run_in(site, 'from molq import Cluster\nCluster("t", "toy")', MOLQ_BLOCK_PLUGINS="toy")
     assert gone.returncode != 0 and "pip install molq-toy" in gone.stderr
+
+
+_TWIN = """
+    from molq.hookspecs import hookimpl
+    from molq.plugin_types import SchedulerPlugin
+
+    def factory(transport, options):
+        from molq.local import ShellScheduler
+        return ShellScheduler(transport)
+
+    @hookimpl
+    def molq_register_schedulers():
+        yield SchedulerPlugin(name="twin", factory=factory)
+        yield SchedulerPlugin(name="{extra}", factory=factory)
+"""
+
+
+def test_two_distributions_sharing_a_name_through_entry_points(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_fake_dist(site, "molq-twin-a", _TWIN.format(extra="solo-a"), "twin_a")
+    _install_fake_dist(site, "molq-twin-b", _TWIN.format(extra="solo-b"), "twin_b")
+    out = _run_in(site, """
+        from molq import Cluster
+        from molq.errors import PluginError
+        print("solo", type(Cluster("t", "solo-a").scheduler_impl).__name__, Cluster("t", "solo-b").scheduler)
+        try:
+            Cluster("t", "twin")
+        except PluginError as exc:
+            print("twin-error", exc)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "solo ShellScheduler solo-b" in out.stdout
+    assert ("twin-error scheduler 'twin' is provided by 2 plugins: molq-twin-a (plugin twin_a) and "
+            "molq-twin-b (plugin twin_b)") in out.stdout
+    listing = subprocess.run([sys.executable, "-m", "molq", "plugins"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, PYTHONPATH=str(site)))
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr
+    for plugin in ("twin_a", "twin_b"):
+        assert f"{plugin}: scheduler 'twin' is provided by 2 plugins: molq-twin-a" in listing.stderr

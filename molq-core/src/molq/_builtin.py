@@ -6,18 +6,20 @@ They register through the same hooks as third-party plugins.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from molq.hookspecs import hookimpl
 from molq.plugin_types import SchedulerPlugin, StorePlugin, TransportPlugin
 
+if TYPE_CHECKING:
+    from molq.scheduler import Scheduler
+    from molq.transport import Transport
 
-def _local_scheduler(transport: Any, options: Any) -> Any:
+
+def _local_scheduler(transport: Transport, options: Any, /) -> Scheduler:
     from molq.local import make_local_scheduler
 
     return make_local_scheduler(transport, options)
-
-
 
 
 @hookimpl
@@ -32,11 +34,13 @@ def molq_register_schedulers() -> Iterator[SchedulerPlugin]:
     )
 
 
-def _local_transport(**options: Any) -> Any:
+def _local_transport(**options: Any) -> Transport:
+    from molq.errors import ConfigError
     from molq.transport import LocalTransport
 
+    # Cluster refuses options first (no options_type); this guards direct calls.
     if options:
-        raise TypeError(f"the local transport takes no options, got {sorted(options)}")
+        raise ConfigError(f"the 'local' transport takes no options, got {', '.join(sorted(options))}")
     return LocalTransport()
 
 
@@ -45,7 +49,7 @@ def molq_register_transports() -> Iterator[TransportPlugin]:
     yield TransportPlugin(name="local", factory=_local_transport, description="this machine")
 
 
-def _sql_store(url: str) -> Any:
+def _sql_store(url: str, /) -> Any:
     from molq.store import JobStore
 
     return JobStore(url)

@@ -9,6 +9,8 @@ import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from molq.errors import ConfigError
 from molq.model import QueueEntry
 from molq.plugins import get_plugin_manager
@@ -38,12 +40,46 @@ def _build_options(options_type: type | None, options: Any, scheduler: str) -> A
     )
 
 
+def _named_transport(name: str, options: dict[str, Any]) -> Transport:
+    """Build the transport plugin ``name`` after checking ``options`` against its
+    ``options_type`` the way scheduler options are checked."""
+    plugin = get_plugin_manager().get_transport(name)
+    options_type = plugin.options_type
+    if options_type is None:
+        if options:
+            raise ConfigError(f"the {name!r} transport takes no options, got {', '.join(sorted(options))}")
+    elif attrs.has(options_type):
+        fields = attrs.fields(options_type)
+        known = {f.name for f in fields}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown transport option(s) {', '.join(map(repr, unknown))} for transport {name!r}; "
+                f"known: {', '.join(sorted(known)) or 'none'}"
+            )
+        missing = [f.name for f in fields if f.default is attrs.NOTHING and f.init and f.name not in options]
+        if missing:
+            raise ConfigError(f"transport {name!r} needs the option(s) {', '.join(map(repr, missing))}")
+        # The options class checks the values itself (converters, validators) before the
+        # factory runs; built directly, without cattrs, to keep Cluster construction cheap.
+        try:
+            options_type(**options)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid transport_options for {name!r}: {exc}") from exc
+    return plugin.factory(**options)
+
+
 class Cluster:
     """Where jobs go: a scheduler kind (``"local"``, ``"slurm"``, ``"pbs"``, ``"lsf"``...) bound to
-    a transport (this machine, or ``host=`` over SSH with molq-ssh).
+    a transport: this machine, a transport plugin chosen by name (``transport="<name>"`` with
+    its ``transport_options``), a ready-made Transport object, or ``host=``, which is shorthand
+    for ``transport="ssh"`` with that host (molq-ssh).
 
     >>> Cluster("laptop")                       # doctest: +SKIP
     >>> Cluster("hpc", "slurm", host="login1")  # doctest: +SKIP
+    >>> Cluster("hpc", "slurm", transport="mytransport", transport_options={"gateway": "gw"})  # doctest: +SKIP
     """
 
     def __init__(
@@ -52,7 +88,7 @@ class Cluster:
         scheduler: str = "local",
         *,
         host: str | None = None,
-        transport: Transport | None = None,
+        transport: Transport | str | None = None,
         scheduler_options: Any = None,
         transport_options: dict[str, Any] | None = None,
     ) -> None:
@@ -60,29 +96,49 @@ class Cluster:
             raise ConfigError(f"a cluster needs a non-empty name, got {name!r}")
         if not isinstance(scheduler, str) or not scheduler.strip():
             raise ConfigError(f"scheduler must be a name such as 'local' or 'slurm', got {scheduler!r}")
-        if host is not None and transport is not None:
-            raise ConfigError("Cluster: pass either host= or transport=, not both")
+        if transport_options is not None and not isinstance(transport_options, dict):
+            raise ConfigError(f"transport_options must be a dict, got {type(transport_options).__name__}")
         pm = get_plugin_manager()
         self._plugin = pm.get_scheduler(scheduler)
-        if transport is None:
+        options = dict(transport_options or {})
+        transport_name: str | None
+        if transport is not None and not isinstance(transport, str):
             if host is not None:
-                transport = pm.get_transport("ssh").factory(host=host, **(transport_options or {}))
-            else:
-                if transport_options:
-                    raise ConfigError("transport_options need host= (an SSH destination)")
+                raise ConfigError("Cluster: pass either host= or a Transport object, not both")
+            transport_name = None
+        else:
+            if isinstance(transport, str) and not transport.strip():
+                raise ConfigError("transport must be a transport name such as 'ssh', got an empty string")
+            transport_name = transport or ("ssh" if host is not None else None)
+            if host is not None:
+                if options.get("host", host) != host:
+                    raise ConfigError(f"Cluster: host={host!r} and transport_options host="
+                                      f"{options['host']!r} disagree")
+                options["host"] = host
+            if transport_name is None:
+                if options:
+                    raise ConfigError("transport_options need host= (an SSH destination) or transport= "
+                                      "(a transport name)")
                 from molq.transport import LocalTransport
 
-                transport = LocalTransport()
+                transport_name, transport = "local", LocalTransport()
+            else:
+                transport = _named_transport(transport_name, options)
+        # host travels apart from the other options (target records, repr), whichever way it came.
+        host = options.pop("host", host)
         self._name = name
         self._scheduler = scheduler
         self._host = host
-        self._transport = transport
+        self._transport: Transport = transport
+        self._transport_name = transport_name
         self._options = _build_options(self._plugin.options_type, scheduler_options, scheduler)
-        self._transport_options = dict(transport_options or {})
+        self._transport_options = options
         self._impl: Scheduler | None = None
 
     def __repr__(self) -> str:
         where = f", host={self._host!r}" if self._host else ""
+        if self._transport_name not in (None, "local", "ssh"):
+            where += f", transport={self._transport_name!r}"
         return f"Cluster({self._name!r}, {self._scheduler!r}{where})"
 
     @property
@@ -100,6 +156,17 @@ class Cluster:
     @property
     def transport(self) -> Transport:
         return self._transport
+
+    @property
+    def transport_name(self) -> str | None:
+        """The transport plugin's name (``"local"``, ``"ssh"``...), or None for a Transport
+        object passed in directly."""
+        return self._transport_name
+
+    @property
+    def transport_options(self) -> dict[str, Any]:
+        """The options the transport was built with (``host`` aside)."""
+        return dict(self._transport_options)
 
     @property
     def scheduler_options(self) -> Any:
@@ -136,24 +203,30 @@ class Cluster:
         options = target.get("scheduler_options")
         if isinstance(options, dict):
             options = {k: v for k, v in options.items() if v is not None}
+        # Rows written before transports had names carry none: host= then means ssh.
+        transport = target.get("transport")
         return cls(
             name,
             target.get("scheduler", "local"),
             host=target.get("host"),
+            transport=transport if transport not in (None, "local") else None,
             scheduler_options=options or None,
             transport_options=target.get("transport_options") or None,
         )
 
     @classmethod
     def from_profile(cls, profile_name: str, *, config_path: str | Path | None = None) -> Cluster:
-        """The destination half of a profile: scheduler, host and scheduler options."""
+        """The destination half of a profile: scheduler, transport (or host) and their options."""
         from molq.config import load_profile
 
         profile = load_profile(profile_name, config_path)
+        # ``transport = "<name>"`` in a profile names a transport plugin, as transport= does.
+        transport = getattr(profile, "transport", None)
         return cls(
             profile.effective_cluster_name,
             profile.scheduler,
             host=profile.host,
+            transport=transport or None,
             scheduler_options=profile.scheduler_options or None,
             transport_options=profile.transport_options or None,
         )
@@ -219,8 +292,6 @@ class Project(Workspace):
 
     def submit_job(self, submitor: Submitor, **kwargs: Any) -> JobHandle:
         """``submitor.submit_job(**kwargs)`` with the working directory set to this project."""
-        import attrs
-
         from molq.model import JobExecution
 
         if submitor.target is not self.cluster:

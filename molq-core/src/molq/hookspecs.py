@@ -8,6 +8,9 @@ A plugin is a module (or object) named by an entry point in the ``molq`` group::
 and implements one or more of the hooks below with ``@molq.hookimpl``. Each hook returns an
 iterable of small registration objects from :mod:`molq.plugin_types`. Import heavy modules
 inside the factories, not at module import, so that discovering plugins stays cheap.
+
+molq calls each hook through pluggy once per plugin that implements it, so hook wrappers
+(``@hookimpl(wrapper=True)`` or ``hookwrapper=True``) of other plugins see every call.
 """
 
 from __future__ import annotations
@@ -51,13 +54,15 @@ def molq_register_schedulers() -> Iterable[SchedulerPlugin]:  # type: ignore[emp
 
 @hookspec
 def molq_register_transports() -> Iterable[TransportPlugin]:  # type: ignore[empty-body]
-    """Transports this plugin provides (how commands and files reach a cluster).
+    """Transports this plugin provides (how commands and files reach a cluster), chosen with
+    ``Cluster(..., transport="<name>")`` or ``transport = "<name>"`` in a profile.
 
-    Example::
+    ``transport_options`` are checked against ``options_type`` (an attrs class) before
+    ``factory(**transport_options)`` runs. Example::
 
         @hookimpl
         def molq_register_transports():
-            yield TransportPlugin(name="ssh", factory=lambda host, **kw: SshTransport(...))
+            yield TransportPlugin(name="gateway", factory=make_gateway, options_type=GatewayOptions)
     """
 
 

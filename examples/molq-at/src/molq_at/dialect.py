@@ -1,7 +1,9 @@
 """The ``at`` dialect: command lines for ``at``/``atq``/``atrm`` and parsers of their output.
 
-Pure: no I/O. :class:`~molq_at.scheduler.AtScheduler` (the shared batch runner plus two
-at-specific operations) runs the command lines through the cluster's transport.
+Pure: no I/O. molq's shared batch runner (:class:`molq.batch.BatchScheduler`) runs the command
+lines through the cluster's transport; the two things at does differently from the usual batch
+system are dialect hooks too: cancelling needs the job directories (:meth:`AtDialect.cancel_argv_for`)
+and atq cannot filter by user (``queue_filters_user_itself = False``).
 
 How a job runs. ``at -f job.sh`` copies the script's *text* into at's spool; atd later feeds
 that text to ``/bin/sh`` on standard input, inside atd's own process group. Two things follow:
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from molq import wrapper
 from molq.batch import BatchDialect
 from molq.errors import ConfigError, SchedulerError, SubmitError
+from molq.evidence import CancelOutcome
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
@@ -36,12 +39,14 @@ from molq.model import (
     SchedulerCapabilities,
     SchedulerStatus,
 )
+from molq.scheduler import TrackedJob
 from molq.transport import CommandResult
 
 from molq_at.options import AtOptions
 from molq_at.states import RUNNING_QUEUE, map_state
 
-__all__ = ["AtDialect", "AtqRow", "parse_atq", "CAPABILITIES", "CANCEL_SCRIPT", "ADOPT_SCRIPT"]
+__all__ = ["AtDialect", "AtqRow", "parse_atq", "atrm_outcome", "CAPABILITIES", "CANCEL_SCRIPT", "CANCEL_FINDINGS",
+           "ADOPT_SCRIPT"]
 
 #: What at can honour. It has no resources, partitions, accounts, limits or dependencies; the
 #: environment, the working directory and the output files are molq's wrapper's business.
@@ -56,35 +61,47 @@ CAPABILITIES = SchedulerCapabilities(
 _SUBMITTED_RE = re.compile(r"^job (\d+) at ", re.MULTILINE)
 # atq: "<id>\t<date> <queue> <user>"; with `-o %s` the date is epoch seconds.
 _ATQ_RE = re.compile(r"^(\d+)\t(\S+) (\S) (\S+)$")
+# atrm's answers (at 3.2.5): an id it has no spool file for, and a job it removes while it runs.
+_ATRM_UNKNOWN_RE = re.compile(r"Cannot find jobid \S+")
+_ATRM_RUNNING = "Warning: deleting running job"
 # Failures worth another try: at takes a lock on its spool and may time out waiting for it.
 _TRANSIENT_MARKERS = ("resource temporarily unavailable",)
 
 #: Cancel, as one shell program (``sh -c``); arguments: atrm, grace seconds, then pairs of
 #: (at job id, job directory). Ids and directories arrive as positional parameters: nothing
-#: the user chose is ever part of the program text.
+#: the user chose is ever part of the program text. For each pair it prints one line,
+#: ``<id> TAB <atrm's exit status> TAB <what was found> TAB <atrm's message>``, which
+#: :meth:`AtDialect.parse_cancel` reads; "what was found" is one of :data:`CANCEL_FINDINGS`.
 # --8<-- [start:cancel]
 CANCEL_SCRIPT = r"""
 atrm=$1 grace=$2; shift 2
 leaders=
+report() { printf '%s\t%s\t%s\t%s\n' "$sid" "$rc" "$1" "$(printf '%s' "$out" | tr '\t\n' '  ')"; }
 while [ "$#" -ge 2 ]; do
     sid=$1 dir=${2%/}; shift 2
     # A waiting job: atrm removes it and it never runs. A running job: atrm only drops it
     # from the spool ("Warning: deleting running job"); its processes have to be signalled.
-    out=$("$atrm" "$sid" 2>&1)
-    [ -e "$dir/exit_code" ] && continue
+    out=$("$atrm" "$sid" 2>&1); rc=$?
+    if [ -z "$dir" ]; then report no-directory; continue; fi
+    if [ -e "$dir/exit_code" ]; then report ended; continue; fi
     if [ ! -e "$dir/started" ]; then
-        case $out in *running*) ;; *) continue ;; esac
+        case $out in *running*) ;; *) report waiting; continue ;; esac
         # atd has just started it: give the wrapper a moment to record its pid.
         n=0
         while [ ! -e "$dir/started" ] && [ "$n" -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+        if [ ! -e "$dir/started" ]; then report not-started; continue; fi
     fi
     pid=$(cat "$dir/started" 2>/dev/null)
-    case $pid in ''|*[!0-9]*) continue ;; esac
+    case $pid in ''|*[!0-9]*) report no-leader; continue ;; esac
     # Only the job's own session leader: the pid must still run this job's job.sh.
     script=$(tr '\000' '\n' < "/proc/$pid/cmdline" 2>/dev/null | sed -n 2p)
-    [ "$script" = "$dir/job.sh" ] || continue
+    if [ "$script" != "$dir/job.sh" ]; then report no-leader; continue; fi
     # "-N" right after the signal names process group N (dash's kill accepts no "--").
-    kill -TERM "-$pid" 2>/dev/null && leaders="$leaders $pid"
+    if kill -TERM "-$pid" 2>/dev/null; then
+        leaders="$leaders $pid"; report signalled
+    else
+        report kill-failed
+    fi
 done
 [ -n "$leaders" ] || exit 0
 end=$(( $(date +%s) + grace ))
@@ -100,6 +117,18 @@ exit 0
 """
 # --8<-- [end:cancel]
 
+#: What the cancel program found for one job, and what that says about it. For ``waiting`` (the
+#: job never started) and ``no-directory`` it is atrm's own answer (:func:`atrm_outcome`).
+CANCEL_FINDINGS: dict[str, CancelOutcome | None] = {
+    "signalled": CancelOutcome.REQUESTED,      # SIGTERM (later SIGKILL) went to the job's session
+    "ended": CancelOutcome.ALREADY_ENDED,      # the wrapper had written its exit code
+    "no-leader": CancelOutcome.ALREADY_ENDED,  # its session leader is gone: it is ending on its own
+    "not-started": CancelOutcome.REFUSED,      # atd started it, but it never recorded a pid to signal
+    "kill-failed": CancelOutcome.REFUSED,      # the signal was refused: nothing was stopped
+    "waiting": None,
+    "no-directory": None,
+}
+
 #: Adoption, as one shell program; arguments: atq, at. Prints "<at id>\t<molq job id>" for
 #: every job in the spool that carries molq's "# molq job <id>" line.
 ADOPT_SCRIPT = r"""
@@ -111,6 +140,24 @@ printf '%s\n' "$list" | while read -r sid rest; do
 done
 exit 0
 """
+
+
+def atrm_outcome(returncode: int, message: str) -> CancelOutcome:
+    """What atrm's answer for one job says. Exit 0 (also for "Warning: deleting running
+    job"): it was removed from the spool. "Cannot find jobid N": at no longer has it, because
+    it ended (at keeps no finished jobs). Anything else ("N: Not owner", "You do not have
+    permission to use atrm.", "Cannot unlink ..."): refused.
+
+    >>> atrm_outcome(1, "Cannot find jobid 999")
+    <CancelOutcome.ALREADY_ENDED: 'already_ended'>
+    >>> atrm_outcome(1, "12: Not owner")
+    <CancelOutcome.REFUSED: 'refused'>
+    """
+    if returncode == 0:
+        return CancelOutcome.REQUESTED
+    unknown = _ATRM_UNKNOWN_RE.findall(message)
+    rest = _ATRM_UNKNOWN_RE.sub("", message).replace(_ATRM_RUNNING, "").strip()
+    return CancelOutcome.ALREADY_ENDED if unknown and not rest else CancelOutcome.REFUSED
 
 
 class AtqRow:
@@ -243,27 +290,59 @@ class AtDialect(BatchDialect):
 
     # -- cancel, queue, adoption -------------------------------------------------------------
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
-        """``atrm`` alone: removes waiting jobs only. :meth:`cancel_jobs_argv` also stops
-        running ones and is what :class:`~molq_at.scheduler.AtScheduler` uses."""
+        """``atrm`` alone: removes waiting jobs only. :meth:`cancel_argv_for` also stops
+        running ones and is what the runner uses."""
         return ["atrm", *scheduler_ids]
 
     def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
-        if result.returncode == 0:
-            return
-        problems = [
-            line for line in result.stderr.splitlines()
-            if line.strip() and not line.startswith("Cannot find jobid") and "running job" not in line
-        ]
-        if problems:
-            raise SchedulerError(f"at: atrm failed: {' '.join(problems)}", stderr=result.stderr)
+        """Raise when plain ``atrm`` (:meth:`cancel_argv`) refused: anything but "removed",
+        "deleting running job" or "Cannot find jobid"."""
+        if atrm_outcome(result.returncode, result.stderr + result.stdout) == CancelOutcome.REFUSED:
+            raise SchedulerError(f"at: atrm failed: {(result.stderr or result.stdout).strip()}",
+                                 stderr=result.stderr)
 
-    def cancel_jobs_argv(self, jobs: Sequence[tuple[str, str]]) -> list[str]:
-        """One command that cancels ``(at job id, job directory)`` pairs, running or not."""
+    # --8<-- [start:cancel-hooks]
+    def cancel_argv_for(self, jobs: Sequence[TrackedJob]) -> list[str]:
+        """One command that cancels the jobs, running or not: atrm, then for a running job
+        SIGTERM to its session (its leader's pid is in the job directory) and SIGKILL after
+        ``term_grace_seconds``."""
         argv = ["sh", "-c", CANCEL_SCRIPT, "molq-at-cancel", self.options.program("atrm"),
                 str(max(1, round(self.options.term_grace_seconds)))]
-        for sid, job_dir in jobs:
-            argv += [sid, job_dir]
+        for job in jobs:
+            if job.scheduler_job_id:
+                argv += [job.scheduler_job_id, job.job_dir or ""]
         return argv
+
+    def parse_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, CancelOutcome]:
+        """What the cancel program reported for each job. A job it printed no line for (the
+        program was cut short) gets no outcome: no evidence either way."""
+        wanted = set(scheduler_ids)
+        out: dict[str, CancelOutcome] = {}
+        for line in result.stdout.splitlines():
+            fields = line.split("\t", 3)
+            if len(fields) != 4 or fields[0] not in wanted or fields[2] not in CANCEL_FINDINGS:
+                continue
+            sid, rc, finding, message = fields
+            outcome = CANCEL_FINDINGS[finding]
+            if outcome is None:
+                outcome = atrm_outcome(int(rc) if rc.isdigit() else 1, message)
+                if finding == "waiting" and outcome == CancelOutcome.ALREADY_ENDED:
+                    # Never started (no pid recorded, no exit code) and gone from at's spool:
+                    # it was removed before it ran (by an earlier attempt of this very cancel,
+                    # or by hand) and can never run now. Calling it ended would leave a job
+                    # with no end to find.
+                    outcome = CancelOutcome.REQUESTED
+            out[sid] = outcome
+        if not out and result.returncode != 0:
+            raise SchedulerError(
+                f"at: cancel failed (exit {result.returncode}): {result.stderr.strip() or '(no output)'}",
+                stderr=result.stderr, command=list(result.argv),
+            )
+        return out
+
+    #: atq has no user filter (root sees every user's jobs): the runner keeps the user's own.
+    queue_filters_user_itself = False
+    # --8<-- [end:cancel-hooks]
 
     def queue_argv(self, user: str | None) -> list[str]:
         # atq has no user filter: root sees every user's jobs, others their own.
