@@ -169,9 +169,6 @@ def test_a_stored_target_rebuilds_the_named_transport(audited: None, tmp_path: P
         assert Cluster.from_target("box", {"scheduler": "local", "host": "login1"}).transport_name == "ssh"
 
 
-@pytest.mark.xfail(strict=True, raises=ConfigError,
-                   reason="MolqProfile (molq/config.py) has no `transport` key yet: the profile loader "
-                          "refuses it; Cluster.from_profile already reads it")
 def test_a_profile_chooses_a_transport_by_name(audited: None, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     config = tmp_path / "config.toml"

@@ -250,8 +250,6 @@ def test_cancel_command_carries_each_job_and_its_directory_once() -> None:
     assert list(zip(pairs[::2], pairs[1::2], strict=True)) == [(j.scheduler_job_id, j.job_dir) for j in jobs[:5]]
 
 
-@pytest.mark.xfail(strict=True, reason="BatchScheduler.cancel_many chunks by the ids' length only; the at "
-                                       "cancel command also carries each job's directory (needs a runner change)")
 def test_cancel_of_many_jobs_is_split_to_fit_the_command_line() -> None:
     transport = RecordingTransport()
     sched = build_scheduler(transport)  # type: ignore[arg-type]

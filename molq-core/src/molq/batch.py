@@ -166,6 +166,11 @@ class BatchDialect:
         needs more than the ids (e.g. the job directories); the default is :meth:`cancel_argv`."""
         return self.cancel_argv([j.scheduler_job_id for j in jobs if j.scheduler_job_id])
 
+    def cancel_cost(self, job: TrackedJob) -> int:
+        """Characters ``job`` adds to the cancel command line (to split big cancels); the
+        default counts its id. Override when :meth:`cancel_argv_for` adds more per job."""
+        return len(job.scheduler_job_id or "") + 1
+
     def cancel_line_is_refusal(self, line: str) -> bool:
         """Whether one output line of a cancel command that exited 0 says the cancel was refused
         (older scancel prints "Access/permission denied" with status 0)."""
@@ -270,6 +275,23 @@ class BatchDialect:
     def refine_exit(self, status: SchedulerStatus, from_file: SchedulerStatus) -> SchedulerStatus:
         """``status`` from accounting, corrected with the wrapper's exit-code file."""
         return status
+
+
+def _chunk_by_cost(jobs: Sequence[TrackedJob], dialect: BatchDialect) -> list[list[str]]:
+    """Scheduler ids of ``jobs`` in chunks whose cancel command fits the dialect's budget."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for job in jobs:
+        cost = dialect.cancel_cost(job)
+        if current and size + cost > dialect.max_command_chars:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(job.scheduler_job_id or "")
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _mentions(line: str, sid: str) -> bool:
@@ -634,7 +656,7 @@ class BatchScheduler(SchedulerBase):
         :class:`SchedulerError` when the cancel failed or was refused."""
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
         out: dict[str, CancelOutcome] = {}
-        for chunk in chunk_ids(list(by_sid), max_chars=self.dialect.max_command_chars):
+        for chunk in _chunk_by_cost(list(by_sid.values()), self.dialect):
             result = self.run(self.dialect.cancel_argv_for([by_sid[sid] for sid in chunk]))
             for sid, outcome in self.dialect.parse_cancel(result, chunk).items():
                 if sid in by_sid:

@@ -67,6 +67,8 @@ class MolqProfile:
     scheduler: str = "local"
     cluster_name: str | None = None
     host: str | None = None
+    #: A transport plugin by name (``host`` alone means ssh).
+    transport: str | None = None
     defaults: SubmitorDefaults | None = None
     scheduler_options: dict[str, Any] = attrs.field(factory=dict, converter=_opt_dict, hash=False)
     transport_options: dict[str, Any] = attrs.field(factory=dict, converter=_opt_dict, hash=False)

@@ -302,6 +302,10 @@ class AtDialect(BatchDialect):
                                  stderr=result.stderr)
 
     # --8<-- [start:cancel-hooks]
+    def cancel_cost(self, job: TrackedJob) -> int:
+        # The cancel command carries each job's id and its directory.
+        return len(job.scheduler_job_id or "") + len(job.job_dir) + 2
+
     def cancel_argv_for(self, jobs: Sequence[TrackedJob]) -> list[str]:
         """One command that cancels the jobs, running or not: atrm, then for a running job
         SIGTERM to its session (its leader's pid is in the job directory) and SIGKILL after

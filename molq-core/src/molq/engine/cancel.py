@@ -25,7 +25,7 @@ from molq.engine.decide import JobView
 from molq.engine.faults import crash_point
 from molq.engine.refresh import RefreshPass
 from molq.engine.retry import retry_pending, schedule_retry
-from molq.errors import MolqError
+from molq.errors import MolqError, SchedulerError
 from molq.evidence import CancelOutcome
 from molq.identity import host_identity as host_name
 from molq.model import JobRecord, JobState
@@ -127,6 +127,10 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
                 if outcomes.get(rec.job_id, CancelOutcome.REQUESTED) == CancelOutcome.REQUESTED:
                     ctx.store.update_job(ctx.cluster_name, rec.job_id, cancel_requested_at=requested_at)
         _confirm(ctx, to_cancel, confirm_seconds)
+        refused = [r.job_id for r in to_cancel if outcomes.get(r.job_id) == CancelOutcome.REFUSED]
+        if refused:
+            raise SchedulerError(f"the scheduler refused to cancel job(s) {', '.join(refused)}; "
+                                 f"they keep running")
     if unresolved:
         ids = ", ".join(r.job_id for r in unresolved)
         raise MolqError(

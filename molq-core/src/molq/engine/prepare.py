@@ -256,7 +256,8 @@ def target_json(ctx: EngineContext) -> str:
             "scheduler": target.scheduler,
             "host": target.host,
             "scheduler_options": serde.unstructure(options) if options is not None else None,
-            "transport_options": getattr(target, "_transport_options", None) or None,
+            "transport": target.transport_name,
+            "transport_options": target.transport_options or None,
         }, default=str)
         ctx.target_cache = cached
     return cached
