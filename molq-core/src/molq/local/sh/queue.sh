@@ -1,0 +1,24 @@
+# queue: no arguments. The running jobs (R sid pid cpus), jobs being started (C sid) and the
+# queued jobs in order with what each waits for (Q sid cpus verdict reason).
+umask 077
+for f in "$spool"/running/*; do
+    n=${f##*/}
+    if molq_entry "$f"; then printf 'R %s %s %s\n' "${n%%@*}" "$pid" "$cpus"; fi
+done
+for f in "$spool"/claimed/*; do
+    [ ! -f "$f" ] || printf 'C %s\n' "${f##*/}"
+done
+for f in "$spool"/queued/*; do
+    [ -f "$f" ] || continue
+    e=${f##*/}
+    molq_line "$f" || :
+    set -f
+    # shellcheck disable=SC2086
+    set -- $v
+    set +f
+    c=${1:-1}
+    case $c in '' | *[!0-9]*) c=1 ;; esac
+    [ $# = 0 ] || shift
+    molq_verdict "$@"
+    printf 'Q %s %s %s %s\n' "${e#*-}" "$c" "$verdict" "$why"
+done
