@@ -32,7 +32,7 @@ fi
 # with apt-get it is installed like the services' Debian packages (once; a failure only warns,
 # and the test then skips, or fails under CI=true).
 if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    # shellcheck source=services/lib.sh
+    # shellcheck disable=SC1091 # sourced from the repository root
     ( _svc_tag=bootstrap; . tests/services/lib.sh; apt_ensure shellcheck ) >&2 ||
         echo "bootstrap: could not install shellcheck" >&2
 fi
