@@ -48,8 +48,14 @@ def test_a_remote_pipeline_advances_with_nobody_polling(sshd: Sshd, control_dir:
     assert 0 <= b_start - a_end < 1.0
     s = Submitor(cluster)
     try:
-        finals = [r.state for r in s.watch_jobs(ids, timeout=60)]
-        assert finals == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED, JobState.SUCCEEDED]
+        records = s.watch_jobs(ids, timeout=60)
+        assert [r.state for r in records] == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED,
+                                              JobState.SUCCEEDED]
+        # Times from the wrapper on the remote host, not from when this refresh looked.
+        first = records[0]
+        assert first.started_at is not None and first.finished_at is not None
+        assert first.started_at >= first.submitted_at
+        assert abs(first.finished_at - a_end) < 0.5 and first.finished_at - first.started_at >= 0.9
         assert read_remote(transport, f"{remote_dir}/c_ran") is None
         assert s.scheduler.list_queue() == []
     finally:

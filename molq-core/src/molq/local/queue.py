@@ -102,11 +102,14 @@ def parse_queue(text: str) -> list[QueueEntry]:
         elif tag == "C" and parts[0]:
             running.append(QueueEntry(parts[0], state=JobState.QUEUED, raw_state="starting"))
         elif tag == "Q" and len(parts) >= 3:
-            sid, cpus, verdict = parts[0], parts[1], parts[2]
+            entry, cpus, verdict = parts[0], parts[1], parts[2]
             why = parts[3] if len(parts) > 3 else ""
             waits = {"ok": "waits for cores", "wait": f"waits for {why}",
                      "never": why or "can never start"}.get(verdict, verdict)
-            queued.append(QueueEntry(sid, state=JobState.QUEUED, raw_state=f"queued ({_cores(cpus)}): {waits}"))
+            ns = entry.split("-", 1)[0].rstrip("d")
+            queued.append(QueueEntry(entry_sid(entry), state=JobState.QUEUED,
+                                     raw_state=f"queued ({_cores(cpus)}): {waits}",
+                                     submit_time=int(ns) / 1e9 if ns.isdigit() else None))
     return running + queued
 
 

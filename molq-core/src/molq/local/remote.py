@@ -106,6 +106,19 @@ class ScriptSpool:
                 sid, name, value = (rest.split(" ", 2) + ["", ""])[:3]
                 if sid in facts and name in ("exit_code", "never_ran"):
                     facts[sid][name] = value + "\n"  # reported only once the line was complete
+            elif tag == "T":
+                mtime, _, path = rest.partition(" ")
+                head, _, name = path.rpartition("/")
+                sid = head.rpartition("/")[2].removesuffix(".dir")
+                key = {"started": "started_at", "exit_code": "finished_at"}.get(name)
+                if sid in facts and key is not None:
+                    try:
+                        facts[sid][key] = float(mtime)
+                    except ValueError:
+                        pass
+        for f in facts.values():
+            if f.get("exit_code") is None:
+                f.pop("finished_at", None)  # an exit code still being written
         return {sid: queue.status_from(queue.JobFacts(**f)) for sid, f in facts.items()}
 
     def cancel(self, sids: Sequence[str], grace: float, max_cpus: int) -> None:

@@ -1,5 +1,5 @@
 # queue: no arguments. The running jobs (R sid pid cpus), jobs being started (C sid) and the
-# queued jobs in order with what each waits for (Q sid cpus verdict reason).
+# queued jobs in order with what each waits for (Q entry cpus verdict reason).
 umask 077
 for f in "$spool"/running/*; do
     n=${f##*/}
@@ -20,5 +20,5 @@ for f in "$spool"/queued/*; do
     case $c in '' | *[!0-9]*) c=1 ;; esac
     [ $# = 0 ] || shift
     molq_verdict "$@"
-    printf 'Q %s %s %s %s\n' "${e#*-}" "$c" "$verdict" "$why"
+    printf 'Q %s %s %s %s\n' "$e" "$c" "$verdict" "$why"
 done
