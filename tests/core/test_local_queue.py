@@ -4,6 +4,7 @@ reports times the wrapper recorded. Real processes throughout; no mocks."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from molq import Cluster, JobExecution, JobResources, JobState, Submitor, wrapper
 from molq.errors import ConfigError
-from molq.local import ShellScheduler, scripts
+from molq.local import LocalSchedulerOptions, ShellScheduler, scripts
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
 
@@ -253,8 +254,7 @@ def _fill(directory: Path, name: str = "filler") -> None:
 
 def test_a_full_disk_never_starts_a_job_twice_and_an_unwritten_exit_code_is_no_evidence(small_fs, tmp_path):
     marker, go, release = tmp_path / "ran", tmp_path / "go", tmp_path / "release"
-    sched = ShellScheduler(options=__import__("molq.local", fromlist=["x"]).LocalSchedulerOptions(
-        max_cpus=1, spool_dir=str(small_fs / "spool")))
+    sched = ShellScheduler(options=LocalSchedulerOptions(max_cpus=1, spool_dir=str(small_fs / "spool")))
     dirs = {}
     jobs = []
     for name, cmd in (("blocker", f"while [ ! -e {go} ]; do sleep 0.02; done"),
@@ -344,3 +344,26 @@ def test_strings_the_scheduler_cannot_pass_faithfully_are_refused_before_anythin
     with pytest.raises(ConfigError, match="NUL|encoded"):
         s.submit_job(**bad)
     assert s.list_jobs(include_terminal=True) == []
+
+
+def test_queue_entries_of_an_earlier_molq_are_upgraded_and_start(tmp_path):
+    spool = tmp_path / "spool"
+    for sub in ("jobs", "queued", "running"):
+        (spool / sub).mkdir(parents=True)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    marker = tmp_path / "ran"
+    spec = JobSpec(job_id="old1", command_type="command", command=f"echo ran >> {marker}")
+    # What molq-core before the package split left: a description, an empty entry, no link.
+    (job_dir / "job.sh").write_text(wrapper.render_local_script(spec, str(job_dir)))
+    (spool / "jobs" / "old1.json").write_text(json.dumps(
+        {"job_dir": str(job_dir), "cpus": 1, "deps": [], "stdout": f"{job_dir}/stdout",
+         "stderr": f"{job_dir}/stderr", "redirected": True, "submitted": 1.0}))
+    (spool / "queued" / f"{time.time_ns():020d}-old1").write_text("")
+    sched = ShellScheduler(options=LocalSchedulerOptions(spool_dir=str(spool), max_cpus=1))
+    job = TrackedJob(job_id="old1", scheduler_job_id="old1", job_dir=str(job_dir))
+    deadline = time.monotonic() + 20
+    while (st := sched.poll_many([job]).get("old1")) is None or not st.state.is_terminal:
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+    assert st.state == JobState.SUCCEEDED and marker.read_text() == "ran\n"

@@ -131,7 +131,37 @@ class HostSpool(ScriptSpool):
             self.cpus = os.cpu_count() or 1
         self.umask = os.umask(0o077)  # read it: os.umask has no getter
         os.umask(self.umask)
+        self._path = base
+        self._upgrade_queue()
         return base
+
+    def _upgrade_queue(self) -> None:
+        """Rewrite queue entries left by an earlier molq-core (empty, no job-directory link)
+        in the current form, from the jobs' descriptions, so the pass can start them."""
+        spool = self.path
+        entries = self._listdir(f"{spool}/queued")
+        if not entries:
+            return
+        with self._lock():
+            for entry in self._listdir(f"{spool}/queued"):
+                path = f"{spool}/queued/{entry}"
+                text = self._read(path)
+                if text is None or text.split()[:1] and text.split()[0].isdigit():
+                    continue
+                sid = queue.entry_sid(entry)
+                info = self._info(sid)
+                if info is None:
+                    continue
+                link = f"{spool}/jobs/{sid}.dir"
+                if not os.path.islink(link):
+                    os.symlink(info["job_dir"], link)
+                deps = [(c, u) for c, u in info.get("deps", ())]
+                ns = entry.split("-", 1)[0].rstrip("d")
+                self._put(f"{spool}/queued/{queue.entry_name(int(ns), sid, bool(deps))}",
+                          queue.queue_line(int(info.get("cpus") or 1), deps) + "\n")
+                if not deps:
+                    continue  # same name: replaced in place
+                os.unlink(path)
 
     def _running(self) -> dict[str, tuple[int, int]]:
         """Live running entries as sid -> (pid, cpus); entries of ended processes are dropped
