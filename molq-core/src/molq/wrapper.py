@@ -118,7 +118,7 @@ def render_wrapper_body(
             f"set -C; if ! true 2>/dev/null > \"$molq_dir/{BEGUN_FILE}\"; then exit 0; fi; set +C",
             "trap 'molq_sig=1' HUP INT TERM",  # keep going after the job to record and hand over
             "molq_handover() {",
-            f"    {local.handover}" if local.handover else "    :",
+            local.handover if local.handover else "    :",
             "}",
         ]
         done = "molq_handover; exit 127"

@@ -227,6 +227,9 @@ class HostSpool(ScriptSpool):
                 return
             self._put(f"{spool}/queued/{queue.entry_name(time.time_ns(), sid, bool(deps))}",
                       queue.queue_line(info["cpus"], deps) + "\n")
+            # Looked at again after the entry exists: a job that ended meanwhile may have found
+            # the queue empty and left its cores to us (see ScriptSpool.handover_line).
+            used = sum(c for _pid, c in self._running().values())
         if used < max_cpus:
             self._advance(max_cpus)
         # Else every core is busy: the wrapper of the next job to end runs the pass.

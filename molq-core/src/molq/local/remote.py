@@ -66,11 +66,22 @@ class ScriptSpool:
         return self._path
 
     def handover_line(self, sid: str, max_cpus: int) -> str:
-        """The wrapper's last step: a scheduling pass that hands the job's cores on."""
+        """The wrapper's last step, builtins only unless there is work: mark its running entry
+        ended (its cores are free from now on), then, if anything waits, run a scheduling
+        pass. A submitter that queued a job while the cores were busy looks at the running
+        entries again after writing its entry: one of the two always sees the other."""
         path = self.path
         q = shlex.quote
-        return (f"/bin/sh {q(f'{path}/bin/{scripts.advance_name()}')} {q(path)} {max_cpus} {q(sid)} "
-                '"$$" </dev/null >/dev/null 2>&1')
+        entry = q(f"{path}/running/{sid}")
+        return "\n".join([
+            f"    [ ! -f {entry} ] || printf 'ended\\n' 2>/dev/null > {entry}",
+            f"    for molq_f in {q(path)}/queued/* {q(path)}/claimed/*; do",
+            '        [ -e "$molq_f" ] || continue',
+            f"        /bin/sh {q(f'{path}/bin/{scripts.advance_name()}')} {q(path)} {max_cpus} {q(sid)} "
+            '"$$" </dev/null >/dev/null 2>&1',
+            "        break",
+            "    done",
+        ])
 
     @staticmethod
     def check_ids(sids: Sequence[str]) -> None:
