@@ -367,3 +367,52 @@ def test_queue_entries_of_an_earlier_molq_are_upgraded_and_start(tmp_path):
         assert time.monotonic() < deadline, st
         time.sleep(0.05)
     assert st.state == JobState.SUCCEEDED and marker.read_text() == "ran\n"
+
+
+RANDOM_SUBMITTER = """
+import sys
+from molq import Cluster, Submitor
+log = sys.argv[1]
+s = Submitor(Cluster("chaos", "local", scheduler_options={"max_cpus": 1}))
+s.list_jobs()
+print("ready", flush=True)
+prev = None
+for i in range(6):
+    token = sys.argv[2] + "-" + str(i)
+    h = s.submit_job(argv=["sh", "-c", 'echo "$0" >> "$1"; sleep 0.05', token, log], metadata={"token": token},
+                     after_success=[prev] if prev and i % 2 else None)
+    prev = h.job_id
+    s.refresh_jobs()
+s.watch_jobs(None, timeout=60)
+"""
+
+
+def test_random_sigkills_of_submitters_never_run_a_job_twice_nor_record_a_wrong_end(tmp_path):
+    import random
+
+    rng = random.Random(1234)
+    log = tmp_path / "ran.log"
+    trials, twice, wrong = 8, 0, 0
+    for trial in range(trials):
+        proc = subprocess.Popen([sys.executable, "-c", RANDOM_SUBMITTER, str(log), f"t{trial}"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.0, 0.4))  # somewhere in its submissions and refreshes
+        proc.kill()
+        proc.wait()
+    s = Submitor(Cluster("chaos", "local", scheduler_options={"max_cpus": 1}))
+    records = s.watch_jobs([r.job_id for r in s.list_jobs(include_terminal=True)], timeout=120)
+    time.sleep(0.3)
+    ran = log.read_text().split() if log.exists() else []
+    for rec in records:
+        n = ran.count(rec.metadata["token"])
+        twice += n > 1
+        if rec.state == JobState.SUCCEEDED:
+            wrong += n != 1
+        elif rec.state == JobState.FAILED:
+            # Never ran (interrupted, or its dependency can never be satisfied), or ran and failed.
+            wrong += n != 0 and rec.exit_code in (None, 0)
+        else:
+            wrong += 1
+    print(f"{trials} trials, {len(records)} jobs, {len(ran)} runs: ran twice {twice}, wrong end {wrong}")
+    assert records and twice == 0 and wrong == 0
