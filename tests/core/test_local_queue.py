@@ -416,3 +416,36 @@ def test_random_sigkills_of_submitters_never_run_a_job_twice_nor_record_a_wrong_
             wrong += 1
     print(f"{trials} trials, {len(records)} jobs, {len(ran)} runs: ran twice {twice}, wrong end {wrong}")
     assert records and twice == 0 and wrong == 0
+
+
+def test_another_local_user_can_read_nothing_molq_or_the_job_wrote_under_umask_000():
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv(1) to act as another user")
+    import tempfile
+
+    # Reachable by anyone (0711 up to here): only each file's own mode protects it.
+    base = Path(tempfile.mkdtemp(prefix="molq-priv-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o711)
+        home, work = base / "home", base / "work"
+        home.mkdir()
+        work.mkdir()
+        os.chmod(home, 0o711)
+        os.chmod(work, 0o777)  # the user's own folder, shared on purpose
+        env = dict(os.environ, MOLQ_HOME=str(home))
+        state, job_dir, spool = run_python(UMASK0, str(work), env=env, umask=0).split()
+        assert state == "succeeded"
+        molq_made = [Path(spool), Path(job_dir), work / "out.txt", work / "err.txt", work / ".molq"]
+        paths = [p for root in molq_made for p in ([root, *root.rglob("*")] if root.is_dir() else [root])]
+        readable = []
+        for p in paths:
+            if p.is_symlink():
+                continue
+            probe = ["ls", "--", str(p)] if p.is_dir() else ["cat", "--", str(p)]
+            proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *probe],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                readable.append(str(p))
+        assert len(paths) > 10 and readable == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
