@@ -152,10 +152,12 @@ class HostSpool(ScriptSpool):
                 info = self._info(sid)
                 if info is None:
                     continue
-                link = f"{spool}/jobs/{sid}.dir"
-                if not os.path.islink(link):
-                    os.symlink(info["job_dir"], link)
+                self._link(sid, info["job_dir"])
                 deps = [(c, u) for c, u in info.get("deps", ())]
+                for _c, up in deps:
+                    up_info = self._info(up)
+                    if up_info is not None:
+                        self._link(up, up_info["job_dir"])
                 ns = entry.split("-", 1)[0].rstrip("d")
                 self._put(f"{spool}/queued/{queue.entry_name(int(ns), sid, bool(deps))}",
                           queue.queue_line(int(info.get("cpus") or 1), deps) + "\n")
@@ -210,12 +212,6 @@ class HostSpool(ScriptSpool):
         write_new_file(wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), script, mode=0o700, exclusive=False)
         # Written in place: nothing looks a job up before its queue or running entry exists.
         write_new_file(f"{spool}/jobs/{sid}.json", json.dumps(info), exclusive=False)
-        link = f"{spool}/jobs/{sid}.dir"
-        try:
-            os.unlink(link)
-        except FileNotFoundError:
-            pass
-        os.symlink(job_dir, link)
         with self._lock():
             reap_children()
             used = sum(c for _pid, c in self._running().values())
@@ -225,6 +221,13 @@ class HostSpool(ScriptSpool):
                     and not self._listdir(f"{spool}/claimed")):
                 (start or self.start)(sid, info)
                 return
+            # The scheduling pass finds a job's files through jobs/<sid>.dir: made for the jobs
+            # it looks at (queued ones and their upstreams); a job started here needs none.
+            self._link(sid, job_dir)
+            for _c, up in deps:
+                up_info = self._info(up)
+                if up_info is not None:
+                    self._link(up, up_info["job_dir"])
             self._put(f"{spool}/queued/{queue.entry_name(time.time_ns(), sid, bool(deps))}",
                       queue.queue_line(info["cpus"], deps) + "\n")
             # Looked at again after the entry exists: a job that ended meanwhile may have found
@@ -233,6 +236,15 @@ class HostSpool(ScriptSpool):
         if used < max_cpus:
             self._advance(max_cpus)
         # Else every core is busy: the wrapper of the next job to end runs the pass.
+
+    def _link(self, sid: str, job_dir: str) -> None:
+        link = f"{self.path}/jobs/{sid}.dir"
+        if os.path.islink(link):
+            return
+        try:
+            os.symlink(job_dir, link)
+        except FileExistsError:
+            pass
 
     def start(self, sid: str, info: dict[str, Any]) -> None:
         """Start a job's wrapper and record its identity (caller holds the lock)."""

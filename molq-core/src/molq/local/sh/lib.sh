@@ -6,7 +6,8 @@
 #
 # Spool layout (every path below is under $spool):
 #   jobs/<sid>.json     the job's description (read by Python only)
-#   jobs/<sid>.dir      symlink to the job directory
+#   jobs/<sid>.dir      symlink to the job directory (remote submissions always; on the host for
+#                       queued jobs and their upstreams, the only ones a pass looks at)
 #   queued/<ns>-<sid>   waiting; "<cpus> <condition>:<upstream> ..." ("<ns>d-<sid>" when it
 #                       has dependencies); FIFO by the 20-digit <ns>
 #   claimed/<sid>       taken from queued/ by rename, under the lock, before its start
