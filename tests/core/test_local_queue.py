@@ -19,6 +19,7 @@ from molq.errors import ConfigError
 from molq.local import LocalSchedulerOptions, ShellScheduler, scripts
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
+from molq.transport import LocalTransport
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -449,3 +450,46 @@ def test_another_local_user_can_read_nothing_molq_or_the_job_wrote_under_umask_0
         assert len(paths) > 10 and readable == []
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+class _ThisHostAsRemote(LocalTransport):
+    """This machine presented as a remote host: the scheduler drives the spool with its
+    scripts only (the remote path), as over SSH."""
+
+    name = "this-host-as-remote"
+    is_remote = True
+
+
+def test_remote_queue_entries_of_an_earlier_molq_are_upgraded_with_their_conditions(tmp_path):
+    spool = tmp_path / "spool"
+    for sub in ("jobs", "queued", "running"):
+        (spool / sub).mkdir(parents=True)
+    marker = tmp_path / "ran"
+    dirs = {}
+    for sid in ("up1", "dep1", "free1"):
+        d = tmp_path / sid
+        d.mkdir()
+        dirs[sid] = d
+        (spool / "jobs" / f"{sid}.dir").symlink_to(d)
+    (dirs["up1"] / "exit_code").write_text("0\n")  # the upstream succeeded
+    for sid, deps in (("up1", []), ("dep1", [["after_failure", "up1"]]), ("free1", [])):
+        spec = JobSpec(job_id=sid, command_type="command", command=f"echo {sid} >> {marker}")
+        (dirs[sid] / "job.sh").write_text(wrapper.render_local_script(spec, str(dirs[sid])))
+        (spool / "jobs" / f"{sid}.json").write_text(json.dumps(
+            {"job_dir": str(dirs[sid]), "cpus": 1, "deps": deps, "stdout": f"{dirs[sid]}/stdout",
+             "stderr": f"{dirs[sid]}/stderr", "redirected": True, "submitted": 1.0}))
+    # The earlier remote form: the upstream ids only, without their conditions.
+    (spool / "queued" / f"{time.time_ns():020d}-dep1").write_text("up1\n")
+    (spool / "queued" / f"{time.time_ns():020d}-free1").write_text("\n")
+    sched = ShellScheduler(_ThisHostAsRemote(), LocalSchedulerOptions(spool_dir=str(spool), max_cpus=2))
+    jobs = [TrackedJob(job_id=s, scheduler_job_id=s, job_dir=str(dirs[s])) for s in ("dep1", "free1")]
+    deadline = time.monotonic() + 20
+    while True:
+        st = sched.poll_many(jobs)
+        if len(st) == 2 and all(s.state.is_terminal for s in st.values()):
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+    assert st["free1"].state == JobState.SUCCEEDED
+    assert st["dep1"].state == JobState.FAILED and "up1 succeeded" in (st["dep1"].reason or "")
+    assert marker.read_text() == "free1\n"  # the after_failure job never ran

@@ -47,7 +47,8 @@ class ScriptSpool:
     def _prepare(self) -> str:
         out = self._sh("init", self.options.spool_dir or "", scripts.advance_name(),
                        input=scripts.script("advance"), what="preparing the spool")
-        fields = dict(line.split(" ", 1) for line in out.split("\n") if " " in line)
+        fields = dict(line.split(" ", 1) for line in out.split("\n") if " " in line and not line.startswith("O "))
+        legacy = [line[2:].split(" ", 1) for line in out.split("\n") if line.startswith("O ")]
         try:
             self.cpus = max(int(fields.get("C", "1")), 1)
         except ValueError:
@@ -56,7 +57,28 @@ class ScriptSpool:
             self.umask = int(fields.get("M", "022"), 8) & 0o777
         except ValueError:
             self.umask = 0o022
-        return fields["P"]
+        path = fields["P"]
+        if legacy:
+            self._requeue(path, legacy)
+        return path
+
+    def _requeue(self, path: str, legacy: list[list[str]]) -> None:
+        """Rewrite queue entries of an earlier molq-core from their jobs' descriptions."""
+        args: list[str] = []
+        for entry, *rest in legacy:
+            try:
+                info = json.loads(rest[0] if rest else "")
+                deps = [(str(c), str(u)) for c, u in info.get("deps", ())]
+                cpus = int(info.get("cpus") or 1)
+            except (ValueError, TypeError, AttributeError):
+                continue  # no readable description: it waits (and shows in the queue)
+            ns = entry.split("-", 1)[0].rstrip("d")
+            if not ns.isdigit():
+                continue
+            args += [entry, queue.entry_name(int(ns), queue.entry_sid(entry), bool(deps)),
+                     queue.queue_line(cpus, deps)]
+        if args:
+            self._sh("requeue", path, *args, what="upgrading queue entries")
 
     @property
     def path(self) -> str:

@@ -13,7 +13,7 @@ from importlib import resources
 
 __all__ = ["script", "advance_name", "SCRIPT_NAMES"]
 
-SCRIPT_NAMES = ("init", "advance", "submit", "poll", "cancel", "queue", "known", "forget")
+SCRIPT_NAMES = ("init", "advance", "submit", "poll", "cancel", "queue", "known", "forget", "requeue")
 
 
 @functools.cache

@@ -299,9 +299,12 @@ molq_advance() {
         # shellcheck disable=SC2086
         set -- $v
         set +f
-        c=${1:-1}
-        case $c in '' | *[!0-9]*) c=1 ;; esac
-        [ $# = 0 ] || shift
+        # An entry of an earlier molq-core (empty, or upstream ids only) waits until a molq
+        # process rewrites it from the job's description.
+        [ $# -ge 1 ] || continue
+        case $1 in *[!0-9]*) continue ;; esac
+        c=$1
+        shift
         molq_verdict "$@"
         case $verdict in
             never) molq_never "$e" "$sid" "$why" ;;

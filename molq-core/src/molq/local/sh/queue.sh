@@ -16,9 +16,14 @@ for f in "$spool"/queued/*; do
     # shellcheck disable=SC2086
     set -- $v
     set +f
-    c=${1:-1}
-    case $c in '' | *[!0-9]*) c=1 ;; esac
-    [ $# = 0 ] || shift
+    case ${1:-x} in
+        *[!0-9]*)
+            printf 'Q %s 1 wait %s\n' "$e" "a molq process to upgrade its queue entry"
+            continue
+            ;;
+    esac
+    c=$1
+    shift
     molq_verdict "$@"
     printf 'Q %s %s %s %s\n' "$e" "$c" "$verdict" "$why"
 done
