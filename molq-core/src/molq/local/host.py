@@ -19,9 +19,10 @@ from typing import Any
 from molq import wrapper
 from molq.errors import SchedulerError
 from molq.local import queue, scripts
+from molq.local.options import LocalSchedulerOptions
 from molq.local.remote import ScriptSpool
 from molq.model import SchedulerStatus
-from molq.transport import reap_children, write_new_file
+from molq.transport import Transport, reap_children, write_new_file
 
 __all__ = ["HostSpool"]
 
@@ -34,6 +35,11 @@ def _fault(point: str) -> None:
 
 class HostSpool(ScriptSpool):
     """The spool of this machine (``~/.molq/local-spool`` by default)."""
+
+    def __init__(self, transport: Transport, options: LocalSchedulerOptions) -> None:
+        super().__init__(transport, options)
+        # What the spool looked like at the last pass a refresh ran, and when.
+        self._last_pass: tuple[object, float] = (None, 0.0)
 
     # -- files and processes -----------------------------------------------------------------
     @staticmethod
@@ -272,7 +278,12 @@ class HostSpool(ScriptSpool):
             claimed = self._listdir(f"{spool}/claimed")
         # A pass only when it can change something: free cores, a claim whose claimer died,
         # or jobs whose dependencies may have ended while no wrapper handed over (SIGKILL).
-        if claimed or (queued and (used < max_cpus or any("d-" in e for e in queued))):
+        # Wrappers hand over as jobs end, so a watcher polling fast repeats a pass only when
+        # the spool changed, or after a second.
+        wanted = claimed or (queued and (used < max_cpus or any("d-" in e for e in queued)))
+        seen = (frozenset(running), frozenset(queued), frozenset(claimed))
+        if wanted and (seen != self._last_pass[0] or time.monotonic() - self._last_pass[1] >= 1.0):
+            self._last_pass = (seen, time.monotonic())
             self._advance(max_cpus)
             with self._lock():
                 running = self._running()
