@@ -254,7 +254,7 @@ class LocalTransport(BaseTransport):
             full_env.update(env)
         started = time.monotonic()
         try:
-            # subprocess starts the child with vfork on Linux: cheap even from a large process.
+            # subprocess starts the child with vfork on Linux where it can.
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
