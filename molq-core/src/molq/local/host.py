@@ -11,6 +11,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -192,9 +193,15 @@ class HostSpool(ScriptSpool):
         return out
 
     def _advance(self, max_cpus: int) -> None:
-        """One scheduling pass (the ``advance`` script; takes the lock itself)."""
+        """One scheduling pass (the ``advance`` script; takes the lock itself), in a session
+        of its own: a Ctrl-C meant for this process does not cut a pass short."""
         reap_children()
-        result = self.t.run(["/bin/sh", f"{self.path}/bin/{scripts.advance_name()}", self.path, str(max_cpus)])
+        try:
+            result = subprocess.run(["/bin/sh", f"{self.path}/bin/{scripts.advance_name()}", self.path, str(max_cpus)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    start_new_session=True, text=True)
+        except OSError as exc:
+            raise SchedulerError(f"local scheduler: cannot run a queue pass: {exc}") from exc
         if result.returncode != 0:
             raise SchedulerError(f"local scheduler: a queue pass failed: {result.stderr.strip() or result.returncode}",
                                  stderr=result.stderr)
@@ -275,7 +282,7 @@ class HostSpool(ScriptSpool):
             running = self._running()
             used = sum(c for _pid, c in running.values())
             queued = self._listdir(f"{spool}/queued")
-            claimed = self._listdir(f"{spool}/claimed")
+            claimed = {queue.entry_sid(e) for e in self._listdir(f"{spool}/claimed")}
         # A pass only when it can change something: free cores, a claim whose claimer died,
         # or jobs whose dependencies may have ended while no wrapper handed over (SIGKILL).
         # Wrappers hand over as jobs end, so a watcher polling fast repeats a pass only when
@@ -288,7 +295,7 @@ class HostSpool(ScriptSpool):
             with self._lock():
                 running = self._running()
                 queued = self._listdir(f"{spool}/queued")
-                claimed = self._listdir(f"{spool}/claimed")
+                claimed = {queue.entry_sid(e) for e in self._listdir(f"{spool}/claimed")}
         queued_sids = {queue.entry_sid(e) for e in queued}
         out: dict[str, SchedulerStatus | None] = {}
         for sid in sids:
@@ -363,7 +370,7 @@ class HostSpool(ScriptSpool):
     def handed_over(self, sids: Sequence[str]) -> set[str]:
         spool = self.path
         taken = ({queue.entry_sid(e) for e in self._listdir(f"{spool}/queued")}
-                 | set(self._listdir(f"{spool}/claimed"))
+                 | {queue.entry_sid(e) for e in self._listdir(f"{spool}/claimed")}
                  | {n.partition("@")[0] for n in self._listdir(f"{spool}/running")})
         out = set()
         for sid in sids:

@@ -99,7 +99,8 @@ class ScriptSpool:
             f"    [ ! -f {entry} ] || printf 'ended\\n' 2>/dev/null > {entry}",
             f"    for molq_f in {q(path)}/queued/* {q(path)}/claimed/*; do",
             '        [ -e "$molq_f" ] || continue',
-            f"        /bin/sh {q(f'{path}/bin/{scripts.advance_name()}')} {q(path)} {max_cpus} {q(sid)} "
+            # In a session of its own: a signal to the job's process group cannot cut it short.
+            f"        setsid /bin/sh {q(f'{path}/bin/{scripts.advance_name()}')} {q(path)} {max_cpus} {q(sid)} "
             '"$$" </dev/null >/dev/null 2>&1',
             "        break",
             "    done",

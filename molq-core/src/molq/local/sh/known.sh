@@ -2,7 +2,7 @@
 # running or begun).
 for sid do
     [ -f "$spool/jobs/$sid.json" ] || continue
-    if molq_is_queued "$sid" || [ -e "$spool/claimed/$sid" ] || molq_has_entry "$sid" ||
+    if molq_is_queued "$sid" || molq_is_claimed "$sid" || molq_has_entry "$sid" ||
         [ -e "$spool/jobs/$sid.dir/begun" ]; then
         printf '%s\n' "$sid"
     fi

@@ -10,7 +10,7 @@
 #                       queued jobs and their upstreams, the only ones a pass looks at)
 #   queued/<ns>-<sid>   waiting; "<cpus> <condition>:<upstream> ..." ("<ns>d-<sid>" when it
 #                       has dependencies); FIFO by the 20-digit <ns>
-#   claimed/<sid>       taken from queued/ by rename, under the lock, before its start
+#   claimed/<ns>-<sid>  taken from queued/ by rename, under the lock, before its start
 #   running/<sid>       "<pid> <process start time> <cpus>" of the job's wrapper
 #   .lock               flock(1) lock of every pass that changes the queue
 
@@ -87,18 +87,19 @@ molq_entry() {
     pid=$1
 }
 
+# Helpers keep their own variable names: shell functions share every variable.
 molq_running_of() {
-    # Job $1 has a live running entry (pid, cpus set); f := that entry.
-    for f in "$spool/running/$1" "$spool/running/$1"@*; do
-        molq_entry "$f" && return 0
+    # Job $1 has a live running entry (pid, cpus set).
+    for rf in "$spool/running/$1" "$spool/running/$1"@*; do
+        molq_entry "$rf" && return 0
     done
     return 1
 }
 
 molq_has_entry() {
     # Job $1 has a running entry, alive or not.
-    for f in "$spool/running/$1" "$spool/running/$1"@*; do
-        [ ! -e "$f" ] || return 0
+    for rf in "$spool/running/$1" "$spool/running/$1"@*; do
+        [ ! -e "$rf" ] || return 0
     done
     return 1
 }
@@ -135,6 +136,14 @@ molq_is_queued() {
     return 1
 }
 
+molq_is_claimed() {
+    for q in "$spool"/claimed/*; do
+        qe=${q##*/}
+        [ "${qe#*-}" != "$1" ] || return 0
+    done
+    return 1
+}
+
 molq_upstate() {
     # ust := U unknown, W not ended yet, S succeeded, F ended otherwise (uend says how);
     # ustarted := 1 once the upstream job started.
@@ -148,7 +157,7 @@ molq_upstate() {
     [ -L "$d" ] || return 0
     [ ! -e "$d/started" ] || ustarted=1
     alive=
-    if molq_is_queued "$u" || [ -e "$spool/claimed/$u" ] || molq_running_of "$u" ||
+    if molq_is_queued "$u" || molq_is_claimed "$u" || molq_running_of "$u" ||
         molq_started_alive "$d"; then
         alive=1
     fi
@@ -243,20 +252,21 @@ molq_orphans() {
     # Claims whose claimer is gone (the caller holds the lock, so no claim is in progress).
     for f in "$spool"/claimed/*; do
         [ -f "$f" ] || continue
-        sid=${f##*/}
-        d="$spool/jobs/$sid.dir"
-        if ! molq_has_entry "$sid" && molq_take "$d"; then
-            # It never began and now never will: say so.
-            molq_put "$d/never_ran" "the process starting this job was interrupted before the job ran" || continue
+        e=${f##*/}
+        sid=${e#*-}
+        if molq_has_entry "$sid" || [ -e "$spool/jobs/$sid.dir/begun" ]; then
+            rm -f -- "$f" # it began: its started and exit_code files tell the rest
+        else
+            # Its claimer died before the job began: back to its place in the queue. Should that
+            # claimer have started the wrapper after all, `begun` lets only one of the two run.
+            mv -f -- "$f" "$spool/queued/$e"
         fi
-        # Otherwise it began: its started and exit_code files tell the rest.
-        rm -f -- "$f"
     done
 }
 
 molq_launch() {
     # Claim queued entry $1 (job $2, $3 cores) and start its wrapper.
-    mv -f -- "$spool/queued/$1" "$spool/claimed/$2" 2>/dev/null || return 0
+    mv -f -- "$spool/queued/$1" "$spool/claimed/$1" 2>/dev/null || return 0
     molq_hook pass-claimed
     setsid /bin/sh "$spool/jobs/$2.dir/job.sh" </dev/null >/dev/null 2>&1 9>&- &
     pid=$!
@@ -266,9 +276,9 @@ molq_launch() {
     # then tells whether it runs.
     if molq_put "$spool/running/$2" "$pid $st $3"; then
         molq_hook pass-running
-        rm -f -- "$spool/claimed/$2"
+        rm -f -- "$spool/claimed/$1"
     else
-        mv -f -- "$spool/claimed/$2" "$spool/running/$2@$pid@$st@$3" 2>/dev/null
+        mv -f -- "$spool/claimed/$1" "$spool/running/$2@$pid@$st@$3" 2>/dev/null
     fi
     used=$((used + $3))
     printf 'L %s %s %s\n' "$2" "$pid" "$3"
@@ -361,7 +371,7 @@ molq_facts() {
     fi
     flags=
     ! molq_is_queued "$sid" || flags="${flags}q"
-    [ ! -e "$spool/claimed/$sid" ] || flags="${flags}c"
+    ! molq_is_claimed "$sid" || flags="${flags}c"
     ! molq_running_of "$sid" || flags="${flags}r"
     ! molq_started_alive "$d" || flags="${flags}a"
     [ ! -e "$d/started" ] || flags="${flags}s"

@@ -6,7 +6,8 @@ for f in "$spool"/running/*; do
     if molq_entry "$f"; then printf 'R %s %s %s\n' "${n%%@*}" "$pid" "$cpus"; fi
 done
 for f in "$spool"/claimed/*; do
-    [ ! -f "$f" ] || printf 'C %s\n' "${f##*/}"
+    n=${f##*/}
+    [ ! -f "$f" ] || printf 'C %s\n' "${n#*-}"
 done
 for f in "$spool"/queued/*; do
     [ -f "$f" ] || continue

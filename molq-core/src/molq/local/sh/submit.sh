@@ -18,4 +18,4 @@ if ! { true >>"$out" && true >>"$err"; } 2>/dev/null; then
 fi
 molq_lock || exit 4
 molq_put "$spool/queued/$e" "$line" || exit 1
-molq_advance "$max"
+molq_advance "$max" >/dev/null
