@@ -6,8 +6,10 @@ a spool on the target host (``~/.molq/local-spool``); its layout is described in
 
 - A job starts at most once: a queued job is claimed by renaming its entry to ``claimed/``
   under the spool lock before it is started, and its wrapper creates ``begun`` exclusively
-  before anything runs; a pass that finds a claim whose claimer died takes ``begun`` first and
-  records that the job never ran. Identity is pid plus process start time, never pid alone.
+  before anything runs, so of two wrappers of one job only the first runs it. A claim whose
+  claimer died before the job began goes back to its place in the queue. A job whose running
+  entry could not be written (a full disk) is known by the identity its wrapper recorded in
+  ``started``. Identity is pid plus process start time, never pid alone.
 - The queue advances by itself: when a job ends, its wrapper runs the spool's ``advance``
   pass, which starts the queued jobs that now fit and whose dependencies are satisfied, and
   ends those whose dependencies never can be. Nothing stays resident. Refreshes and cancels
