@@ -158,6 +158,16 @@ def test_concurrent_submitters_and_passes_start_each_job_once(tmp_path):
 # -- crash safety ------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def request_release():
+    """Files whose creation ends the test's waiting jobs: made at the end whatever happened,
+    so no job outlives its test."""
+    files: list[Path] = []
+    yield files
+    for f in files:
+        f.touch()
+
+
 def _queue_behind_blocker(s: Submitor, tmp_path: Path, command: str) -> tuple[str, str, Path]:
     go = tmp_path / "go"
     blocker = s.submit_job(command=f"while [ ! -e {go} ]; do sleep 0.02; done")
@@ -166,7 +176,7 @@ def _queue_behind_blocker(s: Submitor, tmp_path: Path, command: str) -> tuple[st
 
 
 @pytest.mark.parametrize("point", ["claimed", "spawned", "running"])
-def test_a_pass_killed_while_starting_a_job_never_starts_it_twice(point, tmp_path, monkeypatch):
+def test_a_pass_killed_while_starting_a_job_never_starts_it_twice(point, tmp_path, monkeypatch, request_release):
     marker = tmp_path / "ran"
     release = tmp_path / "release"
     s = Submitor(Cluster("crash", "local", scheduler_options={"max_cpus": 1}))
@@ -176,6 +186,7 @@ def test_a_pass_killed_while_starting_a_job_never_starts_it_twice(point, tmp_pat
         s, tmp_path, f"echo ran >> {marker}; while [ ! -e {release} ]; do sleep 0.02; done")
     monkeypatch.delenv("MOLQ_TEST_KILL_AT")
     go.touch()
+    request_release.append(release)
     spool = Path(s.scheduler.spool)
     if point == "claimed":
         # Claimed, then its claimer died before starting it: nothing runs until a pass looks.
@@ -225,12 +236,13 @@ s.submit_job(command="echo ran >> " + sys.argv[1] + "; while [ ! -e " + sys.argv
 """
 
 
-def test_submitter_killed_between_spawn_and_running_entry_reports_running_then_the_end(tmp_path):
+def test_submitter_killed_between_spawn_and_running_entry_reports_running_then_the_end(tmp_path, request_release):
     marker, release = tmp_path / "ran", tmp_path / "release"
     env = dict(os.environ, MOLQ_TEST_KILL_AT="submit-spawned")
     proc = subprocess.run([sys.executable, "-c", SUBMIT_THEN_DIE, str(marker), str(release)], env=env,
                           capture_output=True, timeout=60)
     assert proc.returncode == -9
+    request_release.append(release)
     wait_for(marker.exists, what="the job to start")
     s = Submitor(Cluster("die", "local"))
     (rec,) = s.list_jobs(include_terminal=True)
@@ -269,8 +281,10 @@ def _fill(directory: Path, name: str = "filler") -> None:
         (directory / "probe").write_text("x")  # really full
 
 
-def test_a_full_disk_never_starts_a_job_twice_and_an_unwritten_exit_code_is_no_evidence(small_fs, tmp_path):
+def test_a_full_disk_never_starts_a_job_twice_and_an_unwritten_exit_code_is_no_evidence(small_fs, tmp_path,
+                                                                                        request_release):
     marker, go, release = tmp_path / "ran", tmp_path / "go", tmp_path / "release"
+    request_release += [go, release]
     sched = ShellScheduler(options=LocalSchedulerOptions(max_cpus=1, spool_dir=str(small_fs / "spool")))
     dirs = {}
     jobs = []
