@@ -28,4 +28,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         -r tests/requirements.txt -r docs/requirements.txt
     echo "$want" > "$stamp"
 fi
+# The linter shellcheck checks the local scheduler's shell scripts (tests/core/test_local_queue.py); as root
+# with apt-get it is installed like the services' Debian packages (once; a failure only warns,
+# and the test then skips, or fails under CI=true).
+if ! command -v shellcheck >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # shellcheck disable=SC1091 # sourced from the repository root
+    ( _svc_tag=bootstrap; . tests/services/lib.sh; apt_ensure shellcheck ) >&2 ||
+        echo "bootstrap: could not install shellcheck" >&2
+fi
 echo "$root/.venv/bin/python"

@@ -1,7 +1,6 @@
 """The local scheduler and LocalTransport pass the molq.testing conformance kit."""
 
 import pytest
-
 from molq import Cluster, JobScheduling, LocalTransport
 from molq.testing import SchedulerConformance, TransportConformance
 

@@ -1,4 +1,4 @@
-"""LocalTransport.run / start: the posix_spawn path every scheduler command takes."""
+"""LocalTransport.run / start (the standard library's subprocess) as every scheduler command takes it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 from molq.errors import TransportError
 from molq.transport import LocalTransport
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -248,54 +248,13 @@ class LocalTransport(BaseTransport):
         would have returned. The caller can do other work while the command runs (a batch
         scheduler writes its copy of the job script while ``sbatch`` talks to the controller)."""
         argv = [str(a) for a in argv]
-        def via_popen() -> RunningCommand:
-            return RunningCommand(argv, run=lambda: self._run_popen(argv, input=input, cwd=cwd, env=env, timeout=timeout))
-
-        if cwd is not None or not hasattr(os, "posix_spawn"):
-            return via_popen()
-        started = time.monotonic()
-        envb = _environ()
-        if env:
-            envb = dict(envb)
-            envb.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
-        path = _which(argv[0], envb)
-        if path is None:
-            return RunningCommand(argv, result=_not_found(argv))
-        try:
-            pid, r_out, r_err, w_in = _spawn(path, argv, envb, input)
-        except _NeedPopen:
-            return via_popen()
-        except FileNotFoundError as exc:
-            _which_cache.clear()
-            return RunningCommand(argv, result=_not_found(argv, exc))
-        except OSError as exc:
-            raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
-
-        def collect() -> CommandResult:
-            try:
-                code, out, err = _collect(pid, r_out, r_err, w_in, input, argv, timeout, started)
-            except subprocess.TimeoutExpired:
-                raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}") from None
-            return CommandResult(tuple(argv), code, out, err, time.monotonic() - started)
-
-        return RunningCommand(argv, run=collect)
-
-    def _run_popen(
-        self,
-        argv: list[str],
-        *,
-        input: str | None,
-        cwd: str | None,
-        env: Mapping[str, str] | None,
-        timeout: float | None,
-    ) -> CommandResult:
-        """The general path (a working directory to enter): :mod:`subprocess`."""
         full_env = None
         if env:
             full_env = dict(os.environ)
             full_env.update(env)
-        start = time.monotonic()
+        started = time.monotonic()
         try:
+            # subprocess starts the child with vfork on Linux where it can.
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -305,17 +264,22 @@ class LocalTransport(BaseTransport):
                 env=full_env,
             )
         except FileNotFoundError as exc:
-            return _not_found(argv, exc)
+            return RunningCommand(argv, result=_not_found(argv, exc))
         except OSError as exc:
             raise TransportError(f"cannot run {argv[0]}: {exc}") from exc
-        try:
-            stdout, stderr = proc.communicate(None if input is None else input.encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}") from None
-        return CommandResult(tuple(argv), proc.returncode, _decode(stdout), _decode(stderr),
-                             time.monotonic() - start)
+
+        def collect() -> CommandResult:
+            remaining = None if timeout is None else max(timeout - (time.monotonic() - started), 0.0)
+            try:
+                out, err = proc.communicate(None if input is None else input.encode(), timeout=remaining)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise TransportError(f"command timed out after {timeout}s: {shell_join(argv)}") from None
+            return CommandResult(tuple(argv), proc.returncode, _decode(out), _decode(err),
+                                 time.monotonic() - started)
+
+        return RunningCommand(argv, run=collect)
 
     def read_text(self, path: str) -> str:
         try:
@@ -362,18 +326,29 @@ class LocalTransport(BaseTransport):
         return os.path.exists(path)
 
     def mkdir(self, path: str, *, parents: bool = True, mode: int | None = None) -> None:
+        """Create ``path`` (and its missing parents). ``mode`` applies to the directories
+        created here, whatever the umask; an existing directory keeps its mode (it may be a
+        group's shared folder)."""
         try:
-            if not parents and mode is not None:
-                try:
-                    os.mkdir(path, mode)  # new directory: umask cannot widen 0o700
-                    return
-                except FileExistsError:
-                    pass
             if mode is None:
                 Path(path).mkdir(parents=parents, exist_ok=True)
-            else:
-                Path(path).mkdir(parents=parents, exist_ok=True, mode=mode)
-                os.chmod(path, mode)
+                return
+            missing: list[str] = []
+            p = os.path.abspath(path)
+            while not os.path.isdir(p):
+                missing.append(p)
+                if not parents:
+                    break
+                p = os.path.dirname(p)
+            for d in reversed(missing):
+                try:
+                    os.mkdir(d, mode)
+                except FileExistsError:
+                    if not os.path.isdir(d):
+                        raise
+                    continue
+                if mode != 0o700:
+                    os.chmod(d, mode)  # ours: the umask must neither widen nor narrow it
         except OSError as exc:
             raise TransportError(f"cannot create {path}: {exc.strerror}") from exc
 
@@ -412,61 +387,29 @@ class LocalTransport(BaseTransport):
         return out
 
     def spawn_detached(self, argv: Sequence[str], *, cwd: str | None, stdout: str, stderr: str) -> int:
-        if cwd is None and hasattr(os, "posix_spawn"):
-            # posix_spawn (vfork-like) is several times cheaper than fork+exec from a large
-            # Python process; the job starts in a session of its own.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-            actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0)]
-            for fd, path in ((1, stdout), (2, stderr)):
-                # The parent waits while the child prepares: /dev/null is shared, not reopened.
-                if path == os.devnull:
-                    actions.append((os.POSIX_SPAWN_DUP2, 0, fd))
-                else:
-                    actions.append((os.POSIX_SPAWN_OPEN, fd, path, flags, 0o600))
-            try:
-                pid = os.posix_spawn(argv[0], list(argv), _environ(), file_actions=actions, setsid=True)
-            except OSError as exc:
-                raise TransportError(f"cannot start {argv[0]}: {exc}") from exc
-            _spawned_pids.append(pid)
-            return pid
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        fds: list[int] = []
         try:
-            with open(stdout, "ab") as out, open(stderr, "ab") as err:
-                proc = subprocess.Popen(
-                    list(argv),
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            for path in (stdout, stderr):
+                fds.append(os.open(path, flags, 0o600))  # output files are private
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=fds[0],
+                stderr=fds[1],
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
             raise TransportError(f"cannot start {argv[0]}: {exc}") from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
         # The child belongs to its own session; nobody in this process waits for it, so make
         # sure it does not linger as a zombie of ours when it ends.
         _reap_later(proc)
         return proc.pid
-
-
-# -- running a command: posix_spawn and pipes ----------------------------------------------------
-#
-# Every scheduler command (sbatch, squeue, ...) goes through LocalTransport.run. subprocess.Popen
-# with communicate() and a timer thread costs about half a millisecond more per command than
-# posix_spawn (vfork-like) with the two pipes read in a poll() loop, and a submission loop pays
-# that per job.
-
-_which_cache: dict[tuple[str, bytes], str | None] = {}
-
-
-def _which(name: str, envb: Mapping[bytes, bytes]) -> str | None:
-    """``name`` resolved on the child's PATH, as subprocess would (cached)."""
-    if "/" in name:
-        return name
-    search = envb.get(b"PATH", os.defpath.encode())
-    key = (name, search)
-    if key not in _which_cache:
-        _which_cache[key] = shutil.which(name, path=os.fsdecode(search))
-    return _which_cache[key]
 
 
 def _decode(data: bytes) -> str:
@@ -492,110 +435,6 @@ def write_new_file(path: str, text: str, *, mode: int = 0o600, exclusive: bool =
         os.close(fd)
 
 
-def _spawn(
-    path: str, argv: list[str], envb: Mapping[bytes, bytes], input: str | None
-) -> tuple[int, int, int, int]:
-    """Start ``path`` with pipes for its output (and input); return (pid, stdout fd,
-    stderr fd, stdin fd or -1). Raises :class:`_NeedPopen` when posix_spawn cannot set the
-    standard streams up safely."""
-    fds: list[int] = []
-    try:
-        r_out, w_out = os.pipe()  # non-inheritable: only the dup2'ed copies reach the child
-        fds += [r_out, w_out]
-        r_err, w_err = os.pipe()
-        fds += [r_err, w_err]
-        r_in = w_in = -1
-        if input is not None:
-            r_in, w_in = os.pipe()
-            fds += [r_in, w_in]
-        if min(fds) < 3:  # a standard stream of ours is closed: let subprocess sort fds out
-            raise _NeedPopen
-        actions: list[tuple[Any, ...]] = [
-            (os.POSIX_SPAWN_DUP2, r_in, 0) if input is not None else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, w_out, 1),
-            (os.POSIX_SPAWN_DUP2, w_err, 2),
-        ]
-        pid = os.posix_spawn(path, argv, envb, file_actions=actions)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    for fd in (w_out, w_err, r_in):
-        if fd >= 0:
-            os.close(fd)
-    return pid, r_out, r_err, w_in
-
-
-def _collect(
-    pid: int, r_out: int, r_err: int, w_in: int, input: str | None, argv: list[str], timeout: float | None,
-    started: float,
-) -> tuple[int, str, str]:
-    """Feed ``input``, read both outputs to the end and reap the command; return (exit status,
-    stdout, stderr). A negative status is a signal, as with subprocess. Raises
-    TimeoutExpired (after killing it) once ``timeout`` seconds have passed since ``started``."""
-    import select
-
-    chunks: dict[int, list[bytes]] = {r_out: [], r_err: []}
-    poller = select.poll()
-    poller.register(r_out, select.POLLIN)
-    poller.register(r_err, select.POLLIN)
-    open_fds = {r_out, r_err}
-    pending = input.encode() if input else b""
-    if w_in >= 0:
-        if pending:
-            os.set_blocking(w_in, False)
-            poller.register(w_in, select.POLLOUT)
-            open_fds.add(w_in)
-        else:
-            os.close(w_in)
-    deadline = None if timeout is None else started + timeout
-    try:
-        while open_fds:
-            wait_ms = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
-            events = poller.poll(wait_ms)
-            # Checked on every round, not only on a quiet one: a command that keeps printing
-            # must not outlive its timeout either.
-            if deadline is not None and time.monotonic() >= deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                raise subprocess.TimeoutExpired(argv, timeout or 0)
-            for fd, _event in events:
-                if fd == w_in:
-                    try:
-                        pending = pending[os.write(fd, pending[:65536]):]
-                    except BrokenPipeError:
-                        pending = b""  # the command stopped reading; like subprocess, carry on
-                    if not pending:
-                        poller.unregister(fd)
-                        os.close(fd)
-                        open_fds.discard(fd)
-                    continue
-                data = os.read(fd, 65536)
-                if data:
-                    chunks[fd].append(data)
-                else:
-                    poller.unregister(fd)
-                    os.close(fd)
-                    open_fds.discard(fd)
-    finally:
-        for fd in open_fds:
-            os.close(fd)
-    _pid, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), _decode(b"".join(chunks[r_out])), _decode(b"".join(chunks[r_err]))
-
-
-class _NeedPopen(Exception):
-    """posix_spawn cannot set up the child's standard streams safely here."""
-
-
-def _environ() -> Mapping[Any, Any]:
-    """This process's environment as of now, for a child. On POSIX ``os.environ`` keeps it as
-    a dict of bytes (``_data``); handing that over skips decoding and re-encoding every
-    variable on each start."""
-    data = getattr(os.environ, "_data", None)
-    return data if isinstance(data, dict) else os.environ
-
-
 _children: list[subprocess.Popen] = []
 
 
@@ -605,21 +444,9 @@ def _reap_later(proc: subprocess.Popen) -> None:
         _children[:] = [p for p in _children if p.poll() is None]
 
 
-_spawned_pids: list[int] = []
-
-
 def reap_children() -> None:
     """Collect exited detached children of this process (avoids zombies)."""
     _children[:] = [p for p in _children if p.poll() is None]
-    alive = []
-    for pid in _spawned_pids:
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            continue
-        if done == 0:
-            alive.append(pid)
-    _spawned_pids[:] = alive
 
 
 class _suppress:

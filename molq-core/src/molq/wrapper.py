@@ -11,13 +11,20 @@ Layout of a job directory::
     script        the user's inline script, when there is one
     stdout        standard output (unless output_file says otherwise)
     stderr        standard error (unless error_file says otherwise)
-    started       the wrapper's pid, created when the job began (its mtime is the start time)
+    started       the wrapper's pid, created when the job began (its mtime is the start time);
+                  local jobs add the process start time: "<pid> <start ticks>"
     exit_code     "<code>\\n" once the job ended (one write; complete only with its newline)
+                  (its mtime is the end time)
+    begun         local jobs only: created exclusively before anything runs, so a job is
+                  started at most once (see molq.local)
+    exit_unknown  local jobs only: the exit code could not be written (a full disk)
 """
 
 from __future__ import annotations
 
 import shlex
+
+import attrs
 
 from molq.model import JobSpec
 
@@ -26,6 +33,8 @@ EXIT_CODE_FILE = "exit_code"
 SCRIPT_FILE = "job.sh"
 INLINE_SCRIPT_FILE = "script"
 NEVER_RAN_FILE = "never_ran"
+BEGUN_FILE = "begun"
+EXIT_UNKNOWN_FILE = "exit_unknown"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 
@@ -61,19 +70,29 @@ def render_command(spec: JobSpec, job_dir: str) -> str:
     assert spec.script is not None
     if spec.script.variant == "inline":
         path = q(inline_script_path(job_dir))
-        if spec.script.text.startswith("#!"):
+        if (spec.script.text or "").startswith("#!"):
             return path
         return f"/bin/sh {path}"
-    path = q(spec.script.file_path)
+    path = q(spec.script.file_path or "")
     return f"if [ -x {path} ]; then {path}; else /bin/sh {path}; fi"
 
 
-def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "", redirect: bool = False) -> str:
+def render_wrapper_body(
+    spec: JobSpec,
+    job_dir: str,
+    *,
+    pre_run: str = "",
+    redirect: bool = False,
+    local: LocalWrapping | None = None,
+) -> str:
     """The wrapper lines placed after a scheduler's directives (or alone, locally).
 
     With ``redirect`` the wrapper opens the job's stdout/stderr files itself (the local
     scheduler starts it with /dev/null, which keeps the submitter's part of a start short); if
     they cannot be opened the job never runs and ``never_ran`` says why.
+
+    ``local`` adds what only the local scheduler needs: the once-only start token, private
+    output files, the process identity in ``started`` and the hand-over to the next queued job.
     """
     # Shell builtins only, apart from the user's command: the start is recorded by creating a
     # file (its mtime is the start time; its content the wrapper's pid), and the exit code is
@@ -89,15 +108,41 @@ def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "", redir
         'if [ -z "$molq_task" ] && [ "${LSB_JOBINDEX:-0}" != 0 ]; then molq_task="$LSB_JOBINDEX"; fi',
         'molq_task="${molq_task:+.$molq_task}"',
     ]
+    done = "exit 127"
+    if local is not None:
+        # Whoever creates `begun` first decides: this wrapper (the job runs) or a spool pass
+        # that found the job claimed by a process that died before starting it (never runs).
+        # `true`, not `:`: a failed redirection of a special builtin would end the shell.
+        lines += [
+            "umask 077",  # molq's files (and the job's output files) are private
+            f"set -C; if ! true 2>/dev/null > \"$molq_dir/{BEGUN_FILE}\"; then exit 0; fi; set +C",
+            "trap 'molq_sig=1' HUP INT TERM",  # keep going after the job to record and hand over
+            "molq_handover() {",
+            local.handover if local.handover else "    :",
+            "}",
+        ]
+        done = "molq_handover; exit 127"
     if redirect:
         out, err = stdout_path(spec, job_dir), stderr_path(spec, job_dir)
         # `command` keeps a failed redirection from ending the shell before it can say why.
         lines.append(
             f"if ! command exec >>{q(out)} 2>>{q(err)}; then "
             f'printf "%s\\n" {q(f"cannot open the job output files {out} and {err}")} '
-            f'> "$molq_dir/{NEVER_RAN_FILE}"; exit 127; fi'
+            f'> "$molq_dir/{NEVER_RAN_FILE}"; {done}; fi'
         )
-    lines.append(f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}$molq_task"')
+    if local is not None:
+        # The process start time (field 22 of /proc/PID/stat) makes the identity; builtins only.
+        lines += [
+            "molq_st=; { IFS= read -r molq_s; } 2>/dev/null < /proc/$$/stat || :",
+            "molq_s=${molq_s##*)}; set -f",
+            "# shellcheck disable=SC2086 # split the stat fields",
+            "set -- $molq_s",
+            "set +f; [ $# -lt 20 ] || { shift 19; molq_st=$1; }",
+            f'printf "%s %s\\n" "$$" "$molq_st" > "$molq_dir/{STARTED_FILE}$molq_task"',
+            f"umask {local.umask:04o}",
+        ]
+    else:
+        lines.append(f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}$molq_task"')
     for key, value in sorted((spec.execution.env or {}).items()):
         lines.append(f"export {key}={q(value)}")
     if pre_run:
@@ -110,15 +155,31 @@ def render_wrapper_body(spec: JobSpec, job_dir: str, *, pre_run: str = "", redir
         )
     else:
         lines.append(f"{render_command(spec, job_dir)}; molq_rc=$?")
-    lines += [
-        f'printf "%s\\n" "$molq_rc" > "$molq_dir/{EXIT_CODE_FILE}$molq_task"',
-        'exit "$molq_rc"',
-    ]
+    if local is not None:
+        # A full disk: say that the code is unknown (an empty file needs no data block).
+        lines += [
+            "umask 077",
+            f'printf "%s\\n" "$molq_rc" 2>/dev/null > "$molq_dir/{EXIT_CODE_FILE}$molq_task" || '
+            f'true 2>/dev/null > "$molq_dir/{EXIT_UNKNOWN_FILE}$molq_task"',
+            "molq_handover",
+        ]
+    else:
+        lines.append(f'printf "%s\\n" "$molq_rc" > "$molq_dir/{EXIT_CODE_FILE}$molq_task"')
+    lines.append('exit "$molq_rc"')
     return "\n".join(lines) + "\n"
 
 
-def render_local_script(spec: JobSpec, job_dir: str) -> str:
-    return "#!/bin/sh\n" + render_wrapper_body(spec, job_dir, redirect=True)
+@attrs.frozen
+class LocalWrapping:
+    """What the local scheduler adds to the wrapper: the job's umask (molq's own files are
+    created 0600 first) and the shell line that hands the job's cores to the next queued job."""
+
+    umask: int = 0o022
+    handover: str = ""
+
+
+def render_local_script(spec: JobSpec, job_dir: str, local: LocalWrapping | None = None) -> str:
+    return "#!/bin/sh\n" + render_wrapper_body(spec, job_dir, redirect=True, local=local or LocalWrapping())
 
 
 def parse_exit_code(text: str | None) -> int | None:

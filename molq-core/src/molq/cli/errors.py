@@ -50,13 +50,20 @@ def missing_driver(exc: ModuleNotFoundError, url: str) -> str | None:
             f"install it with: {hint}")
 
 
+#: The molq family's own backends, published under these names: only for them does the command
+#: line suggest an install command for a name nothing installed provides (a typo gets "did you
+#: mean" instead of a command that installs nothing).
+MOLQ_BACKENDS = {name: f"pip install molq-{name}" for name in ("slurm", "pbs", "lsf", "ssh")}
+INSTALL_HINTS = MOLQ_BACKENDS
+
+
 def plugin_not_found(kind: str, name: str) -> str:
     """Why no plugin provides ``name``: blocked (and by what), known but not installed (with
     the command that installs it), or unknown (with the names that are installed)."""
     import difflib
     import os
 
-    from molq.plugins import BLOCK_ENV, INSTALL_HINTS, blocked_names, get_plugin_manager
+    from molq.plugins import BLOCK_ENV, blocked_names, get_plugin_manager
 
     manager = get_plugin_manager()
     blocked = blocked_names()
