@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from molq.plugins import reset_plugin_manager
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -1,10 +1,20 @@
 """Cluster, Workspace/Project and profiles."""
 
 import pytest
-
 from molq import (
-    Cluster, ConfigError, JobExecution, JobResources, JobState, MolqConfig, MolqProfile, RetryPolicy,
-    Submitor, SubmitorDefaults, load_config, load_profile, save_config,
+    Cluster,
+    ConfigError,
+    JobExecution,
+    JobResources,
+    JobState,
+    MolqConfig,
+    MolqProfile,
+    RetryPolicy,
+    Submitor,
+    SubmitorDefaults,
+    load_config,
+    load_profile,
+    save_config,
 )
 from molq.local import LocalSchedulerOptions
 

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from molq import Cluster, JobState, Submitor
 from molq.engine.faults import POINTS
 from molq.store import JobStore

@@ -11,11 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from molq import (
-    Cluster, ConfigError, EventType, JobExecution, JobResources, JobState, RetryBackoff,
-    RetryPolicy, RetentionPolicy, Script, Submitor,
+    Cluster,
+    ConfigError,
+    EventType,
+    JobExecution,
+    JobResources,
+    JobState,
+    RetentionPolicy,
+    RetryBackoff,
+    RetryPolicy,
+    Script,
+    Submitor,
 )
+from molq.errors import JobNotFoundError
 from molq.model import ALLOWED_TRANSITIONS
 
 
@@ -258,7 +267,7 @@ def test_clusters_do_not_see_each_other(submitor):
     other = Submitor(Cluster("other"), store=submitor.store)
     h = submitor.submit_job(argv=["true"])
     assert other.list_jobs(include_terminal=True) == []
-    with pytest.raises(Exception):
+    with pytest.raises(JobNotFoundError):
         other.get_job(h.job_id)
 
 

@@ -1,10 +1,18 @@
 import pytest
-
 from molq import (
-    ConfigError, DependencyRef, Duration, JobExecution, JobResources, JobScheduling, JobState,
-    Memory, RetryBackoff, RetryPolicy, Script,
+    ConfigError,
+    DependencyRef,
+    Duration,
+    JobExecution,
+    JobResources,
+    JobScheduling,
+    JobState,
+    Memory,
+    RetryBackoff,
+    RetryPolicy,
+    Script,
 )
-from molq.model import JobRecord, SchedulerCapabilities, JobSpec
+from molq.model import JobRecord, JobSpec, SchedulerCapabilities
 from molq.serde import structure, unstructure
 
 

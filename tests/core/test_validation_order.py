@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from molq import Cluster, ConfigError, JobExecution, Submitor
 from molq.store import JobStore
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import attrs
 import pytest
-
 from molq.model import (
     TERMINAL_STATES,
     CompiledDependency,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from molq import Cluster, JobExecution, JobResources, JobScheduling, JobState, JobStore, Submitor
 from molq.batch import RetrySettings
 from molq.testing import SchedulerConformance

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 import pytest
-
 from molq.batch import BatchScheduler
 from molq.errors import ConfigError
 from molq.model import (

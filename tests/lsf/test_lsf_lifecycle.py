@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import CancelOutcome
 from molq.model import JobState

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import CancelOutcome
 from molq.model import JobState

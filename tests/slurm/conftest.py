@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 import pytest
-
 from molq.model import JobExecution, JobResources, JobScheduling, JobSpec
 
 ENV_FILE = Path(os.environ.get("MOLQ_TEST_DIR", "/var/lib/molq-test")) / "slurm" / "env.sh"

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-
 from molq.batch import BatchScheduler
 from molq.errors import SubmitError
 from molq.model import (
@@ -333,7 +332,7 @@ def test_unreachable_controller_raises_and_reports_nothing(noacct_cluster, tmp_p
     conf = tmp_path / "slurm.conf"
     lines = Path(noacct_cluster.conf).read_text().splitlines()
     replace = {"SlurmctldPort": "SlurmctldPort=1", "MessageTimeout": "MessageTimeout=1"}  # fail fast
-    conf.write_text("\n".join(replace.get(l.split("=", 1)[0], l) for l in lines) + "\n")
+    conf.write_text("\n".join(replace.get(ln.split("=", 1)[0], ln) for ln in lines) + "\n")
     sleeps: list[float] = []
     sched = SlurmScheduler(
         LocalTransport(), SlurmOptions(env={"SLURM_CONF": str(conf)}, retry_attempts=2, retry_initial_delay=0.1),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from molq.cluster import Cluster
 from molq.model import JobScheduling
 from molq.testing import SchedulerConformance

@@ -6,7 +6,6 @@ import os
 import subprocess
 
 import pytest
-
 from molq.errors import ConfigError
 from molq.model import (
     CompiledDependency,

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from molq.batch import AccountingUnavailable
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.model import JobState
@@ -310,8 +309,8 @@ def test_scontrol_parses_real_weird_name() -> None:
     from molq_slurm._parse import parse_scontrol_record
 
     line = next(
-        l for l in (GOLDEN / "real/molqacct/scontrol_all.stdout").read_text().splitlines()
-        if WEIRD_NAME in l
+        ln for ln in (GOLDEN / "real/molqacct/scontrol_all.stdout").read_text().splitlines()
+        if WEIRD_NAME in ln
     )
     rec = parse_scontrol_record(line)
     assert rec["JobName"] == WEIRD_NAME

@@ -12,7 +12,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from molq.batch import BatchScheduler
 from molq.cluster import Cluster
 from molq.errors import ConfigError, TransientSchedulerError

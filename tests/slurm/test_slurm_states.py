@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from molq.model import JobState
 from molq_slurm.states import SHORT_TO_LONG, STATE_MAP, is_known_state, map_state, normalize_state
 
