@@ -135,6 +135,7 @@ class Scheduler(Protocol):
     name: str
     transport: Transport
     cheap_status: bool
+    host_bound: bool
 
     def capabilities(self) -> SchedulerCapabilities: ...
 
@@ -201,6 +202,10 @@ class SchedulerBase:
     #: Whether a status query costs next to nothing (no scheduler command: the local
     #: scheduler on this host), so waiting loops may poll often.
     cheap_status: bool = False
+    #: Whether the scheduler's state lives on the host that submitted the job and nowhere
+    #: else (the local scheduler on this host): only that host may reconcile, retry or cancel
+    #: its jobs. Another host sharing the store cannot see them, so must never count a miss.
+    host_bound: bool = False
 
     def submit_many(self, items: Sequence[tuple[JobSpec, str]]) -> list[str | BaseException]:
         out: list[str | BaseException] = []

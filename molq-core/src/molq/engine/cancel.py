@@ -99,7 +99,14 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
         if retry_pending(rec):
             ctx.store.claim_retry(ctx.cluster_name, rec.job_id, "cancelled")
     active = [r for r in latest if not r.is_terminal]
-    for rec in [r for r in active if r.scheduler_job_id is None]:
+    if ctx.scheduler.host_bound:
+        here = host_name()
+        elsewhere = [(r.job_id, h) for r in active
+                     if (h := ctx.store.get_internal(ctx.cluster_name, r.job_id)["submit_host"]) not in (None, here)]
+        if elsewhere:
+            where = ", ".join(f"{j} (on {h})" for j, h in elsewhere)
+            raise MolqError(f"cannot cancel {where} from {here}: local jobs can only be stopped on the host "
+                            f"that runs them (run the cancel there)")
         held = ctx.store.get_internal(ctx.cluster_name, rec.job_id)["held"]
         if held is not None and not held.startswith(RELEASING) and ctx.store.claim_held(
                 ctx.cluster_name, rec.job_id, host=host_name(), pid=os.getpid()):

@@ -32,6 +32,7 @@ from molq.engine.hold import release_held
 from molq.engine.retry import run_due_retries, schedule_retry
 from molq.errors import SchedulerError, TransportError
 from molq.events import EventType
+from molq.identity import host_identity as host_name
 from molq.model import JobRecord, JobState
 from molq.store.types import RELEASING
 
@@ -73,8 +74,11 @@ class RefreshPass:
         records: dict[str, JobRecord] = {}
         created: list[JobRecord] = []
         held: list[JobRecord] = []
+        here = host_name()
         for row in rows:
             record = row.record
+            if ctx.scheduler.host_bound and row.submit_host not in (None, here):
+                continue  # another host's local job: only that host can see it
             self.has_retry[record.job_id] = row.has_retry
             if record.scheduler_job_id is None:
                 if row.held is not None and not row.held.startswith(RELEASING):
@@ -117,7 +121,11 @@ class RefreshPass:
         ctx.lost_checked_at = mono
         lost = ctx.store.list_jobs(ctx.cluster_name, states=[JobState.LOST])
         cutoff = self.now - LOST_RECHECK_WINDOW
-        return [r for r in lost if r.scheduler_job_id and (r.finished_at or self.now) >= cutoff]
+        lost = [r for r in lost if r.scheduler_job_id and (r.finished_at or self.now) >= cutoff]
+        if ctx.scheduler.host_bound:
+            here = host_name()
+            lost = [r for r in lost if ctx.store.get_internal(ctx.cluster_name, r.job_id)["submit_host"] in (None, here)]
+        return lost
 
     def reconcile(self, records: Sequence[JobRecord], views: dict[str, rules.JobView]) -> int:
         """Observe ``records`` once and record what the evidence decides; how many changed."""

@@ -19,6 +19,7 @@ from molq.engine.prepare import prepare, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
 from molq.events import EventType
+from molq.identity import host_identity as host_name
 from molq.model import (
     JobRecord,
     RetryPolicy,
@@ -60,9 +61,12 @@ def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRec
     """Submit every next attempt that is due; the new attempts' records."""
     now = time.time() if now is None else now
     started = []
+    here = host_name()
     for record in ctx.store.list_pending_retries(ctx.cluster_name):
         if record.next_retry_at is None or record.next_retry_at > now:
             continue
+        if ctx.scheduler.host_bound and ctx.store.get_internal(ctx.cluster_name, record.job_id)["submit_host"] not in (None, here):
+            continue  # a local job of another host is retried there
         new = resubmit(ctx, record)
         if new is not None:
             started.append(new)

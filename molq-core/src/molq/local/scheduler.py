@@ -46,6 +46,8 @@ class ShellScheduler(SchedulerBase):
         self.options = options or LocalSchedulerOptions()
         # On this host a status query is a few file reads: waiting loops may poll often.
         self.cheap_status = not self.transport.is_remote
+        # The host spool is this machine's: other hosts sharing the store cannot see it.
+        self.host_bound = not self.transport.is_remote
         # Files on this machine (not remote): direct calls are cheaper than a shell per step.
         self._spool: ScriptSpool = (ScriptSpool if self.transport.is_remote else HostSpool)(self.transport, self.options)
 
