@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-
 import molq.engine.decide as rules
+import pytest
 from molq import Cluster, JobState, MolqError, Submitor
 from molq.store import JobStore
 
 
 def test_another_host_never_declares_a_local_job_lost(tmp_path, monkeypatch):
+    import os
+
     monkeypatch.setattr(rules, "LOST_AFTER_SECONDS", 0.0)
+    home_a = os.environ.get("MOLQ_HOME", str(tmp_path / "home-a"))
+    monkeypatch.setenv("MOLQ_HOME", home_a)
     store = JobStore(f"sqlite:///{tmp_path}/shared.db")
     monkeypatch.setenv("MOLQ_HOSTNAME", "host-a")
     a = Submitor(Cluster("ws", "local"), store=store, jobs_dir=str(tmp_path / "jobs"))
