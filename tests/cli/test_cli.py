@@ -147,3 +147,13 @@ def test_completion_offers_job_ids(molq, molq_home):
     proc = subprocess.run([sys.executable, "-c", "import sys; from molq.cli import cli; sys.exit(cli.main(prog_name='molq'))"],
                           env=env, capture_output=True, text=True)
     assert job[:8] in proc.stdout
+
+
+def test_terminal_control_characters_in_user_data_are_escaped(molq):
+    hostile = "evil\x1b]0;pwned\x07\x1b[2Jname"
+    out = molq("submit", "--wait", "--name", hostile, "--", "true", check=0)
+    job_id = out.stdout.split()[0] if out.stdout.split() else ""
+    for args in (["list", "-a"], ["show", job_id or hostile]):
+        proc = molq(*args)
+        assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout, (args, proc.stdout)
+    assert "\\x1b" in molq("list", "-a", "--wide").stdout

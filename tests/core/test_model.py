@@ -148,3 +148,13 @@ def test_wrapper_writes_its_exit_code_as_one_complete_line(tmp_path):
     assert (tmp_path / "stdout").read_text() == "out\n"
     assert (tmp_path / "stderr").read_text() == "err\n"
     assert wrapper.parse_exit_code((tmp_path / "exit_code").read_text()) == 5
+
+
+def test_an_inline_script_read_from_a_file_is_shown_by_its_name():
+    from molq import Script
+    from molq.model import JobSpec
+
+    spec = JobSpec(job_id="j", command_type="script", script=Script.inline("#!/bin/sh\necho hi\n", name="run.sh"))
+    assert spec.display() == "script run.sh (copied at submission)"
+    assert JobSpec(job_id="j", command_type="script", script=Script.inline("#!/bin/sh\necho hi\n")).display() == \
+        "inline script: #!/bin/sh"

@@ -324,8 +324,10 @@ class Script:
             raise ConfigError(f"Script variant must be 'inline' or 'path', got {self.variant!r}")
 
     @classmethod
-    def inline(cls, text: str) -> Script:
-        return cls("inline", text=text)
+    def inline(cls, text: str, *, name: str | None = None) -> Script:
+        """``text`` embedded in the job; ``name`` (e.g. the file it was read from) is only
+        shown to people."""
+        return cls("inline", text=text, file_path=name)
 
     @classmethod
     def path(cls, path: str | Path) -> Script:
@@ -921,5 +923,7 @@ class JobSpec:
         assert self.script is not None
         if self.script.variant == "path":
             return f"script {self.script.file_path}"
+        if self.script.file_path:
+            return f"script {self.script.file_path} (copied at submission)"
         first = next((ln for ln in (self.script.text or "").splitlines() if ln.strip()), "")
         return f"inline script: {first}"

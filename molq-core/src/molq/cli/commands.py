@@ -220,7 +220,7 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     script = None
     if script_file:
         with open(script_file) as fh:
-            script = Script.inline(fh.read())
+            script = Script.inline(fh.read(), name=script_file)
     with StoreWaitNotice(_store_url()):
         store = open_store()  # may wait too: opening checks the schema in a write transaction
     cluster, profile_name = resolve_target(cluster_name, profile, store)
@@ -548,11 +548,12 @@ def show(job_id: str, as_json: bool) -> int:
         fields.append(("metadata", ", ".join(f"{k}={v}" for k, v in rec.metadata.items())))
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
-        click.echo(f"{key.rjust(width)}: {value}")
+        click.echo(f"{key.rjust(width)}: {render.safe(value)}")
     click.echo("\ntransitions:")
     for t in transitions:
         old = t.old_state.value if t.old_state else "-"
-        click.echo(f"  {render.iso(t.timestamp)}  {old} -> {t.new_state.value}" + (f"  ({t.reason})" if t.reason else ""))
+        click.echo(f"  {render.iso(t.timestamp)}  {old} -> {t.new_state.value}"
+                   + (f"  ({render.safe(t.reason)})" if t.reason else ""))
     if len(family) > 1:
         click.echo("\nretry family:")
         for r in family:

@@ -138,10 +138,20 @@ def fit_widths(widths: list[int], max_width: int | None, shrink: Sequence[tuple[
     return out
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f, *range(0x80, 0xa0)) if c not in (0x09, 0x0a)}
+
+
+def safe(text: object) -> str:
+    """``text`` with terminal control characters shown as escapes (``\\x1b``): user data (a
+    job name, a reason, a path) can never move the cursor, recolour or retitle a terminal."""
+    return str(text).translate(_CONTROL)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, colour_col: int | None = None,
           max_width: int | None = None, shrink: Sequence[tuple[int, int]] = ()) -> str:
     """Aligned columns, fitted to ``max_width`` by truncating the ``shrink`` columns; the state
     column is coloured on a terminal."""
+    rows = [[safe(cell).replace("\n", " ").replace("\t", " ") for cell in row] for row in rows]
     natural = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
