@@ -48,6 +48,8 @@ DEFAULTS = {
 
 @pytest.fixture
 def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCommands:
+    # A cancel the fake never confirms waits this long, not the interactive default.
+    monkeypatch.setattr("molq.engine.cancel.CONFIRM_SECONDS", 1.0)
     return on_path(tmp_path, monkeypatch)
 
 

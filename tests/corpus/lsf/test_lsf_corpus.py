@@ -59,6 +59,8 @@ def fake(tmp_path, monkeypatch) -> FakeLsf:
     fake = FakeLsf(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{fake.bin}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "home"))
+    # A cancel the fake never confirms waits this long, not the interactive default.
+    monkeypatch.setattr("molq.engine.cancel.CONFIRM_SECONDS", 1.0)
     return fake
 
 

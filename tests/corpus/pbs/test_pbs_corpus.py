@@ -61,6 +61,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     fake = FakePbs(tmp_path / "fake")
     monkeypatch.setenv("PATH", fake.path_env())
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "home"))
+    # A cancel the fake never confirms waits this long, not the interactive default.
+    monkeypatch.setattr("molq.engine.cancel.CONFIRM_SECONDS", 1.0)
     made: list[Submitor] = []
 
     def make(flavor: str = "pbspro") -> tuple[Cluster, Submitor]:

@@ -36,7 +36,7 @@ log = logging.getLogger("molq.engine")
 __all__ = ["cancel_jobs", "CONFIRM_SECONDS", "IN_FLIGHT_WAIT_SECONDS"]
 
 #: How long a cancel waits for the scheduler to confirm the stop before leaving it to refresh.
-CONFIRM_SECONDS = 15.0
+CONFIRM_SECONDS = 5.0
 #: How long a cancel waits for a submission in flight in another live process.
 IN_FLIGHT_WAIT_SECONDS = 20.0
 
@@ -90,7 +90,7 @@ def _settle_in_flight(ctx: EngineContext, records: list[JobRecord]) -> tuple[lis
         time.sleep(0.05)
 
 
-def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: float = CONFIRM_SECONDS) -> None:
+def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: float | None = None) -> None:
     """Cancel the latest attempt of each job (and any retry it was waiting for)."""
     records = ctx.get_many(list(job_ids))
     by_root = ctx.store.latest_attempts(ctx.cluster_name, [r.root_job_id for r in records])
@@ -133,7 +133,7 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
             for rec in to_cancel:
                 if outcomes.get(rec.job_id, CancelOutcome.REQUESTED) == CancelOutcome.REQUESTED:
                     ctx.store.update_job(ctx.cluster_name, rec.job_id, cancel_requested_at=requested_at)
-        _confirm(ctx, to_cancel, confirm_seconds)
+        _confirm(ctx, to_cancel, CONFIRM_SECONDS if confirm_seconds is None else confirm_seconds)
         refused = [r.job_id for r in to_cancel if outcomes.get(r.job_id) == CancelOutcome.REFUSED]
         if refused:
             raise SchedulerError(f"the scheduler refused to cancel job(s) {', '.join(refused)}; "
@@ -149,7 +149,9 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
 def _confirm(ctx: EngineContext, records: Sequence[JobRecord], seconds: float) -> None:
     """Look again until every job has a final state or ``seconds`` passed."""
     deadline = time.monotonic() + seconds
-    interval = 0.02
+    # Quick first looks (a local stop is confirmed in milliseconds), then fewer: a batch
+    # scheduler is asked about six times at most.
+    interval = 0.02 if ctx.scheduler.cheap_status else 0.1
     ids = [r.job_id for r in records]
     while True:
         current = ctx.store.get_jobs(ctx.cluster_name, ids)
@@ -165,5 +167,5 @@ def _confirm(ctx: EngineContext, records: Sequence[JobRecord], seconds: float) -
             log.info("%s: the stop of %d job(s) is not confirmed yet; the next refresh records it",
                      ctx.cluster_name, len(waiting))
             return
-        ctx.scheduler.wait_for_change(interval)
-        interval = min(interval * 2, 1.0)
+        ctx.scheduler.wait_for_change(min(interval, max(deadline - time.monotonic(), 0.0)))
+        interval = min(interval * 2, 2.0)
