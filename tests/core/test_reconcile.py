@@ -190,7 +190,11 @@ def test_an_interrupted_submission_that_ran_is_not_recorded_never_ran(flaky, mon
     # Make the record look like a crash between the scheduler call and recording its answer.
     flaky.store.transition("flaky", h.job_id, rec.state, rec.state)  if False else None
     with flaky.store.batch():
-        flaky.store.update_job("flaky", h.job_id, scheduler_job_id=None, submit_pid=None, submit_host="elsewhere")
+        import subprocess as sp
+
+        gone = sp.Popen(["true"])
+        gone.wait()  # a pid that no longer runs: the submitter died
+        flaky.store.update_job("flaky", h.job_id, scheduler_job_id=None, submit_pid=gone.pid)
     import sqlite3
 
     with sqlite3.connect(flaky.store.url.split("sqlite:///", 1)[1]) as conn:

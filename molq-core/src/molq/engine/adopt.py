@@ -49,10 +49,10 @@ def pid_alive(pid: int) -> bool:
 
 def submitter_at_work(ctx: EngineContext, record: JobRecord, now: float) -> bool:
     """Whether the process that created ``record`` may still be submitting it."""
-    internal = ctx.store.get_internal(ctx.cluster_name, record.job_id)
-    if internal["held"] is not None and not internal["held"].startswith(RELEASING):
+    internal = ctx.store.internals(ctx.cluster_name, record.job_id)
+    if internal.held is not None and not internal.held.startswith(RELEASING):
         return True  # molq holds it back on purpose: not an interrupted submission
-    pid, shost = internal["submit_pid"], internal["submit_host"]
+    pid, shost = internal.submit_pid, internal.submit_host
     # Since it was stored, or taken for release from a hold.
     age = now - max(record.created_at or 0, record.updated_at or 0)
     if shost == host_name() and pid is not None:
@@ -125,7 +125,7 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
             log.warning("job %s started after an interrupted submission; waiting for its exit code",
                         record.job_id)
             continue
-        held = ctx.store.get_internal(ctx.cluster_name, record.job_id)["held"]
+        held = ctx.store.internals(ctx.cluster_name, record.job_id).held
         if held is not None and held.startswith(RELEASING):
             # Its release from a hold was interrupted before the scheduler had it: hold it
             # again, the next refresh releases it.

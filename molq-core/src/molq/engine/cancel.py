@@ -102,12 +102,12 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
     if ctx.scheduler.host_bound:
         here = host_name()
         elsewhere = [(r.job_id, h) for r in active
-                     if (h := ctx.store.get_internal(ctx.cluster_name, r.job_id)["submit_host"]) not in (None, here)]
+                     if (h := ctx.store.internals(ctx.cluster_name, r.job_id).submit_host) not in (None, here)]
         if elsewhere:
             where = ", ".join(f"{j} (on {h})" for j, h in elsewhere)
             raise MolqError(f"cannot cancel {where} from {here}: local jobs can only be stopped on the host "
                             f"that runs them (run the cancel there)")
-        held = ctx.store.get_internal(ctx.cluster_name, rec.job_id)["held"]
+        held = ctx.store.internals(ctx.cluster_name, rec.job_id).held
         if held is not None and not held.startswith(RELEASING) and ctx.store.claim_held(
                 ctx.cluster_name, rec.job_id, host=host_name(), pid=os.getpid()):
             # molq held it back itself: it never reached the scheduler, nothing to stop there.

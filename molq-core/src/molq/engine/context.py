@@ -61,7 +61,8 @@ class EngineContext:
     made_dirs: set[str] = attrs.field(factory=set)
     #: When LOST records were last re-examined (monotonic), see :mod:`molq.engine.refresh`.
     lost_checked_at: float | None = None
-    target_cache: str | None = None
+    #: The StoredTarget of this context's Cluster, once computed (molq.engine.prepare).
+    target_cache: Any = None
 
     @property
     def cluster_name(self) -> str:

@@ -6,7 +6,6 @@ nothing is persisted or submitted here, so every error reaches the caller first.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -31,23 +30,27 @@ from molq.model import (
     Script,
     merge_onto_default,
 )
+from molq.store.types import NewSubmission, StoredTarget
 
-__all__ = ["JobRequest", "Submission", "prepare", "merge_defaults", "dependency_verdict", "check_texts", "target_json",
+__all__ = ["JobRequest", "Submission", "prepare", "merge_defaults", "dependency_verdict", "check_texts", "stored_target",
            "stored_request", "may_retry"]
 
 
 @attrs.frozen
 class Submission:
-    """A validated submission: what the scheduler gets, the row to store, the dependency edges."""
+    """A validated submission: what the scheduler gets and what the store records."""
 
     spec: JobSpec
-    values: dict[str, Any]
-    dependencies: tuple[JobDependency, ...]
+    record: NewSubmission
 
     @property
     def held(self) -> str | None:
         """Why molq must hold the job back instead of submitting it now (None: submit)."""
-        return self.values.get("held")
+        return self.record.held
+
+    @property
+    def job_dir(self) -> str:
+        return self.record.job_dir or ""
 
 
 def _bad_text(value: str) -> str | None:
@@ -56,7 +59,7 @@ def _bad_text(value: str) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return "is not valid text (it holds a lone surrogate)"
+        return "cannot be encoded as UTF-8 text (it holds a lone surrogate)"
     return None
 
 
@@ -202,9 +205,7 @@ def prepare(
         metadata=dict(metadata or {}),
     )
     sched.capabilities().check(spec, ctx.target.scheduler)
-    validate = getattr(sched, "validate", None)
-    if validate is not None:
-        validate(spec)
+    sched.validate(spec)
 
     retry_policy = retry or ctx.default_retry_policy
     stored_spec = {
@@ -219,46 +220,48 @@ def prepare(
         "job_dir_base": base,
         "job_dir_name": job_dir_name,
     }
-    values: dict[str, Any] = {
-        "job_id": job_id,
-        "cluster_name": ctx.cluster_name,
-        "scheduler": ctx.target.scheduler,
-        "profile_name": ctx.profile_name,
-        "cwd": cwd,
-        "job_dir": job_dir,
-        "command_type": spec.command_type,
-        "command_display": spec.display(),
-        "job_name": execution.job_name,
-        "metadata_json": json.dumps(dict(metadata or {})),
-        "spec_json": json.dumps(stored_spec),
-        "retry_json": json.dumps(serde.unstructure(retry_policy)) if retry_policy else None,
-        "target_json": target_json(ctx),
-    }
-    if held:
-        values["held"] = "; ".join(held)
+    record = NewSubmission(
+        job_id=job_id,
+        cluster_name=ctx.cluster_name,
+        scheduler=ctx.target.scheduler,
+        command_type=spec.command_type,
+        command_display=spec.display(),
+        job_name=execution.job_name,
+        profile_name=ctx.profile_name,
+        cwd=cwd,
+        job_dir=job_dir,
+        metadata=dict(metadata or {}),
+        spec=stored_spec,
+        retry=retry_policy,
+        target=stored_target(ctx),
+        dependencies=tuple(dep_rows),
+        held="; ".join(held) or None,
+    )
     if attempt_of is not None:
-        values.update(
+        record = attrs.evolve(
+            record,
             root_job_id=attempt_of.root_job_id,
             attempt=attempt_of.attempt + 1,
             previous_attempt_job_id=attempt_of.job_id,
             retry_group_id=attempt_of.retry_group_id or attempt_of.root_job_id,
             profile_name=attempt_of.profile_name,
         )
-    return Submission(spec, values, tuple(dep_rows))
+    return Submission(spec, record)
 
 
-def target_json(ctx: EngineContext) -> str:
+def stored_target(ctx: EngineContext) -> StoredTarget:
+    """How to rebuild this context's Cluster (computed once per context)."""
     cached = ctx.target_cache
     if cached is None:
         target = ctx.target
         options = target.scheduler_options
-        cached = json.dumps({
-            "scheduler": target.scheduler,
-            "host": target.host,
-            "scheduler_options": serde.unstructure(options) if options is not None else None,
-            "transport": target.transport_name,
-            "transport_options": target.transport_options or None,
-        }, default=str)
+        cached = StoredTarget(
+            scheduler=target.scheduler,
+            host=target.host,
+            scheduler_options=serde.unstructure(options) if options is not None else None,
+            transport=target.transport_name,
+            transport_options=target.transport_options or None,
+        )
         ctx.target_cache = cached
     return cached
 
@@ -267,10 +270,8 @@ def may_retry(ctx: EngineContext, upstream: JobRecord) -> bool:
     """Whether ``upstream`` may still be followed by another attempt of its retry family."""
     if upstream.is_terminal:
         return upstream.next_retry_at is not None and upstream.retried_by is None
-    stored = ctx.store.get_internal(ctx.cluster_name, upstream.job_id)["retry"]
-    if stored is None:
-        return False
-    return upstream.attempt < serde.structure(stored, RetryPolicy).max_attempts
+    policy = ctx.store.internals(ctx.cluster_name, upstream.job_id).retry
+    return policy is not None and upstream.attempt < policy.max_attempts
 
 
 def compile_dependencies(
@@ -334,8 +335,8 @@ def dependency_verdict(condition: str, upstream: JobRecord) -> bool | None:
 
 def stored_request(ctx: EngineContext, job_id: str) -> JobRequest:
     """The request a stored job was made from (for its retry, or its release from a hold)."""
-    internal = ctx.store.get_internal(ctx.cluster_name, job_id)
-    spec = internal["spec"]
+    internal = ctx.store.internals(ctx.cluster_name, job_id)
+    spec = internal.spec
     deps = tuple(serde.structure(d, DependencyRef) for d in spec["dependencies"])
     scheduling = attrs.evolve(serde.structure(spec["scheduling"], JobScheduling), dependencies=deps)
     return JobRequest(
@@ -345,5 +346,5 @@ def stored_request(ctx: EngineContext, job_id: str) -> JobRequest:
         scheduling=scheduling,
         execution=serde.structure(spec["execution"], JobExecution),
         metadata=spec["metadata"] or None,
-        retry=serde.structure(internal["retry"], RetryPolicy) if internal["retry"] else None,
+        retry=internal.retry,
     )

@@ -124,7 +124,7 @@ class RefreshPass:
         lost = [r for r in lost if r.scheduler_job_id and (r.finished_at or self.now) >= cutoff]
         if ctx.scheduler.host_bound:
             here = host_name()
-            lost = [r for r in lost if ctx.store.get_internal(ctx.cluster_name, r.job_id)["submit_host"] in (None, here)]
+            lost = [r for r in lost if ctx.store.internals(ctx.cluster_name, r.job_id).submit_host in (None, here)]
         return lost
 
     def reconcile(self, records: Sequence[JobRecord], views: dict[str, rules.JobView]) -> int:

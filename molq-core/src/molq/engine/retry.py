@@ -12,7 +12,8 @@ import time
 import uuid
 from typing import Any
 
-from molq import serde
+import attrs
+
 from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.faults import crash_point
 from molq.engine.prepare import prepare, stored_request
@@ -36,10 +37,7 @@ def retry_pending(record: JobRecord) -> bool:
 
 
 def retry_policy(ctx: EngineContext, job_id: str) -> RetryPolicy | None:
-    internal = ctx.store.get_internal(ctx.cluster_name, job_id)
-    if internal["retry"] is None:
-        return None
-    return serde.structure(internal["retry"], RetryPolicy)
+    return ctx.store.internals(ctx.cluster_name, job_id).retry
 
 
 def schedule_retry(ctx: EngineContext, job_id: str, pending: list[PendingEvent] | None = None) -> None:
@@ -65,7 +63,7 @@ def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRec
     for record in ctx.store.list_pending_retries(ctx.cluster_name):
         if record.next_retry_at is None or record.next_retry_at > now:
             continue
-        if ctx.scheduler.host_bound and ctx.store.get_internal(ctx.cluster_name, record.job_id)["submit_host"] not in (None, here):
+        if ctx.scheduler.host_bound and ctx.store.internals(ctx.cluster_name, record.job_id).submit_host not in (None, here):
             continue  # a local job of another host is retried there
         new = resubmit(ctx, record)
         if new is not None:
@@ -76,7 +74,7 @@ def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRec
 def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
     """The next attempt of ``failed``, with the same spec and dependencies (recompiled against
     the upstreams' latest attempts). None if another process retries it, or it cannot be."""
-    spec = ctx.store.get_internal(ctx.cluster_name, failed.job_id)["spec"]
+    spec = ctx.store.internals(ctx.cluster_name, failed.job_id).spec
     new_id = uuid.uuid4().hex
     try:
         sub = prepare(ctx, stored_request(ctx, failed.job_id), job_id=new_id, attempt_of=failed)
@@ -87,14 +85,14 @@ def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
         return None
     base = spec.get("job_dir_base")
     if base:
-        sub.values["job_dir"] = f"{base.rstrip('/')}/{new_id}"
+        sub = attrs.evolve(sub, record=attrs.evolve(sub.record, job_dir=f"{base.rstrip('/')}/{new_id}"))
     # The claim and the new attempt's record commit together: a crash can neither lose the
     # retry (claimed, never recorded) nor run it twice (recorded, claimed again).
     with ctx.store.batch():
         if not ctx.store.claim_retry(ctx.cluster_name, failed.job_id, new_id):
             return None  # another process is retrying it
-        record = ctx.store.insert_job(sub.values, sub.dependencies,
-                                      reason=f"retry {failed.attempt + 1} of {failed.root_job_id}")
+        record = ctx.store.add_submission(
+            attrs.evolve(sub.record, reason=f"retry {failed.attempt + 1} of {failed.root_job_id}"))
     crash_point("retry:after-claim")
     if sub.held is None:
         try:

@@ -39,9 +39,9 @@ def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | No
     if sub.held is not None:
         # An upstream may still retry: molq submits the job once the upstream family is final
         # (see molq.engine.hold), so the scheduler never judges a dependency on a stale attempt.
-        record = ctx.store.insert_job(sub.values, sub.dependencies, reason=f"held by molq: {sub.held}")
+        record = ctx.store.add_submission(attrs.evolve(sub.record, reason=f"held by molq: {sub.held}"))
         return record, None
-    record = ctx.store.insert_job(sub.values, sub.dependencies, reason="submitted")
+    record = ctx.store.add_submission(attrs.evolve(sub.record, reason="submitted"))
     crash_point("submit:after-insert")
     return record, launch(ctx, record, sub.spec)
 
@@ -67,7 +67,7 @@ def submit_many(
     with ctx.store.batch():
         for sub in subs:
             reason = f"held by molq: {sub.held}" if sub.held is not None else "submitted"
-            records.append(ctx.store.insert_job(sub.values, sub.dependencies, reason=reason))
+            records.append(ctx.store.add_submission(attrs.evolve(sub.record, reason=reason)))
     crash_point("submit:after-insert")
     results: list[tuple[JobRecord, str | None, MolqError | None]] = [(r, None, None) for r in records]
     todo = [i for i, sub in enumerate(subs) if sub.held is None]
@@ -93,7 +93,7 @@ def render(ctx: EngineContext, request: JobRequest) -> str:
     """The job script :func:`submit` would hand the scheduler for ``request``; nothing is
     stored or submitted."""
     sub = prepare(ctx, request)
-    return ctx.scheduler.render_script(sub.spec, sub.values["job_dir"])
+    return ctx.scheduler.render_script(sub.spec, sub.job_dir)
 
 
 def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:

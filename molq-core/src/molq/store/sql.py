@@ -383,6 +383,8 @@ class SqlJobStore(SqlReads):
             "previous_attempt_job_id": sub.previous_attempt_job_id,
             "retry_group_id": sub.retry_group_id,
         }
+        if sub.held is not None:
+            values["held"] = sub.held
         return self.insert_job(values, sub.dependencies, reason=sub.reason)
 
     # -- column-level interface (the engine's current calls) -------------------------------

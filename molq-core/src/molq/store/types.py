@@ -30,17 +30,21 @@ class StoredTarget:
     host: str | None = None
     scheduler_options: Mapping[str, Any] | None = None
     transport_options: Mapping[str, Any] | None = None
+    #: A transport plugin chosen by name (None: ssh with a host, else local).
+    transport: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"scheduler": self.scheduler, "host": self.host,
                 "scheduler_options": dict(self.scheduler_options) if self.scheduler_options is not None else None,
+                "transport": self.transport,
                 "transport_options": dict(self.transport_options) if self.transport_options else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StoredTarget:
         return cls(scheduler=data["scheduler"], host=data.get("host"),
                    scheduler_options=data.get("scheduler_options"),
-                   transport_options=data.get("transport_options"))
+                   transport_options=data.get("transport_options"),
+                   transport=data.get("transport"))
 
 
 @attrs.frozen
@@ -70,6 +74,8 @@ class NewSubmission:
     retry_group_id: str | None = None
     dependencies: tuple[JobDependency, ...] = attrs.field(default=(), converter=_deps)
     reason: str | None = None
+    #: Why molq holds the job back instead of submitting it (see molq.engine.hold).
+    held: str | None = None
 
 
 @attrs.frozen
