@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from molq.cli import render
-from molq.errors import ConfigError, MolqError
+from molq.errors import ConfigError
 
 # -- shared helpers -------------------------------------------------------------------------
 
@@ -795,7 +795,7 @@ def logs(job_id: str, use_stderr: bool, follow: bool, lines: int | None) -> int:
         time.sleep(0.5)
 
 
-# -- queue / cleanup / daemon / plugins -----------------------------------------------------
+# -- queue / cleanup / plugins -----------------------------------------------------
 
 
 @click.command()
@@ -902,45 +902,6 @@ def _remove_jobs(sub: Any, records: list[Any], dry_run: bool) -> dict[str, list[
                     forget(rec.scheduler_job_id)
         sub.store.delete_jobs(sub.cluster_name, ids)
     return {"job_dirs": dirs, "records": ids}
-
-
-@click.command()
-@click.option("--once", is_flag=True, help="One reconciliation pass, then exit.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, help="Seconds between passes.")
-@click.option("--no-cleanup", is_flag=True, help="Do not apply retention policies.")
-def daemon(once: bool, interval: float, no_cleanup: bool) -> int:
-    """Reconcile every cluster in the store (only one daemon per store at a time)."""
-    import socket
-    import uuid
-
-    sess = Session()
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    ttl = max(interval * 4, 30.0)
-    if not sess.store.acquire_lease("daemon", owner, ttl):
-        holder = sess.store.lease_owner("daemon")
-        raise MolqError(f"another molq daemon is running on this store ({holder[0] if holder else '?'})")
-    last_cleanup = 0.0
-    try:
-        while True:
-            for name, *_ in sess.store.list_clusters():
-                try:
-                    sess.submitor(name).refresh_jobs()
-                except MolqError as exc:
-                    click.echo(f"molq daemon: {name}: {exc}", err=True)
-            if not no_cleanup and time.time() - last_cleanup > 3600:
-                for name in sess.store.all_cluster_names():
-                    try:
-                        sess.submitor(name).cleanup_jobs()
-                    except MolqError as exc:
-                        click.echo(f"molq daemon: cleanup {name}: {exc}", err=True)
-                last_cleanup = time.time()
-            if once:
-                return 0
-            time.sleep(interval)
-            if not sess.store.acquire_lease("daemon", owner, ttl):
-                raise MolqError("another daemon took over this store")
-    finally:
-        sess.store.release_lease("daemon", owner)
 
 
 @click.command()
