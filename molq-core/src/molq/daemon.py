@@ -217,10 +217,15 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has ended
+    except (OSError, IndexError):
+        return True
 
 
-def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0) -> int:
+def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0, exit_when_idle: bool = False,
+          lease_ttl: float | None = None) -> int:
     """Start ``molq daemon run`` detached (own session, output to the log file) and return its
     pid once it holds the pid file. :class:`DaemonRunning` when one already runs,
     :class:`DaemonStartError` (with the end of its log) when it exits instead."""
@@ -232,7 +237,9 @@ def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0) -> i
     env = dict(os.environ, MOLQ_STORE_URL=files.store_url, MOLQ_HOME=files.home)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "molq", "daemon", "run", "--interval", repr(interval)],
+            [sys.executable, "-m", "molq", "daemon", "run", "--interval", repr(interval),
+             *(["--exit-when-idle"] if exit_when_idle else []),
+             *(["--lease-ttl", repr(lease_ttl)] if lease_ttl is not None else [])],
             stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env, cwd="/",
             start_new_session=True, close_fds=True)
     finally:
@@ -268,7 +275,7 @@ def stop(files: DaemonFiles, timeout: float = 30.0) -> int | None:
         os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running(files) is None or not _alive(info.pid):
+        if not _alive(info.pid):
             return info.pid
         time.sleep(0.05)
     raise TimeoutError(f"the molq daemon (pid {info.pid}) did not stop within {timeout:g} s "
@@ -314,14 +321,14 @@ def lease_alive(store: Any, lease: str, now: float | None = None) -> str | None:
 
 def ensure_running(store: Any, cluster_name: str, files: DaemonFiles | None = None) -> int | None:
     """Make sure a daemon reconciles ``cluster_name``: nothing to do when a live daemon holds
-    its lease or this store's daemon runs (it picks the cluster up); otherwise start one and
-    return its pid."""
+    its lease or this store's daemon runs (it picks the cluster up); otherwise start one, which
+    exits when no work is left, and return its pid."""
     from molq.engine.loops import daemon_lease_name
 
     files = files or daemon_files()
     if lease_alive(store, daemon_lease_name(cluster_name)) is not None or running(files) is not None:
         return None
     try:
-        return spawn(files)
+        return spawn(files, exit_when_idle=True)
     except DaemonRunning:
         return None  # another submission started it a moment ago

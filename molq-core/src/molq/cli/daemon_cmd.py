@@ -16,6 +16,8 @@ import click
 from molq.cli import render
 
 _INTERVAL_HELP = "Seconds between reconciliation rounds."
+_TTL_HELP = ("Seconds the daemon's cluster leases outlive it if it is killed (SIGKILL, a crash) before "
+             "another daemon takes its clusters over. Default: four intervals, at least 30 s.")
 
 
 @click.group("daemon", invoke_without_command=True)
@@ -94,7 +96,11 @@ def _setup_logging() -> None:
 @click.option("--once", is_flag=True, help="One reconciliation round over every cluster, print what it did, exit.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, help=_INTERVAL_HELP)
 @click.option("--no-cleanup", is_flag=True, help="Do not apply the retention policies (hourly otherwise).")
-def run_cmd(once: bool, interval: float, no_cleanup: bool) -> int:
+@click.option("--exit-when-idle", is_flag=True,
+              help="Exit once no cluster has active jobs or pending retries (how `molq submit` starts it).")
+@click.option("--lease-ttl", type=click.FloatRange(min=1), default=None, help=_TTL_HELP)
+def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool = False,
+            lease_ttl: float | None = None) -> int:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM ends it and releases its leases).
 
     It logs to standard error every refresh that changed something and every error, with
@@ -125,7 +131,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool) -> int:
                             f"({holder[0] if holder else '?'})")
 
         run_daemon_many(contexts, once=True, interval=interval, on_refresh=report, on_lease=lease,
-                        cleanup=None if no_cleanup else _cleanup)
+                        cleanup=None if no_cleanup else _cleanup, lease_ttl=lease_ttl)
         for line in done:
             click.echo(line)
         for name, why in contexts.broken.items():
@@ -141,7 +147,8 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool) -> int:
             run_daemon_many(contexts, interval=interval,
                             on_refresh=lambda ctx, result, error: status.refreshed(ctx.cluster_name, result, error),
                             on_lease=lambda ctx, held: status.lease(ctx.cluster_name, held),
-                            cleanup=None if no_cleanup else _cleanup)
+                            cleanup=None if no_cleanup else _cleanup, exit_when_idle=exit_when_idle,
+                            lease_ttl=lease_ttl)
         except KeyboardInterrupt:
             pass
         finally:
@@ -151,14 +158,15 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool) -> int:
 
 @daemon.command("start")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, help=_INTERVAL_HELP)
-def start_cmd(interval: float) -> int:
+@click.option("--lease-ttl", type=click.FloatRange(min=1), default=None, help=_TTL_HELP)
+def start_cmd(interval: float, lease_ttl: float | None) -> int:
     """Start the daemon in the background (pid and log files under $MOLQ_HOME).
 
     Refuses when a daemon already runs for this job store, naming it."""
     from molq.daemon import daemon_files, spawn
 
     files = daemon_files(_store_url())
-    pid = spawn(files, interval=interval)
+    pid = spawn(files, interval=interval, lease_ttl=lease_ttl)
     click.echo(f"molq daemon started (pid {pid}); log: {files.log}")
     return 0
 

@@ -197,6 +197,8 @@ def run_daemon_many(
     cleanup: Callable[[EngineContext], Any] | None = None,
     on_refresh: Callable[[EngineContext, RefreshResult | None, str | None], None] | None = None,
     on_lease: Callable[[EngineContext, bool], None] | None = None,
+    exit_when_idle: bool = False,
+    lease_ttl: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Reconcile many clusters from one process, for ever (or one round with ``once``).
@@ -209,10 +211,12 @@ def run_daemon_many(
     discovery, refresh or lease renewal is logged and the next round tries again.
     ``on_refresh(ctx, result, error)`` follows every attempted refresh (``result`` None and
     ``error`` set when it failed); ``on_lease(ctx, held)`` reports whether this process holds
-    each cluster's lease.
+    each cluster's lease. ``exit_when_idle`` returns once no cluster has work left.
+    ``lease_ttl`` (default: four intervals, at least 30 s) is how long the leases of a daemon
+    killed with SIGKILL keep other daemons off its clusters.
     """
     owner = daemon_owner()
-    ttl = max(interval * 4, 30.0)
+    ttl = lease_ttl if lease_ttl is not None else max(interval * 4, 30.0)
     held: dict[str, EngineContext] = {}
     last_cleanup: dict[str, float] = {}
     waiting: set[str] = set()
@@ -225,7 +229,11 @@ def run_daemon_many(
                     wanted = list(contexts())
                 except Exception as exc:  # noqa: BLE001 - a store briefly locked or gone: retry next round
                     log.error("cannot list the clusters to reconcile: %s", exc)
-                    wanted = []
+                    wanted = [*held.values()]
+                else:
+                    if exit_when_idle and not wanted:
+                        log.info("no cluster has active jobs or pending retries; exiting")
+                        return
                 names = {c.cluster_name for c in wanted}
                 for name in [n for n in held if n not in names]:
                     _release(held.pop(name), owner)
