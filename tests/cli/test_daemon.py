@@ -216,3 +216,54 @@ def test_install_systemd_prints_a_unit(molq, molq_home):
     unit = molq("daemon", "install", "--systemd").stdout
     assert "[Service]" in unit and "daemon run" in unit and f"MOLQ_HOME={molq_home}" in unit
     assert "--systemd" in molq("daemon", "install", check=2).stderr
+
+
+SLURM_CONF = os.environ.get("MOLQ_TEST_SLURM_ACCT_CONF")
+needs_slurm = pytest.mark.skipif(not SLURM_CONF, reason="needs the test SLURM cluster (. /var/lib/molq-test/env.sh)")
+
+
+def slurm_profile(molq):
+    molq("profile", "add", "hpc", "--scheduler", "slurm", "--option", f"env.SLURM_CONF={SLURM_CONF}",
+         "--partition", "debug", "--time", "5m")
+
+
+def latest_states(molq, roots):
+    latest: dict[str, dict] = {}
+    for j in json.loads(molq("list", "--all", "--json", "--no-refresh").stdout):
+        if j["root_job_id"] in roots and j["attempt"] >= latest.get(j["root_job_id"], {}).get("attempt", 0):
+            latest[j["root_job_id"]] = j
+    return latest
+
+
+@pytest.mark.slurm
+@needs_slurm
+def test_slurm_pipeline_completed_by_a_started_daemon(molq, daemons, tmp_path):
+    slurm_profile(molq)
+    start(molq, daemons, "--interval", "1")
+    marker = tmp_path / "failed-once"
+    first = molq("submit", "-p", "hpc", "--command", f"test -e {marker} || {{ touch {marker}; exit 3; }}",
+                 "--retries", "1").stdout.strip()
+    submitted = molq("submit", "-p", "hpc", "--after-success", first[:8], "--", "true")
+    second = submitted.stdout.strip()
+    assert "started a daemon" not in submitted.stderr  # one already runs
+    # Every submitting process has exited; only the daemon advances the jobs.
+    done = wait_for(lambda: (lambda s: s if len(s) == 2 and all(j["state"] == "succeeded" for j in s.values())
+                             else None)(latest_states(molq, [first, second])), 120, "completed")
+    assert done[first]["attempt"] == 2 and done[second]["attempt"] == 1
+    assert cluster_status(molq, "hpc")["last_refresh_at"]
+
+
+@pytest.mark.slurm
+@needs_slurm
+def test_submit_with_a_retry_on_slurm_starts_a_daemon_once(molq, daemons, tmp_path):
+    slurm_profile(molq)
+    marker = tmp_path / "failed-once"
+    proc = molq("submit", "-p", "hpc", "--command", f"test -e {marker} || {{ touch {marker}; exit 3; }}",
+                "--retries", "1")
+    job = proc.stdout.strip()
+    pid = int(re.search(r"started a daemon \(pid (\d+)\)", proc.stderr).group(1))
+    daemons.append(pid)
+    assert "started a daemon" not in molq("submit", "-p", "hpc", "--after", job[:8], "--", "true").stderr
+    wait_for(lambda: (latest_states(molq, [job]).get(job) or {}).get("state") == "succeeded", 120, "retried")
+    # Started on demand, it leaves once no work is left.
+    wait_for(lambda: not alive(pid), 30, "exited when idle")
