@@ -248,7 +248,8 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     if (retries or deps) and cluster.scheduler != "local":
         _ensure_daemon(store, cluster.name)
     if as_json:
-        render.dump_json(render.record_json(submitor.get_job(handle.job_id)))
+        submitted = submitor.get_job(handle.job_id)
+        render.dump_json(confirmed_json(render.record_json(submitted), submitted, {}))
     else:
         click.echo(handle.job_id)
     if not wait:
