@@ -82,7 +82,9 @@ def test_a_cluster_that_cannot_be_asked_is_one_line_with_the_age(molq, molq_home
     try:
         first = json.loads(molq("list", "--json").stdout)
         assert [j["job_id"] for j in first] == [job] and first[0]["state_confirmed_at"]
-        # The cluster's configuration is gone: squeue cannot even start.
+        # The cluster's configuration is broken: squeue cannot even start. (A missing file
+        # would do too, but squeue waits 60 s for it to appear.)
+        (tmp_path / "missing.conf").write_text("")
         config = molq_home / "config.toml"
         config.write_text(config.read_text().replace(SLURM_CONF, str(tmp_path / "missing.conf")))
         time.sleep(5.5)  # past the few seconds a refresh is trusted
