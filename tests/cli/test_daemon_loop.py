@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from molq import Cluster, Submitor
 from molq.engine.context import EngineContext
-from molq.engine.loops import daemon_lease_name, run_daemon_many
+from molq.engine.loops import DaemonAlreadyRunning, daemon_lease_name, run_daemon_many
 from molq.store import JobStore
 
 
@@ -61,3 +62,24 @@ def test_leases_per_cluster_late_clusters_and_failed_rounds(caplog):
         first.cancel_job(job.job_id)
         for handle in late:
             other.cancel_job(handle.job_id)
+
+
+def test_submitor_run_daemon_shares_the_lease_of_the_multi_cluster_daemon():
+    store = JobStore()
+    sub = Submitor(Cluster("local"), store=store)
+    job = sub.submit_job(argv=["true"])
+    holding: list[str | None] = []
+
+    def during(_seconds):
+        owner = store.lease_owner(daemon_lease_name("local"))
+        holding.append(owner[0] if owner else None)
+        # While the multi-cluster loop holds "daemon:local", the single-cluster one refuses.
+        with pytest.raises(DaemonAlreadyRunning):
+            sub.run_daemon(once=True)
+
+    run_daemon_many(lambda: [EngineContext(target=Cluster("local"), store=store)] if store.list_clusters() else [],
+                    interval=0.01, max_iterations=2, sleep=during)
+    assert holding and holding[0] is not None
+    sub.run_daemon(once=True)  # free again
+    assert sub.watch_jobs([job.job_id], timeout=10)[0].state.value == "succeeded"
+    assert store.lease_owner(daemon_lease_name("local")) is None
