@@ -577,10 +577,13 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     else:
         sess = Session()
         if refresh:
+            from molq.daemon import daemon_files, note_refreshed
+
             for name, *_ in sess.store.list_clusters():
                 if cluster_name in (None, name):
                     sess.submitor(name).refresh_jobs()
                     confirmed[name] = time.time()
+                    note_refreshed(daemon_files(url), name, confirmed[name])
         records = sess.store.list_jobs(cluster_name, **query)
     if not refresh:
         stale = [r.cluster_name for r in records if _needs_refresh(r)]
