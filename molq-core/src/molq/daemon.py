@@ -105,10 +105,31 @@ def running(files: DaemonFiles) -> DaemonInfo | None:
         os.close(fd)
 
 
+class PreviousDaemon:
+    """The daemon of this store that died without removing its pid file (SIGKILL, a crash)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def owns(self, lease_owner: str) -> bool:
+        """Whether ``lease_owner`` (``host:pid:random``) is that dead daemon: its pid file
+        named the pid, on this host, and no such process lives. Its leases can be taken over
+        at once instead of after their TTL."""
+        from molq.identity import host_identity
+
+        parts = lease_owner.rsplit(":", 2)
+        try:
+            host, pid = parts[0], int(parts[1])
+        except (IndexError, ValueError):
+            return False
+        return self.pid is not None and pid == self.pid and host == host_identity() and not _alive(pid)
+
+
 @contextlib.contextmanager
-def hold_pidfile(files: DaemonFiles) -> Iterator[None]:
+def hold_pidfile(files: DaemonFiles) -> Iterator[PreviousDaemon]:
     """Be the store's one daemon for the duration: lock and write the pid file, remove it at
-    the end. :class:`DaemonRunning` when another process holds it."""
+    the end; yields the daemon whose stale pid file it replaced. :class:`DaemonRunning` when
+    another process holds it."""
     os.makedirs(files.home, mode=0o700, exist_ok=True)
     fd = os.open(files.pid, os.O_RDWR | os.O_CREAT, 0o600)
     # A reader (:func:`running`) holds a shared lock for an instant; a daemon holds the
@@ -126,9 +147,10 @@ def hold_pidfile(files: DaemonFiles) -> Iterator[None]:
             content = _read_pidfile(files.pid)
             raise DaemonRunning(content[0] if content else 0, files) from None
     try:
+        previous = _read_pidfile(files.pid)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {time.time():.3f}\n".encode())
-        yield
+        yield PreviousDaemon(previous[0] if previous else None)
     finally:
         # Unlink first, then unlock: a new daemon never sees our file unlocked with our pid.
         with contextlib.suppress(OSError):

@@ -140,7 +140,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
             click.echo("nothing to do: no cluster has active jobs or pending retries")
         return 0
     _setup_logging()
-    with hold_pidfile(files):
+    with hold_pidfile(files) as previous:
         status = StatusFile(files, interval)
         status.write()
         try:
@@ -148,7 +148,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
                             on_refresh=lambda ctx, result, error: status.refreshed(ctx.cluster_name, result, error),
                             on_lease=lambda ctx, held: status.lease(ctx.cluster_name, held),
                             cleanup=None if no_cleanup else _cleanup, exit_when_idle=exit_when_idle,
-                            lease_ttl=lease_ttl)
+                            lease_ttl=lease_ttl, owner_is_dead=previous.owns)
         except KeyboardInterrupt:
             pass
         finally:

@@ -199,6 +199,7 @@ def run_daemon_many(
     on_lease: Callable[[EngineContext, bool], None] | None = None,
     exit_when_idle: bool = False,
     lease_ttl: float | None = None,
+    owner_is_dead: Callable[[str], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Reconcile many clusters from one process, for ever (or one round with ``once``).
@@ -213,7 +214,8 @@ def run_daemon_many(
     ``error`` set when it failed); ``on_lease(ctx, held)`` reports whether this process holds
     each cluster's lease. ``exit_when_idle`` returns once no cluster has work left.
     ``lease_ttl`` (default: four intervals, at least 30 s) is how long the leases of a daemon
-    killed with SIGKILL keep other daemons off its clusters.
+    killed with SIGKILL keep other daemons off its clusters, unless ``owner_is_dead(owner)``
+    can tell for certain that the holder is gone (then its lease is taken at once).
     """
     owner = daemon_owner()
     ttl = lease_ttl if lease_ttl is not None else max(interval * 4, 30.0)
@@ -238,7 +240,7 @@ def run_daemon_many(
                 for name in [n for n in held if n not in names]:
                     _release(held.pop(name), owner)
                 for ctx in wanted:
-                    _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease)
+                    _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
                     if cleanup is not None and ctx.cluster_name in held \
                             and time.time() - last_cleanup.get(ctx.cluster_name, 0.0) > 3600:
                         last_cleanup[ctx.cluster_name] = time.time()
@@ -258,11 +260,20 @@ def run_daemon_many(
 
 def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, EngineContext], waiting: set[str],
                 on_refresh: Callable[[EngineContext, RefreshResult | None, str | None], None] | None,
-                on_lease: Callable[[EngineContext, bool], None] | None) -> None:
+                on_lease: Callable[[EngineContext, bool], None] | None,
+                owner_is_dead: Callable[[str], bool] | None = None) -> None:
     name = ctx.cluster_name
     lease = daemon_lease_name(name)
     try:
         ours = ctx.store.acquire_lease(lease, owner, ttl)
+        if not ours and owner_is_dead is not None:
+            holder = ctx.store.lease_owner(lease)
+            if holder is not None and owner_is_dead(holder[0]):
+                # Released only if that dead owner still holds it; acquiring stays atomic.
+                ctx.store.release_lease(lease, holder[0])
+                ours = ctx.store.acquire_lease(lease, owner, ttl)
+                if ours:
+                    log.info("%s: took over the lease of a daemon that died (%s)", name, holder[0])
     except Exception as exc:  # noqa: BLE001 - store briefly locked: try again next round
         log.error("%s: cannot take the daemon lease: %s", name, exc)
         return
