@@ -32,6 +32,8 @@ __all__ = [
 
 #: A state refreshed less than this long ago is fresh enough to show without asking again.
 FRESH_SECONDS = 5.0
+#: A log bigger than this is moved aside (to ``<log>.1``) when the next daemon starts.
+LOG_MAX_BYTES = 10 * 1024 * 1024
 
 
 class DaemonRunning(MolqError):
@@ -255,6 +257,9 @@ def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0, exit
     if info is not None:
         raise DaemonRunning(info.pid, files)
     os.makedirs(files.home, mode=0o700, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if os.path.getsize(files.log) > LOG_MAX_BYTES:
+            os.replace(files.log, files.log + ".1")
     log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = dict(os.environ, MOLQ_STORE_URL=files.store_url, MOLQ_HOME=files.home)
     try:
