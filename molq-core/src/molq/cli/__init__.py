@@ -24,7 +24,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("molq.cli.commands", "logs", "Print a job's standard output (or error)."),
     "queue": ("molq.cli.commands", "queue", "Show the scheduler's own queue (all your jobs)."),
     "cleanup": ("molq.cli.commands", "cleanup", "Remove old job directories and records."),
-    "daemon": ("molq.cli.commands", "daemon", "Reconcile every cluster in the store in a loop."),
+    "daemon": ("molq.cli.daemon_cmd", "daemon", "Run, start, stop or inspect the daemon that advances jobs."),
     "profile": ("molq.cli.profiles", "profile", "Manage profiles in ~/.molq/config.toml."),
     "plugins": ("molq.cli.commands", "plugins", "List discovered plugins and load errors."),
     "store": ("molq.cli.store_cmd", "store", "Copy a job store to another URL, or check one."),

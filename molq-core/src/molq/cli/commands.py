@@ -245,8 +245,11 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
         return 0
     with StoreWaitNotice(_store_url()):
         handle = submitor.submit_job(**job)
+    if (retries or deps) and cluster.scheduler != "local":
+        _ensure_daemon(store, cluster.name)
     if as_json:
-        render.dump_json(render.record_json(submitor.get_job(handle.job_id)))
+        submitted = submitor.get_job(handle.job_id)
+        render.dump_json(confirmed_json(render.record_json(submitted), submitted, {}))
     else:
         click.echo(handle.job_id)
     if not wait:
@@ -265,6 +268,23 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     if record.exit_code is not None:
         return record.exit_code if 0 <= record.exit_code < 256 else 1
     return 0 if record.state.value == "succeeded" else 1
+
+
+def _ensure_daemon(store: Any, cluster_name: str) -> None:
+    """Retries and dependency releases on a batch cluster need a process that refreshes it
+    once the submitter is gone: start a daemon unless one already reconciles the cluster."""
+    from molq.daemon import ensure_running
+
+    try:
+        pid = ensure_running(store, cluster_name)
+    except MolqError as exc:
+        click.echo(f"molq: could not start a daemon for retries and dependencies ({exc}); "
+                   f"run `molq daemon start`", err=True)
+        return
+    if pid is not None:
+        click.echo(f"molq: started a daemon (pid {pid}) that submits retries and releases dependent jobs "
+                   f"of {cluster_name} when they are due; it exits when no work is left "
+                   f"(`molq daemon status` shows it)", err=True)
 
 
 def _check_cwd(cluster: Any, cwd: str) -> None:
@@ -348,6 +368,98 @@ def _full_id(store: Any, cluster_name: str, prefix: str) -> str:
         raise ConfigError(str(exc)) from None
 
 
+# -- fresh state ----------------------------------------------------------------------------
+
+
+def _needs_refresh(rec: Any) -> bool:
+    """Whether the scheduler may know more than the stored record: an active job, or one
+    whose retry is still to come."""
+    return rec.state.value not in render.TERMINAL_STATES or (rec.next_retry_at is not None and rec.retried_by is None)
+
+
+class _Warnings:
+    """Collects what the engine warns about during one refresh (an unanswered scheduler
+    query), instead of letting Python print it raw."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.messages: list[str] = []
+        self._handler = logging.Handler(logging.WARNING)
+        self._handler.emit = lambda record: self.messages.append(record.getMessage())  # type: ignore[method-assign]
+
+    def __enter__(self) -> _Warnings:
+        import logging
+
+        logging.getLogger("molq").addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.getLogger("molq").removeHandler(self._handler)
+
+
+def fresh_state(sess: Any, names: Iterable[str], *, no_refresh: bool = False) -> dict[str, float | None]:
+    """Bring the clusters about to be shown up to date, when their stored state is stale.
+
+    Local jobs on this host are always refreshed (it costs a few file reads); another
+    cluster is refreshed (one scheduler query) when nobody did in the last
+    :data:`molq.daemon.FRESH_SECONDS` seconds, a daemon included. Returns when each cluster's
+    state was last confirmed (None: not known). When a cluster is not refreshed (``no_refresh``,
+    or it cannot be reached) one line on stderr says how old its state is."""
+    from molq.daemon import FRESH_SECONDS, daemon_files, note_refreshed, refreshed_at
+
+    files = daemon_files(_store_url())
+    known = refreshed_at(files)
+    confirmed: dict[str, float | None] = {}
+    for name in dict.fromkeys(names):
+        last = known.get(name)
+        if no_refresh:
+            confirmed[name] = last
+            click.echo(f"molq: {name}: not refreshed (--no-refresh); {_age_text(last)}", err=True)
+            continue
+        now = time.time()
+        with _Warnings() as warned:
+            try:
+                sub = sess.submitor(name)
+                here = sub.target.scheduler == "local" and not sub.target.transport.is_remote
+                if not here and last is not None and now - last < FRESH_SECONDS:
+                    confirmed[name] = last
+                    continue
+                sub.refresh_jobs()
+                problem = warned.messages[0] if warned.messages else None
+            except MolqError as exc:
+                problem = str(exc)
+        if problem is None:
+            note_refreshed(files, name, now)
+            confirmed[name] = now
+        else:
+            from molq.cli.errors import one_line
+
+            confirmed[name] = last
+            click.echo(f"molq: {name}: could not refresh ({one_line(problem)}); {_age_text(last)}", err=True)
+    return confirmed
+
+
+def _age_text(last: float | None) -> str:
+    if last is None:
+        return "the state shown is as last recorded"
+    return f"the state shown was confirmed {render.ago(last)}"
+
+
+def confirmed_json(data: dict[str, Any], rec: Any, confirmed: dict[str, float | None]) -> dict[str, Any]:
+    """``state_confirmed_at``: when the state in ``data`` was last known true: the last
+    refresh of its cluster for a job that may still change, else its last recorded change."""
+    when = rec.updated_at
+    if _needs_refresh(rec):
+        last = confirmed.get(rec.cluster_name)
+        if last is not None:
+            when = max(last, when or 0.0)
+    data["state_confirmed_at"] = render.iso(when)
+    return data
+
+
 # -- list / show ----------------------------------------------------------------------------
 
 
@@ -409,16 +521,22 @@ def _sort_key(field: str, now: float) -> Any:
 @click.option("-w", "--wide", is_flag=True, help="Full ids and commands; do not fit the terminal width.")
 @click.option("--columns", metavar="LIST", default=None,
               help=f"Comma-separated columns to show, in order, from: {', '.join(render.ALL_COLUMNS)}.")
-@click.option("--refresh", is_flag=True, help="Ask the schedulers first (slower).")
+@click.option("--refresh", is_flag=True,
+              help="Ask the schedulers of every cluster first, even when their state is fresh (slower).")
+@click.option("--no-refresh", is_flag=True,
+              help="Show the stored state without asking any scheduler (says how old it is).")
 @json_option
 def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, name_pattern: str | None,
              since: str | None, until: str | None, sort_field: str, limit: int | None, wide: bool,
-             columns: str | None, refresh: bool, as_json: bool) -> int:
+             columns: str | None, refresh: bool, no_refresh: bool, as_json: bool) -> int:
     """List jobs: active ones by default, newest first.
 
     On a terminal the table fits its width (-w shows everything) and ends with a count per
     state. ELAPSED is the running time so far, or the total of a finished job; REASON is why
     a queued job waits, or why a job failed.
+
+    Active jobs are refreshed first when their stored state is stale (always on the local
+    scheduler; at most every few seconds elsewhere).
     """
     from molq._states import JobState
     from molq.store_lite import list_jobs as lite_list
@@ -439,8 +557,11 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     path = None if refresh else sqlite_path(url)
     query: dict[str, Any] = dict(include_terminal=show_all or bool(states), states=[JobState(s) for s in states] or None,
                  limit=None if filtered else limit, newest_first=True)
+    if refresh and no_refresh:
+        raise click.UsageError("--refresh and --no-refresh contradict each other")
     records: Any
     lite = path is not None
+    confirmed: dict[str, float | None] = {}
     if path is not None and not os.path.exists(path):
         records = []  # nothing was ever submitted: no store to create just to list it
     elif path is not None:
@@ -456,10 +577,26 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     else:
         sess = Session()
         if refresh:
+            from molq.daemon import daemon_files, note_refreshed
+
             for name, *_ in sess.store.list_clusters():
                 if cluster_name in (None, name):
                     sess.submitor(name).refresh_jobs()
+                    confirmed[name] = time.time()
+                    note_refreshed(daemon_files(url), name, confirmed[name])
         records = sess.store.list_jobs(cluster_name, **query)
+    if not refresh:
+        stale = [r.cluster_name for r in records if _needs_refresh(r)]
+        if stale:
+            if no_refresh:
+                confirmed = fresh_state(None, stale, no_refresh=True)
+            else:
+                # Only now is the full store opened: a listing of finished jobs stays model-free.
+                if lite:
+                    sess = Session()
+                    lite = False
+                confirmed = fresh_state(sess, stale)
+                records = sess.store.list_jobs(cluster_name, **query)
     if name_pattern:
         import fnmatch
 
@@ -473,7 +610,7 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     if limit is not None:
         records = records[:limit]
     if as_json:
-        render.dump_json([render.record_json(r, now=now) for r in records])
+        render.dump_json([confirmed_json(render.record_json(r, now=now), r, confirmed) for r in records])
         return 0
     if not records:
         click.echo("no jobs" + ("" if show_all or states else " active (use --all to include finished ones)"), err=True)
@@ -513,17 +650,25 @@ def last_reason(transitions: Any, state: str) -> str | None:
 
 @click.command()
 @click.argument("job_id", shell_complete=complete_job_ids)
+@click.option("--no-refresh", is_flag=True,
+              help="Show the stored state without asking the scheduler (says how old it is).")
 @json_option
-def show(job_id: str, as_json: bool) -> int:
-    """Show a job: its record, transitions, retry family and dependencies."""
+def show(job_id: str, no_refresh: bool, as_json: bool) -> int:
+    """Show a job: its record, transitions, retry family and dependencies.
+
+    An active job is refreshed first when its stored state is stale."""
     sess = Session()
     sub, rec = sess.find(job_id)
+    confirmed: dict[str, float | None] = {}
+    if _needs_refresh(rec):
+        confirmed = fresh_state(sess, [sub.cluster_name], no_refresh=no_refresh)
+        rec = sub.get_job(rec.job_id)
     transitions = sub.get_transitions(rec.job_id)
     family = sub.get_retry_family(rec.job_id)
     deps = sub.get_dependencies(rec.job_id)
     dependents = sub.get_dependents(rec.job_id)
     if as_json:
-        data = render.record_json(rec)
+        data = confirmed_json(render.record_json(rec), rec, confirmed)
         data["pending_reason"] = last_reason(transitions, "queued") if rec.state.value == "queued" else None
         data["transitions"] = [render.transition_json(t) for t in transitions]
         data["retry_family"] = [{"job_id": r.job_id, "attempt": r.attempt, "state": r.state.value} for r in family]
@@ -612,8 +757,11 @@ def dashboard(records: list[Any], clusters: list[str], *, width: int, height: in
               help="Seconds between refreshes (default: from 0.2 s, growing to 5 s).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None,
               help="Give up after this many seconds (exit 124).")
+@click.option("--no-refresh", is_flag=True,
+              help="Only read the store (a daemon advances the jobs); ask no scheduler.")
 @json_option
-def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | None, as_json: bool) -> int:
+def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | None, no_refresh: bool,
+          as_json: bool) -> int:
     """Follow jobs (default: every active job) until all are finished.
 
     On a terminal it is a dashboard redrawn in place: the clusters, the time, a count per
@@ -637,6 +785,10 @@ def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | Non
     deadline = None if timeout is None else time.monotonic() + timeout
     tty = render.is_tty() and not as_json
     seen: dict[str, str] = {}
+    confirmed: dict[str, float | None] = {}
+    if no_refresh:
+        confirmed = fresh_state(None, list(roots), no_refresh=True)
+    unreachable: dict[str, str] = {}
     delay = interval or 0.2
     drawn = False
     try:
@@ -644,8 +796,8 @@ def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | Non
             latest = []
             pending = False
             for cluster_name, ids in roots.items():
-                sub = sess.submitor(cluster_name)
-                sub.refresh_jobs()
+                if not no_refresh:
+                    _watch_refresh(sess, cluster_name, confirmed, unreachable)
                 found = sess.store.latest_attempts(cluster_name, ids)
                 for root in ids:
                     rec = found[root]
@@ -669,7 +821,7 @@ def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | Non
                                    + (f" exit={rec.exit_code}" if rec.exit_code is not None else ""))
             if not pending:
                 if as_json:
-                    render.dump_json([render.record_json(r) for r in latest])
+                    render.dump_json([confirmed_json(render.record_json(r), r, confirmed) for r in latest])
                 return 0 if all(r.state.value == "succeeded" for r in latest) else 1
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"jobs still active after {timeout:g} s")
@@ -679,6 +831,32 @@ def watch(job_ids: tuple[str, ...], interval: float | None, timeout: float | Non
     except KeyboardInterrupt:
         click.echo("\nmolq: stopped watching; the jobs keep running (`molq list` shows them)", err=True)
         return 130
+
+
+def _watch_refresh(sess: Session, name: str, confirmed: dict[str, float | None], unreachable: dict[str, str]) -> None:
+    """One refresh of ``name`` for ``molq watch``; an unreachable cluster is said once (and
+    when it answers again), and the watch goes on with the stored state."""
+    from molq.cli.errors import one_line
+    from molq.daemon import daemon_files, note_refreshed, refreshed_at
+
+    files = daemon_files(_store_url())
+    now = time.time()
+    with _Warnings() as warned:
+        try:
+            sess.submitor(name).refresh_jobs()
+            problem = warned.messages[0] if warned.messages else None
+        except MolqError as exc:
+            problem = str(exc)
+    if problem is None:
+        confirmed[name] = now
+        note_refreshed(files, name, now)
+        if unreachable.pop(name, None) is not None:
+            click.echo(f"molq: {name}: refreshed again", err=True)
+    elif name not in unreachable:
+        unreachable[name] = problem
+        last = confirmed.get(name) or refreshed_at(files).get(name)
+        click.echo(f"molq: {name}: could not refresh ({one_line(problem)}); {_age_text(last)}; "
+                   f"still trying", err=True)
 
 
 @click.command()
@@ -796,7 +974,7 @@ def logs(job_id: str, use_stderr: bool, follow: bool, lines: int | None) -> int:
         time.sleep(0.5)
 
 
-# -- queue / cleanup / daemon / plugins -----------------------------------------------------
+# -- queue / cleanup / plugins -----------------------------------------------------
 
 
 @click.command()
@@ -903,45 +1081,6 @@ def _remove_jobs(sub: Any, records: list[Any], dry_run: bool) -> dict[str, list[
                     forget(rec.scheduler_job_id)
         sub.store.delete_jobs(sub.cluster_name, ids)
     return {"job_dirs": dirs, "records": ids}
-
-
-@click.command()
-@click.option("--once", is_flag=True, help="One reconciliation pass, then exit.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, help="Seconds between passes.")
-@click.option("--no-cleanup", is_flag=True, help="Do not apply retention policies.")
-def daemon(once: bool, interval: float, no_cleanup: bool) -> int:
-    """Reconcile every cluster in the store (only one daemon per store at a time)."""
-    import socket
-    import uuid
-
-    sess = Session()
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    ttl = max(interval * 4, 30.0)
-    if not sess.store.acquire_lease("daemon", owner, ttl):
-        holder = sess.store.lease_owner("daemon")
-        raise MolqError(f"another molq daemon is running on this store ({holder[0] if holder else '?'})")
-    last_cleanup = 0.0
-    try:
-        while True:
-            for name, *_ in sess.store.list_clusters():
-                try:
-                    sess.submitor(name).refresh_jobs()
-                except MolqError as exc:
-                    click.echo(f"molq daemon: {name}: {exc}", err=True)
-            if not no_cleanup and time.time() - last_cleanup > 3600:
-                for name in sess.store.all_cluster_names():
-                    try:
-                        sess.submitor(name).cleanup_jobs()
-                    except MolqError as exc:
-                        click.echo(f"molq daemon: cleanup {name}: {exc}", err=True)
-                last_cleanup = time.time()
-            if once:
-                return 0
-            time.sleep(interval)
-            if not sess.store.acquire_lease("daemon", owner, ttl):
-                raise MolqError("another daemon took over this store")
-    finally:
-        sess.store.release_lease("daemon", owner)
 
 
 @click.command()

@@ -24,7 +24,7 @@ from molq.model import JobRecord
 
 log = logging.getLogger("molq.daemon")
 
-__all__ = ["watch", "run_daemon", "daemon_lease_name", "DaemonAlreadyRunning"]
+__all__ = ["watch", "run_daemon", "run_daemon_many", "daemon_lease_name", "daemon_owner", "DaemonAlreadyRunning"]
 
 
 class DaemonAlreadyRunning(MolqError):
@@ -34,6 +34,11 @@ class DaemonAlreadyRunning(MolqError):
 def daemon_lease_name(cluster_name: str) -> str:
     """The one lease every daemon of ``cluster_name`` takes, whichever front started it."""
     return f"daemon:{cluster_name}"
+
+
+def daemon_owner() -> str:
+    """A lease owner naming this process: ``<host>:<pid>:<random>``."""
+    return f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def watch(ctx: EngineContext, job_ids: Sequence[str] | None = None, timeout: float | None = None,
@@ -117,7 +122,7 @@ def run_daemon(
     error (scheduler down, store briefly locked) is logged and the loop goes on; a daemon that
     lost its lease stops refreshing until it holds it again.
     """
-    owner = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    owner = daemon_owner()
     lease = daemon_lease_name(ctx.cluster_name)
     ttl = max(interval * 4, 30.0)
     if not ctx.store.acquire_lease(lease, owner, ttl):
@@ -168,6 +173,12 @@ def _one_round(ctx: EngineContext, on_refresh: Callable[[RefreshResult], None] |
     except MolqError as exc:
         log.error("%s: refresh failed: %s", ctx.cluster_name, exc)
         return
+    _log_result(ctx, result, started)
+    if on_refresh is not None:
+        on_refresh(result)
+
+
+def _log_result(ctx: EngineContext, result: RefreshResult, started: float) -> None:
     took = time.monotonic() - started
     if result.changed or result.retries_started:
         log.info("%s: refresh: %d job(s) looked at, %d changed, %d retr%s started (%.2f s)", ctx.cluster_name,
@@ -175,5 +186,134 @@ def _one_round(ctx: EngineContext, on_refresh: Callable[[RefreshResult], None] |
                  "y" if result.retries_started == 1 else "ies", took)
     for problem in result.problems:
         log.warning("%s: %s", ctx.cluster_name, problem)
+
+
+def run_daemon_many(
+    contexts: Callable[[], Sequence[EngineContext]],
+    *,
+    once: bool = False,
+    interval: float = 5.0,
+    max_iterations: int | None = None,
+    cleanup: Callable[[EngineContext], Any] | None = None,
+    on_refresh: Callable[[EngineContext, RefreshResult | None, str | None], None] | None = None,
+    on_lease: Callable[[EngineContext, bool], None] | None = None,
+    exit_when_idle: bool = False,
+    lease_ttl: float | None = None,
+    owner_is_dead: Callable[[str], bool] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Reconcile many clusters from one process, for ever (or one round with ``once``).
+
+    ``contexts`` is called before every round and returns the clusters to reconcile now (those
+    with active jobs or pending retries), so clusters that appear later are picked up. Each
+    cluster has its own lease (:func:`daemon_lease_name`): a cluster whose lease another live
+    daemon holds is skipped this round and tried again the next one, and a lease no longer
+    needed (the cluster has no work) is released. Nothing transient ends the loop: a failed
+    discovery, refresh or lease renewal is logged and the next round tries again.
+    ``on_refresh(ctx, result, error)`` follows every attempted refresh (``result`` None and
+    ``error`` set when it failed); ``on_lease(ctx, held)`` reports whether this process holds
+    each cluster's lease. ``exit_when_idle`` returns once no cluster has work left.
+    ``lease_ttl`` (default: four intervals, at least 30 s) is how long the leases of a daemon
+    killed with SIGKILL keep other daemons off its clusters, unless ``owner_is_dead(owner)``
+    can tell for certain that the holder is gone (then its lease is taken at once).
+    """
+    owner = daemon_owner()
+    ttl = lease_ttl if lease_ttl is not None else max(interval * 4, 30.0)
+    held: dict[str, EngineContext] = {}
+    last_cleanup: dict[str, float] = {}
+    waiting: set[str] = set()
+    log.info("daemon started (owner %s, every %g s)", owner, interval)
+    try:
+        with _sigterm_exits():
+            iterations = 0
+            while True:
+                try:
+                    wanted = list(contexts())
+                except Exception as exc:  # noqa: BLE001 - a store briefly locked or gone: retry next round
+                    log.error("cannot list the clusters to reconcile: %s", exc)
+                    wanted = [*held.values()]
+                else:
+                    if exit_when_idle and not wanted:
+                        log.info("no cluster has active jobs or pending retries; exiting")
+                        return
+                names = {c.cluster_name for c in wanted}
+                for name in [n for n in held if n not in names]:
+                    _release(held.pop(name), owner)
+                for ctx in wanted:
+                    _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
+                    if cleanup is not None and ctx.cluster_name in held \
+                            and time.time() - last_cleanup.get(ctx.cluster_name, 0.0) > 3600:
+                        last_cleanup[ctx.cluster_name] = time.time()
+                        try:
+                            cleanup(ctx)
+                        except Exception as exc:  # noqa: BLE001 - retention is never worth stopping for
+                            log.error("%s: cleanup failed: %s", ctx.cluster_name, exc)
+                iterations += 1
+                if once or (max_iterations is not None and iterations >= max_iterations):
+                    return
+                sleep(interval)
+    finally:
+        for ctx in held.values():
+            _release(ctx, owner)
+        log.info("daemon stopped")
+
+
+def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, EngineContext], waiting: set[str],
+                on_refresh: Callable[[EngineContext, RefreshResult | None, str | None], None] | None,
+                on_lease: Callable[[EngineContext, bool], None] | None,
+                owner_is_dead: Callable[[str], bool] | None = None) -> None:
+    name = ctx.cluster_name
+    lease = daemon_lease_name(name)
+    try:
+        ours = ctx.store.acquire_lease(lease, owner, ttl)
+        if not ours and owner_is_dead is not None:
+            holder = ctx.store.lease_owner(lease)
+            if holder is not None and owner_is_dead(holder[0]):
+                # Released only if that dead owner still holds it; acquiring stays atomic.
+                ctx.store.release_lease(lease, holder[0])
+                ours = ctx.store.acquire_lease(lease, owner, ttl)
+                if ours:
+                    log.info("%s: took over the lease of a daemon that died (%s)", name, holder[0])
+    except Exception as exc:  # noqa: BLE001 - store briefly locked: try again next round
+        log.error("%s: cannot take the daemon lease: %s", name, exc)
+        return
+    if not ours:
+        held.pop(name, None)
+        if name not in waiting:
+            waiting.add(name)
+            try:
+                holder = ctx.store.lease_owner(lease)
+            except Exception:  # noqa: BLE001
+                holder = None
+            log.warning("%s: another daemon (%s) reconciles this cluster; skipping it while it does",
+                        name, holder[0] if holder else "?")
+        if on_lease is not None:
+            on_lease(ctx, False)
+        return
+    if name in waiting:
+        waiting.discard(name)
+        log.info("%s: the daemon lease is ours; reconciling", name)
+    held[name] = ctx
+    if on_lease is not None:
+        on_lease(ctx, True)
+    started = time.monotonic()
+    try:
+        result = refresh(ctx)
+    except Exception as exc:  # noqa: BLE001 - scheduler down, store locked: log it, go on
+        if isinstance(exc, MolqError):
+            log.error("%s: refresh failed: %s", name, exc)
+        else:
+            log.exception("%s: refresh failed: %s", name, exc)
+        if on_refresh is not None:
+            on_refresh(ctx, None, str(exc) or type(exc).__name__)
+        return
+    _log_result(ctx, result, started)
     if on_refresh is not None:
-        on_refresh(result)
+        on_refresh(ctx, result, None)
+
+
+def _release(ctx: EngineContext, owner: str) -> None:
+    try:
+        ctx.store.release_lease(daemon_lease_name(ctx.cluster_name), owner)
+    except Exception as exc:  # noqa: BLE001
+        log.error("%s: could not release the daemon lease: %s", ctx.cluster_name, exc)
