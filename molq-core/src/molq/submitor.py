@@ -296,10 +296,11 @@ class Submitor:
         exactly as submitted; nothing is stored or submitted (``molq submit --dry-run``)."""
         return _submit.render(self._ctx, JobRequest(**submit_kwargs))
 
-    def refresh_jobs(self) -> None:
+    def refresh_jobs(self) -> _refresh.RefreshResult:
         """Reconcile every active job of this cluster with the scheduler, and start retries
-        that are due. A failed scheduler query changes nothing."""
-        _refresh.refresh(self._ctx)
+        that are due. A failed scheduler query changes nothing (it is in the result's
+        ``problems``)."""
+        return _refresh.refresh(self._ctx)
 
     def watch_jobs(self, job_ids: Sequence[str] | None = None, timeout: float | None = None,
                    poll_interval: float | None = None) -> list[JobRecord]:
