@@ -117,3 +117,14 @@ def test_an_unsatisfiable_dependency_fails_the_job_after_cancelling_it():
     status = SchedulerStatus(JobState.QUEUED, "PD", reason="DependencyNeverSatisfied", dependency_never_satisfied=True)
     d = decide(QUEUED, status, 500.0)
     assert d.new_state == JobState.FAILED and d.cancel_first and "can never be satisfied" in d.reason
+
+
+def test_ended_without_saying_how_confirms_a_cancel_and_is_never_a_miss():
+    from molq.engine.decide import ENDED
+
+    requested = JobView("j", JobState.RUNNING, "42", cancel_requested_at=200.0)
+    assert decide(requested, ENDED, 500.0).new_state == JobState.CANCELLED
+    missed = JobView("j", JobState.RUNNING, "42", missing_count=2, missing_since=100.0)
+    d = decide(missed, ENDED, 500.0)
+    assert d.new_state is None and d.fields == {"missing_count": 0, "missing_since": None}
+    assert decide(JobView("j", JobState.LOST, "42"), ENDED, 500.0) is None

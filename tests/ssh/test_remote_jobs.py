@@ -345,7 +345,9 @@ def test_a_refresh_is_one_ssh_call(submitor: Submitor, cluster: Cluster, remote_
     assert len(calls) == 1
     with ssh_calls(cluster.transport) as calls:
         submitor.cancel_jobs([h.job_id for h in handles])
-    assert len(calls) == 2  # one look (a job that ended meanwhile keeps its state), one cancel
+    # One look (a job that ended meanwhile keeps its state), one cancel, one look that confirms
+    # the stop (a cancel is recorded only once confirmed).
+    assert len(calls) == 3
     assert {submitor.get_job(h.job_id).state for h in handles} == {JobState.CANCELLED}
 
 
@@ -653,7 +655,9 @@ def test_slurm_over_ssh(slurm_cluster: Cluster, remote_dir: str) -> None:
         assert len(calls) == 1
         with ssh_calls(transport) as calls:
             submitor.cancel_jobs([sleeper.job_id, *(h.job_id for h in more)])
-        assert len(calls) == 2  # one squeue (a job that ended meanwhile keeps its state), one scancel
+        # One squeue (a job that ended meanwhile keeps its state), one scancel, one squeue that
+        # confirms the stop.
+        assert len(calls) == 3
         assert {submitor.get_job(h).state for h in (sleeper.job_id, *(m.job_id for m in more))} == {
             JobState.CANCELLED}
     finally:

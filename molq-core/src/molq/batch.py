@@ -565,8 +565,12 @@ class BatchScheduler(SchedulerBase):
         except (SchedulerError, TransportError) as exc:
             return Observation(problems=(f"{self.name} status query failed: {exc}",))
         found = {sid: st for sid, st in queue.statuses.items() if sid in by_sid}
-        left = [sid for sid in by_sid if sid not in found and sid not in queue.unreadable]
-        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since, dialect)
+        # A job whose queue record could not be read still has the other sources (accounting,
+        # the wrapper's exit-code file); it is only never "absent": the queue mentioned it.
+        left = [sid for sid in by_sid if sid not in found]
+        ended: set[str] = set(queue.ended)
+        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since, dialect, ended)
+        absent -= set(queue.unreadable) | ended
         if not queue.complete:
             absent = set()
         found.update(final)
@@ -574,10 +578,12 @@ class BatchScheduler(SchedulerBase):
             {by_sid[sid].job_id: st for sid, st in found.items()},
             frozenset(by_sid[sid].job_id for sid in absent),
             tuple(problems),
+            frozenset(by_sid[sid].job_id for sid in ended if sid in by_sid and sid not in found),
         )
 
     def _final_states(
-        self, jobs: Sequence[TrackedJob], since: float | None, dialect: BatchDialect | None = None
+        self, jobs: Sequence[TrackedJob], since: float | None, dialect: BatchDialect | None = None,
+        ended: set[str] | None = None,
     ) -> tuple[dict[str, SchedulerStatus], set[str], list[str]]:
         """Statuses (by scheduler id) of jobs that left the queue, the ids every source proved
         unknown, and the problems met on the way."""
@@ -605,6 +611,8 @@ class BatchScheduler(SchedulerBase):
                 use_fallback = False
                 resolved.update(answer.statuses)
                 absent = {sid for sid in sids if answer.proves_absent(sid)}
+                if ended is not None:
+                    ended |= answer.ended
         if use_fallback:
             if dialect.fallback_terminal_argv(sids) is None:
                 absent = set(sids) if fallback_proves else set()
@@ -617,6 +625,8 @@ class BatchScheduler(SchedulerBase):
                 else:
                     resolved.update(answer.statuses)
                     absent = {sid for sid in sids if answer.proves_absent(sid)} if fallback_proves else set()
+                    if ended is not None:
+                        ended |= answer.ended
         # The wrapper's exit-code files: the exact code where the scheduler has nothing, and
         # a cross-check of accounting codes the dialect calls ambiguous.
         unresolved = [sid for sid in sids if sid not in resolved]

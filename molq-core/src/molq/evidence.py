@@ -50,13 +50,17 @@ class SourceAnswer:
     statuses: Mapping[str, SchedulerStatus] = attrs.field(factory=dict)
     unreadable: frozenset[str] = frozenset()
     complete: bool = True
+    #: Ids the source says have ended without saying how (Torque's ``C`` without an exit
+    #: status): not a final state, but the job is known and no longer runs.
+    ended: frozenset[str] = frozenset()
 
     def knows(self, scheduler_id: str) -> bool:
         return scheduler_id in self.statuses
 
     def proves_absent(self, scheduler_id: str) -> bool:
         """Whether this answer shows the source does not know ``scheduler_id``."""
-        return self.complete and scheduler_id not in self.statuses and scheduler_id not in self.unreadable
+        return (self.complete and scheduler_id not in self.statuses and scheduler_id not in self.unreadable
+                and scheduler_id not in self.ended)
 
     def merged(self, other: SourceAnswer) -> SourceAnswer:
         """Two chunks of the same source's answer as one."""
@@ -64,6 +68,7 @@ class SourceAnswer:
             {**self.statuses, **other.statuses},
             self.unreadable | other.unreadable,
             self.complete and other.complete,
+            self.ended | other.ended,
         )
 
 
@@ -171,3 +176,5 @@ class Observation:
     statuses: Mapping[str, SchedulerStatus] = attrs.field(factory=dict)
     absent: frozenset[str] = frozenset()
     problems: tuple[str, ...] = ()
+    #: Jobs a source says ended without saying how, and no other source told more.
+    ended: frozenset[str] = frozenset()

@@ -279,6 +279,7 @@ class PbsDialectBase(BatchDialect):
         pairs = parse.match_ids(scheduler_ids, records)
         statuses: dict[str, SchedulerStatus] = {}
         unreadable: set[str] = set(parse.ambiguous_ids(scheduler_ids, records))
+        ended: set[str] = set()  # finished, and qstat does not say how
         for sid, found in pairs.items():
             parts = parse.array_parts(found, records)
             if parts:
@@ -293,17 +294,20 @@ class PbsDialectBase(BatchDialect):
             status = self._status(record)
             if status is None and record is not None and record.get("job_state", "").strip() and not terminal:
                 continue  # finished, verdict unknown: the final-state query decides
-            if status is None:
+            if status is None and record is not None and record.get("job_state", "").strip():
+                ended.add(sid)  # finished without saying how: the exit-code file may tell
+            elif status is None:
                 unreadable.add(sid)
             else:
                 statuses[sid] = status
         if terminal:
             for line in benign:
                 if re.search(r"has finished", line, re.IGNORECASE):
-                    unreadable.update(
+                    ended.update(
                         sid for sid in scheduler_ids if sid not in statuses and parse.line_names(line, sid)
                     )
-        return SourceAnswer(statuses, frozenset(unreadable - set(statuses)), complete)
+        return SourceAnswer(statuses, frozenset(unreadable - set(statuses)), complete,
+                            frozenset(ended - set(statuses)))
 
     def _status(self, record: dict[str, str] | None) -> SchedulerStatus | None:
         if record is None or not record.get("job_state", "").strip():

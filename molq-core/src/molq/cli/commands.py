@@ -946,6 +946,9 @@ def logs(job_id: str, use_stderr: bool, follow: bool, lines: int | None) -> int:
     transport = sub.target.transport
     path = _log_path(sub, rec, use_stderr)
     content = transport.read_many([path]).get(path)
+    if not content and not follow and rec.state.value in ("created", "submitted", "queued"):
+        # The file may exist already (created private at submission), but nothing ran yet.
+        raise ConfigError(f"no {what} file yet for {rec.job_id[:8]}, which is {rec.state.value} ({path})")
     if content is None and not follow:
         if rec.job_dir and _finished(rec) and not transport.exists(rec.job_dir):
             raise ConfigError(f"the {what} of {rec.job_id[:8]} is gone: its job directory {rec.job_dir} "

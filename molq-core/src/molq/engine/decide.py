@@ -31,6 +31,7 @@ from molq.model import JobRecord, JobState, SchedulerStatus
 
 __all__ = [
     "ABSENT",
+    "ENDED",
     "Absent",
     "Decision",
     "JobView",
@@ -51,12 +52,15 @@ _STOP_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.
 
 
 class Absent(enum.Enum):
-    """Every source answered and none knows the job."""
+    """Evidence that is not a status: every source answered and none knows the job
+    (ABSENT), or a source says it ended without saying how (ENDED)."""
 
     ABSENT = "absent"
+    ENDED = "ended"
 
 
 ABSENT = Absent.ABSENT
+ENDED = Absent.ENDED
 
 Evidence = SchedulerStatus | Absent | None
 
@@ -197,6 +201,18 @@ def decide(view: JobView, evidence: Evidence, now: float) -> Decision | None:
         return None
     if evidence is ABSENT:
         return _missed(view, now)
+    if evidence is ENDED:
+        if view.state == JobState.LOST:
+            return None
+        if view.cancel_requested_at is not None:
+            # It stopped after molq asked it to: the cancel is confirmed.
+            reason = "cancelled by user (the scheduler reports the job ended)"
+            return Decision(view.job_id, view.state, JobState.CANCELLED, reason, {
+                "failure_reason": "cancelled by user", "finished_at": now, "missing_count": 0,
+                "missing_since": None,
+            })
+        fields = _clear_misses(view)  # known to the scheduler: not missing; how it ended comes later
+        return Decision(view.job_id, view.state, None, None, fields) if fields else None
     assert isinstance(evidence, SchedulerStatus)
     if evidence.state.is_terminal:
         return _finish(view, evidence, now)

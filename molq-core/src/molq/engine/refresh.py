@@ -142,6 +142,8 @@ class RefreshPass:
             evidence: rules.Evidence = observation.statuses.get(record.job_id)
             if evidence is None and record.job_id in observation.absent:
                 evidence = rules.ABSENT
+            elif evidence is None and record.job_id in observation.ended:
+                evidence = rules.ENDED
             decision = rules.decide(views[record.job_id], evidence, self.now)
             if decision is not None:
                 decisions.append(decision)
