@@ -271,10 +271,10 @@ def test_slurm_torque_wrapper_output(data_file):
     out = known(dialect.parse_status(result(["qstat"], stdout=text), ["30", "31", "32"]))
     # 32 is complete but the wrapper gives no exit status: left to the exit-code file.
     assert {sid: st.state for sid, st in out.items()} == {"30": JobState.RUNNING, "31": JobState.QUEUED}
-    # To the final-state query, that complete job is known but unreadable: the exit-code file
-    # decides, and nobody may count it missing.
+    # To the final-state query, that complete job is known to have ended without saying how:
+    # the exit-code file decides, a cancel is confirmed, and nobody may count it missing.
     final = dialect.parse_terminal(result(["qstat"], stdout=text), ["32"])
-    assert final.statuses == {} and final.unreadable == {"32"} and not final.proves_absent("32")
+    assert final.statuses == {} and final.ended == {"32"} and not final.proves_absent("32")
     entries = dialect.parse_queue(result(["qstat"], stdout=text))
     assert [(e.scheduler_job_id, e.name, e.user, e.partition) for e in entries] == [
         ("30", "héllo_wörld", "root", "debug"),
@@ -438,7 +438,7 @@ def test_finished_without_history_is_known_to_the_final_state_query():
     res = result(["qstat"], rc=35, stderr="qstat: 12.s Job has finished, use -x or -H to obtain historical job information\n")
     assert dialect.parse_status(res, ["12.s"]).statuses == {}
     final = dialect.parse_terminal(res, ["12.s"])
-    assert final.unreadable == {"12.s"} and not final.proves_absent("12.s")
+    assert final.ended == {"12.s"} and not final.proves_absent("12.s")
 
 
 def test_broken_json_is_read_job_by_job():
