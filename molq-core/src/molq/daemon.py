@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from molq.errors import MolqError
+from molq.identity import pid_alive
 
 __all__ = [
     "DaemonFiles", "DaemonInfo", "DaemonRunning", "DaemonStartError", "daemon_files", "running", "hold_pidfile",
@@ -124,7 +125,7 @@ class PreviousDaemon:
             host, pid = parts[0], int(parts[1])
         except (IndexError, ValueError):
             return False
-        return self.pid is not None and pid == self.pid and host == host_identity() and not _alive(pid)
+        return self.pid is not None and pid == self.pid and host == host_identity() and not pid_alive(pid)
 
 
 @contextlib.contextmanager
@@ -234,20 +235,6 @@ def refreshed_at(files: DaemonFiles) -> dict[str, float]:
     return {k: float(v) for k, v in _read_json(files.refreshed).items() if isinstance(v, (int, float))}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has ended
-    except (OSError, IndexError):
-        return True
-
-
 def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0, exit_when_idle: bool = False,
           lease_ttl: float | None = None) -> int:
     """Start ``molq daemon run`` detached (own session, output to the log file) and return its
@@ -302,7 +289,7 @@ def stop(files: DaemonFiles, timeout: float = 30.0) -> int | None:
         os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(info.pid):
+        if not pid_alive(info.pid):
             return info.pid
         time.sleep(0.05)
     raise TimeoutError(f"the molq daemon (pid {info.pid}) did not stop within {timeout:g} s "

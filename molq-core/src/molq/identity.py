@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["host_identity", "molq_home", "molq_home_dir"]
+__all__ = ["host_identity", "molq_home", "molq_home_dir", "pid_alive"]
 
 
 def molq_home_dir() -> str:
@@ -38,3 +38,18 @@ def host_identity() -> str:
     import socket  # not loaded by the command line's fast paths otherwise
 
     return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists and has not ended (a zombie has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True

@@ -18,33 +18,19 @@ from molq import wrapper
 from molq.engine.context import EngineContext, PendingEvent
 from molq.errors import SchedulerError, TransportError
 from molq.identity import host_identity as host_name
+from molq.identity import pid_alive
 from molq.model import JobRecord, JobState
 from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
 
-__all__ = ["orphans", "adopt_orphans", "ORPHAN_AGE_SECONDS", "pid_alive"]
+__all__ = ["orphans", "adopt_orphans", "ORPHAN_AGE_SECONDS"]
 
 #: A ``created`` record older than this, whose submitting process is gone, is an orphan.
 ORPHAN_AGE_SECONDS = 30.0
 #: A record whose submitter still runs is an orphan only after this long (a hung submitter).
 HUNG_SUBMITTER_SECONDS = 3600.0
 NEVER_RAN = "submission interrupted before the scheduler accepted the job; it never ran"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-    except OSError:
-        return True
 
 
 def submitter_at_work(ctx: EngineContext, record: JobRecord, now: float) -> bool:
