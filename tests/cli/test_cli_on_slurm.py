@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from clihelpers import cli_env, molq_runner
 
 CONF = os.environ.get("MOLQ_TEST_SLURM_ACCT_CONF")
 pytestmark = pytest.mark.skipif(not CONF, reason="needs the test SLURM cluster (. /var/lib/molq-test/env.sh)")
@@ -20,18 +19,7 @@ pytestmark = pytest.mark.skipif(not CONF, reason="needs the test SLURM cluster (
 
 @pytest.fixture
 def molq(molq_home, tmp_path):
-    env = dict(os.environ, MOLQ_HOME=str(molq_home))
-    env.pop("MOLQ_CONFIG", None)
-
-    def run(*args, check=0, timeout=180):
-        proc = subprocess.run([sys.executable, "-m", "molq", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=timeout)
-        assert "Traceback" not in proc.stderr, proc.stderr
-        if check is not None:
-            assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
-        return proc
-
-    return run
+    return molq_runner(cli_env(molq_home, drop_store_url=False), tmp_path, timeout=180)
 
 
 def without_ids(script: str) -> str:

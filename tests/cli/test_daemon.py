@@ -17,27 +17,17 @@ import textwrap
 import time
 
 import pytest
+from clihelpers import cli_env, molq_runner
 
 
 @pytest.fixture
 def env(molq_home):
-    env = dict(os.environ, MOLQ_HOME=str(molq_home))
-    env.pop("MOLQ_CONFIG", None)
-    env.pop("MOLQ_STORE_URL", None)
-    return env
+    return cli_env(molq_home)
 
 
 @pytest.fixture
 def molq(env, tmp_path):
-    def run(*args, check=0, timeout=60):
-        proc = subprocess.run([sys.executable, "-m", "molq", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=timeout)
-        assert "Traceback" not in proc.stderr, proc.stderr
-        if check is not None:
-            assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
-        return proc
-
-    return run
+    return molq_runner(env, tmp_path, timeout=60)
 
 
 @pytest.fixture
