@@ -20,6 +20,22 @@ def require_service(available: bool, what: str) -> None:
     pytest.skip(f"{what} is not available (run tests/services/up.sh)")
 
 
+@pytest.fixture
+def slurm_acct_conf() -> str:
+    """slurm.conf of the real test cluster with accounting (tests/services/slurm.sh)."""
+    conf = os.environ.get("MOLQ_TEST_SLURM_ACCT_CONF", "")
+    require_service(bool(conf), "the test SLURM cluster (MOLQ_TEST_SLURM_ACCT_CONF)")
+    return conf
+
+
+@pytest.fixture
+def ssh_test_config() -> str:
+    """ssh_config of the real test sshd (tests/services/sshd.sh)."""
+    config = os.environ.get("MOLQ_TEST_SSH_CONFIG", "")
+    require_service(bool(config), "the test sshd (MOLQ_TEST_SSH_CONFIG)")
+    return config
+
+
 @pytest.fixture(autouse=True)
 def molq_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("molq-home")

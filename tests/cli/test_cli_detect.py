@@ -88,7 +88,7 @@ def test_interpretation():
 
 
 CONF = os.environ.get("MOLQ_TEST_SLURM_ACCT_CONF")
-needs_slurm = pytest.mark.skipif(not CONF, reason="needs the test SLURM cluster (. /var/lib/molq-test/env.sh)")
+needs_slurm = pytest.mark.usefixtures("slurm_acct_conf")  # fails in CI when SLURM is missing
 
 
 def run(env, tmp_path, *args):
@@ -117,7 +117,7 @@ def test_detect_finds_the_real_slurm_and_saves_a_profile(molq_home, tmp_path):
         assert several.returncode == 2 and "choose with --scheduler" in several.stderr
 
 
-@pytest.mark.skipif(not os.environ.get("MOLQ_TEST_SSH_CONFIG"), reason="needs the test sshd (tests/services)")
+@pytest.mark.usefixtures("ssh_test_config")  # fails in CI when the test sshd is missing
 def test_detect_over_ssh(molq_home, tmp_path):
     env = dict(os.environ, MOLQ_HOME=str(molq_home))
     proc = run(env, tmp_path, "profile", "detect", "--host", os.environ["MOLQ_TEST_SSH_HOST"],
