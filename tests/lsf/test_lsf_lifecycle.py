@@ -121,11 +121,14 @@ def test_after_failure(lsf):
 
 def test_after_started(lsf):
     log = lsf.root / "order.log"
-    long = lsf.run(command=f"sleep 2; echo long >> '{log}'")
+    gate = lsf.root / "gate"
+    # The upstream runs until the test opens the gate, so "still running" does not depend on speed.
+    long = lsf.run(command=f"while [ ! -e '{gate}' ]; do sleep 0.1; done; echo long >> '{log}'")
     quick = lsf.run(command=f"echo quick >> '{log}'", after=[("after_started", long)])
     assert lsf.wait(quick).state == JobState.SUCCEEDED
     # The dependent ran while its upstream was still running.
     assert lsf.status(long).state == JobState.RUNNING
+    gate.touch()
     assert lsf.wait(long).state == JobState.SUCCEEDED
     assert _order(lsf, log) == ["quick", "long"]
 
