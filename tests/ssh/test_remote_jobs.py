@@ -359,8 +359,9 @@ def test_cores_queue_and_dependencies(sshd: Sshd, control_dir: str, spool: str, 
         execution = JobExecution(cwd=remote_dir)
         with pytest.raises(ConfigError, match="max_cpus"):
             submitor.submit_job(argv=["true"], resources=JobResources(cpu_count=3), execution=execution)
-        first = submitor.submit_job(command="sleep 2; echo first > order", resources=JobResources(cpu_count=2),
-                                    execution=execution)
+        # The two-core job holds its cores until the test opens the gate, whatever the machine's speed.
+        first = submitor.submit_job(command="while [ ! -e gate ]; do sleep 0.1; done; echo first > order",
+                                    resources=JobResources(cpu_count=2), execution=execution)
         waiting = submitor.submit_job(command="echo second >> order", execution=execution)
         ok = submitor.submit_job(command="cat order", after_success=[first.job_id, waiting.job_id],
                                  execution=execution)
@@ -368,6 +369,7 @@ def test_cores_queue_and_dependencies(sshd: Sshd, control_dir: str, spool: str, 
         started = submitor.submit_job(command="true", after_started=[first.job_id], execution=execution)
         submitor.refresh_jobs()
         assert submitor.get_job(waiting.job_id).state == JobState.QUEUED  # no free core yet
+        assert cluster.transport.run(["touch", f"{remote_dir}/gate"]).returncode == 0
         records = submitor.watch_jobs([first.job_id, waiting.job_id, ok.job_id, never.job_id, started.job_id],
                                       timeout=60)
         states = [r.state for r in records]
