@@ -1,0 +1,427 @@
+"""The scheduler runner: :class:`BatchScheduler` executes a :class:`~molq.batch.BatchDialect`'s
+command lines through the cluster's transport, batching many jobs into one command, retrying
+transient failures, and falling back to the wrapper's exit-code file when the scheduler has no
+accounting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from molq import wrapper
+from molq.batch.chunking import _chunk_by_cost, chunk_ids
+from molq.batch.dialect import AccountingUnavailable, BatchDialect
+from molq.batch.exit_files import read_exit_files
+from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError, TransportError
+from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
+from molq.model import (
+    CompiledDependency,
+    DependencyCondition,
+    JobSpec,
+    QueueEntry,
+    SchedulerCapabilities,
+    SchedulerStatus,
+)
+from molq.scheduler import SchedulerBase, TrackedJob
+from molq.transport import CommandResult, Transport
+
+log = logging.getLogger("molq.batch")
+
+
+@attrs.frozen
+class RetrySettings:
+    """How transient scheduler failures are retried inside one operation."""
+
+    attempts: int = 3
+    initial_delay: float = 0.5
+    factor: float = 2.0
+    command_timeout: float = 60.0
+
+
+def _run_meanwhile(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception as exc:  # the command may already have done its work: never fail it
+        log.warning("%s", exc)
+
+
+class BatchScheduler(SchedulerBase):
+    """Runs a :class:`BatchDialect` through a transport.
+
+    ``binaries`` maps command names to paths on the cluster (``{"sbatch": "/opt/slurm/bin/sbatch"}``);
+    ``extra_submit_args`` are placed before the script path of every submission.
+    """
+
+    def __init__(
+        self,
+        dialect: BatchDialect,
+        transport: Transport,
+        *,
+        binaries: dict[str, str] | None = None,
+        extra_submit_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        retry: RetrySettings = RetrySettings(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.dialect = dialect
+        self.transport = transport
+        self.name = dialect.name
+        self.binaries = dict(binaries or {})
+        self.extra_submit_args = tuple(extra_submit_args)
+        self.env = {**dialect.command_env(), **dict(env or {})}
+        self.retry = retry
+        self._sleep = sleep
+        #: Every command this scheduler ran, for benchmarks and tests: (argv[0], duration).
+        self.command_log: list[tuple[str, float]] = []
+        self._accounting_unavailable_at: float | None = None
+        self._login_user: str | None = None
+        self._found_programs: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
+
+    @property
+    def job_id_file(self) -> str | None:
+        return self.dialect.job_id_file
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _argv(self, argv: Sequence[str]) -> list[str]:
+        argv = list(argv)
+        if argv and argv[0] in self.binaries:
+            argv[0] = self.binaries[argv[0]]
+        return argv
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        retry_transient: bool = True,
+        is_submission: bool = False,
+        input: str | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> CommandResult:
+        """Run one scheduler command, retrying transient failures with backoff.
+
+        Returns the last result (successful or not); raises :class:`TransientSchedulerError`
+        when the command kept failing transiently. A submission is never resent after a
+        transport failure: the command may have reached the scheduler before the connection
+        dropped, and resending could run the job twice (adoption finds it instead).
+
+        ``input`` goes to the command's standard input. ``meanwhile`` runs once, while the
+        first attempt is under way when the transport can start a command without waiting
+        for it (else just before it); its errors are logged, never raised, because the
+        command may already have done its work.
+        """
+        delay = self.retry.initial_delay
+        attempts = self.retry.attempts if retry_transient else 1
+        last: CommandResult | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                result = self._run_once(argv, input, meanwhile if attempt == 1 else None)
+            except TransportError as exc:
+                if is_submission:
+                    raise TransientSchedulerError(
+                        f"{argv[0]}: the connection failed while submitting; the job may or may not "
+                        f"have been accepted ({exc})", command=list(argv)) from exc
+                result = CommandResult(tuple(argv), 255, "", str(exc))
+                transient = True
+            else:
+                transient = result.returncode != 0 and self.dialect.is_transient(result)
+            self.command_log.append((argv[0], result.duration))
+            last = result
+            if not transient:
+                return result
+            log.warning("%s: transient failure (attempt %d/%d): %s", argv[0], attempt, attempts, result.stderr.strip())
+            if attempt < attempts:
+                self._sleep(delay)
+                delay *= self.retry.factor
+        assert last is not None
+        if is_submission:
+            # The dialect called these failures transient because the scheduler refused the
+            # job before accepting it: the submission definitely did not happen.
+            raise SubmitError(f"{argv[0]} failed: {last.stderr.strip() or last.returncode}",
+                              stderr=last.stderr, command=list(argv))
+        raise TransientSchedulerError(
+            f"{argv[0]} kept failing: {last.stderr.strip() or last.returncode}",
+            stderr=last.stderr,
+            command=list(argv),
+        )
+
+    def _run_once(self, argv: Sequence[str], input: str | None, meanwhile: Callable[[], None] | None) -> CommandResult:
+        kwargs: dict[str, Any] = {"env": self.env or None, "timeout": self.retry.command_timeout}
+        if input is not None:
+            kwargs["input"] = input
+        start = getattr(self.transport, "start", None) if meanwhile is not None else None
+        if start is None:
+            if meanwhile is not None:
+                _run_meanwhile(meanwhile)
+            return self.transport.run(self._argv(argv), **kwargs)
+        assert meanwhile is not None
+        running = start(self._argv(argv), **kwargs)
+        try:
+            _run_meanwhile(meanwhile)
+        finally:
+            result = running.wait()
+        return result
+
+    # -- Scheduler protocol ------------------------------------------------------------------
+    def capabilities(self) -> SchedulerCapabilities:
+        return self.dialect.capabilities
+
+    def render_script(self, spec: JobSpec, job_dir: str) -> str:
+        return self.dialect.render_script(spec, job_dir)
+
+    def validate(self, spec: JobSpec) -> None:
+        """Refuse a job whose submit command does not exist on the cluster, before the job is
+        stored (asked once per scheduler object: one ``command -v`` over the transport)."""
+        raw = self.dialect.submit_stdin_argv(spec) or self.dialect.submit_argv("job.sh", spec)
+        program = self._argv(raw)[0]
+        if program in self._found_programs:
+            return
+        check = ["test", "-x", program] if "/" in program else ["sh", "-c", 'command -v "$1" >/dev/null', "sh", program]
+        result = self.transport.run(check, env=self.env or None, timeout=self.retry.command_timeout)
+        if result.returncode == 0:
+            self._found_programs.add(program)
+            return
+        if result.returncode in (1, 127):
+            where = " on the cluster's login node" if self.transport.is_remote else ""
+            raise ConfigError(
+                f"{self.name}: the submit command {program!r} was not found{where}; install the "
+                f"scheduler's client commands or give its path in the profile (binaries.{raw[0].rsplit('/', 1)[-1]})"
+            )
+        # The check itself failed (connection trouble): the submission will say more.
+
+    def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
+        return self.dialect.native_condition(condition, scheduler_job_id)
+
+    def compile_dependencies(self, deps: Sequence[CompiledDependency]) -> str | None:
+        return self.dialect.compile_dependencies(deps) if deps else None
+
+    def write_job_files(self, spec: JobSpec, job_dir: str) -> str:
+        """Write job.sh (and the inline script) into ``job_dir``; return the job.sh path."""
+        self._write_inline_script(spec, job_dir)
+        return self._write_job_sh(job_dir, self.dialect.render_script(spec, job_dir))
+
+    def _write_inline_script(self, spec: JobSpec, job_dir: str) -> None:
+        """The user's inline script, which job.sh runs from the job directory."""
+        if spec.script is not None and spec.script.variant == "inline":
+            self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text or "", mode=0o700)
+
+    def _write_job_sh(self, job_dir: str, script: str) -> str:
+        path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
+        create = getattr(self.transport, "create_text", None) or self.transport.write_text
+        create(path, script, mode=0o700)
+        return path
+
+    def submit(self, spec: JobSpec, job_dir: str) -> str:
+        # A submission is not retried blindly: a timeout may hide an accepted job. Only
+        # failures the dialect calls transient (refused before acceptance) are retried.
+        stdin_argv = self.dialect.submit_stdin_argv(spec)
+        if stdin_argv is None:
+            path = self.write_job_files(spec, job_dir)
+            result = self.run(self._with_extra(self.dialect.submit_argv(path, spec)), is_submission=True)
+            return self.dialect.parse_submit(result)
+        # The script travels on stdin; job.sh in the job directory is molq's copy for people
+        # and tools, written while the scheduler answers. An inline script is different: the
+        # job runs it from the job directory, so it is in place before anything is submitted.
+        self._write_inline_script(spec, job_dir)
+        script = self.dialect.render_script(spec, job_dir)
+
+        def keep_copy() -> None:
+            try:
+                self._write_job_sh(job_dir, script)
+            except (TransportError, OSError) as exc:
+                log.warning("job %s was submitted, but molq's copy of its script could not be written "
+                            "to %s: %s", spec.job_id, wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), exc)
+
+        result = self.run(self._with_extra(stdin_argv), is_submission=True, input=script, meanwhile=keep_copy)
+        return self.dialect.parse_submit(result)
+
+    def _with_extra(self, argv: list[str]) -> list[str]:
+        """The profile's extra submit flags, right after the command name."""
+        if self.extra_submit_args:
+            return [argv[0], *self.extra_submit_args, *argv[1:]]
+        return argv
+
+    def _ask(
+        self,
+        argv_for: Callable[[list[str]], list[str] | None],
+        parse: Callable[[CommandResult, Sequence[str]], Any],
+        sids: Sequence[str],
+    ) -> SourceAnswer:
+        """One source's answer about ``sids``, chunked for the command line; raises
+        :class:`SchedulerError` when any chunk fails (a partial answer is no answer)."""
+        answer = SourceAnswer()
+        for chunk in chunk_ids(list(sids), max_chars=self.dialect.max_command_chars):
+            argv = argv_for(chunk)
+            assert argv is not None
+            answer = answer.merged(as_answer(parse(self.run(argv), chunk)))
+        return answer
+
+    def _accounting_known_unavailable(self) -> bool:
+        at = self._accounting_unavailable_at
+        return at is not None and time.monotonic() - at < self.dialect.accounting_recheck_seconds
+
+    def observe(self, jobs: Sequence[TrackedJob], *, since: float | None = None) -> Observation:
+        """Evidence about ``jobs`` from every source: the queue, then for jobs the queue does
+        not know, accounting (or the fallback source when the scheduler keeps no accounting)
+        and the wrapper's exit-code files. Never raises for a failed query: it is reported in
+        ``problems`` and its jobs get no evidence."""
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        if not by_sid:
+            return Observation()
+        dialect = self.dialect.for_jobs(list(by_sid.values()))
+        try:
+            queue = self._ask(dialect.status_argv, dialect.parse_status, list(by_sid))
+        except (SchedulerError, TransportError) as exc:
+            return Observation(problems=(f"{self.name} status query failed: {exc}",))
+        found = {sid: st for sid, st in queue.statuses.items() if sid in by_sid}
+        # A job whose queue record could not be read still has the other sources (accounting,
+        # the wrapper's exit-code file); it is only never "absent": the queue mentioned it.
+        left = [sid for sid in by_sid if sid not in found]
+        ended: set[str] = set(queue.ended)
+        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since, dialect, ended)
+        absent -= set(queue.unreadable) | ended
+        if not queue.complete:
+            absent = set()
+        found.update(final)
+        return Observation(
+            {by_sid[sid].job_id: st for sid, st in found.items()},
+            frozenset(by_sid[sid].job_id for sid in absent),
+            tuple(problems),
+            frozenset(by_sid[sid].job_id for sid in ended if sid in by_sid and sid not in found),
+        )
+
+    def _final_states(
+        self, jobs: Sequence[TrackedJob], since: float | None, dialect: BatchDialect | None = None,
+        ended: set[str] | None = None,
+    ) -> tuple[dict[str, SchedulerStatus], set[str], list[str]]:
+        """Statuses (by scheduler id) of jobs that left the queue, the ids every source proved
+        unknown, and the problems met on the way."""
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        sids = list(by_sid)
+        if not sids:
+            return {}, set(), []
+        dialect = dialect or self.dialect.for_jobs(list(by_sid.values()))
+        problems: list[str] = []
+        resolved: dict[str, SchedulerStatus] = {}
+        absent: set[str] = set()
+        use_fallback = True
+        fallback_proves = True
+        if dialect.terminal_argv(sids, since) is not None and not self._accounting_known_unavailable():
+            try:
+                answer = self._ask(lambda c: dialect.terminal_argv(c, since), dialect.parse_terminal, sids)
+            except AccountingUnavailable:
+                self._accounting_unavailable_at = time.monotonic()
+            except (SchedulerError, TransportError) as exc:
+                # Accounting exists but did not answer: nobody may count as unknown. The
+                # fallback may still know how some jobs ended.
+                problems.append(f"{self.name} accounting query failed: {exc}")
+                fallback_proves = False
+            else:
+                use_fallback = False
+                resolved.update(answer.statuses)
+                absent = {sid for sid in sids if answer.proves_absent(sid)}
+                if ended is not None:
+                    ended |= answer.ended
+        if use_fallback:
+            if dialect.fallback_terminal_argv(sids) is None:
+                absent = set(sids) if fallback_proves else set()
+            else:
+                try:
+                    answer = self._ask(dialect.fallback_terminal_argv, dialect.parse_fallback_terminal, sids)
+                except (SchedulerError, TransportError) as exc:
+                    problems.append(f"{self.name} fallback status query failed: {exc}")
+                    absent = set()
+                else:
+                    resolved.update(answer.statuses)
+                    absent = {sid for sid in sids if answer.proves_absent(sid)} if fallback_proves else set()
+                    if ended is not None:
+                        ended |= answer.ended
+        # The wrapper's exit-code files: the exact code where the scheduler has nothing, and
+        # a cross-check of accounting codes the dialect calls ambiguous.
+        unresolved = [sid for sid in sids if sid not in resolved]
+        ambiguous = [sid for sid, st in resolved.items() if st.state.is_terminal and dialect.exit_code_ambiguous(st)]
+        wanted = [by_sid[sid] for sid in unresolved + ambiguous]
+        try:
+            files = read_exit_files(self.transport, wanted)
+        except (TransportError, OSError) as exc:
+            problems.append(f"{self.name}: could not read exit-code files: {exc}")
+            return resolved, set(), problems
+        for sid in unresolved:
+            from_file = files.get(by_sid[sid].job_id)
+            if from_file is not None:
+                resolved[sid] = from_file
+                absent.discard(sid)
+        for sid in ambiguous:
+            from_file = files.get(by_sid[sid].job_id)
+            if from_file is not None:
+                resolved[sid] = dialect.refine_exit(resolved[sid], from_file)
+        return resolved, absent, problems
+
+    def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        dialect = self.dialect.for_jobs(list(by_sid.values()))
+        answer = self._ask(dialect.status_argv, dialect.parse_status, list(by_sid))
+        return {by_sid[sid].job_id: st for sid, st in answer.statuses.items() if sid in by_sid}
+
+    def resolve_terminal_many(
+        self, jobs: Sequence[TrackedJob], *, since: float | None = None
+    ) -> dict[str, SchedulerStatus]:
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        resolved, _absent, _problems = self._final_states(jobs, since)
+        return {by_sid[sid].job_id: st for sid, st in resolved.items() if sid in by_sid}
+
+    def cancel_many(self, jobs: Sequence[TrackedJob]) -> dict[str, CancelOutcome]:
+        """Ask the scheduler to stop ``jobs``; what it answered, by molq job id. Raises
+        :class:`SchedulerError` when the cancel failed or was refused."""
+        by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
+        out: dict[str, CancelOutcome] = {}
+        for chunk in _chunk_by_cost(list(by_sid.values()), self.dialect):
+            result = self.run(self.dialect.cancel_argv_for([by_sid[sid] for sid in chunk]))
+            for sid, outcome in self.dialect.parse_cancel(result, chunk).items():
+                if sid in by_sid:
+                    out[by_sid[sid].job_id] = outcome
+        return out
+
+    def find_adoptable(self, jobs: Sequence[TrackedJob]) -> dict[str, str]:
+        tags = {f"molq-{j.job_id}": j.job_id for j in jobs}
+        argv = self.dialect.adopt_argv(list(tags))
+        if argv is None:
+            return {}
+        result = self.run(argv)
+        found = self.dialect.parse_adopt(result, list(tags))
+        return {tags[tag]: sid for tag, sid in found.items() if tag in tags}
+
+    def list_queue(self, *, user: str | None = None) -> list[QueueEntry]:
+        result = self.run(self.dialect.queue_argv(user))
+        entries = self.dialect.parse_queue(result)
+        if not self.dialect.queue_filters_user_itself:
+            who = user or self.login_user()
+            entries = [e for e in entries if e.user == who]
+        return entries
+
+    def login_user(self) -> str:
+        """The user name on the cluster side (``id -un``, asked once)."""
+        if self._login_user is None:
+            result = self.transport.run(["id", "-un"], timeout=self.retry.command_timeout)
+            name = result.stdout.strip()
+            if result.returncode != 0 or not name:
+                raise SchedulerError(f"{self.name}: cannot find the login user: {result.stderr.strip()}")
+            self._login_user = name
+        return self._login_user
+
+
+def options_kwargs(options: Any) -> dict[str, Any]:
+    """Common BatchScheduler keyword arguments from a backend's options object."""
+    out: dict[str, Any] = {}
+    for key in ("binaries", "extra_submit_args", "env"):
+        value = getattr(options, key, None)
+        if value:
+            out[key] = dict(value) if isinstance(value, dict) else value
+    return out
