@@ -3,7 +3,6 @@ the per-command :class:`Session`, shell completion and the common options."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -33,12 +32,11 @@ def open_store() -> Any:
 
 
 def store_url() -> str:
-    env = os.environ.get("MOLQ_STORE_URL")
-    if env:
-        return env
-    from molq.identity import molq_home_dir
+    """The store URL the commands use: the store layer's default (``$MOLQ_STORE_URL``, or
+    ``jobs.db`` in molq's home folder). The module it comes from imports no SQLAlchemy."""
+    from molq.store.opening import default_store_url
 
-    return f"sqlite:///{os.path.join(molq_home_dir(), 'jobs.db')}"
+    return default_store_url()
 
 
 def resolve_target(cluster_name: str | None, profile: str | None, store: Any = None) -> tuple[Any, str | None]:
