@@ -170,7 +170,7 @@ def test_legacy_queue_with_a_null_partition_fills_it(tmp_path: Path) -> None:
 def test_legacy_queue_in_a_stored_row_warns_and_fills_a_null_partition(monkeypatch) -> None:
     from molq import model, serde
 
-    monkeypatch.setattr(model, "_LEGACY_QUEUE_WARNED", set())  # warned once per process
+    monkeypatch.setattr(model.submission, "_LEGACY_QUEUE_WARNED", set())  # warned once per process
 
     with pytest.warns(DeprecationWarning, match="'queue' is deprecated"):
         scheduling = serde.structure({"queue": "gpu", "partition": None}, JobScheduling)

@@ -30,17 +30,18 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomllib
 
-__all__ = ["FakeCommands", "Answer", "load_samples", "sample_answers", "on_path", "fake_commands"]
+__all__ = ["FakeCommands", "Answer", "answer_of", "load_samples", "sample_answers", "on_path", "fake_commands"]
 
 # The script every fake command runs: answer number N (capped at the last one) from the
-# command's answer file, after appending its argv and stdin to the call log.
+# command's answer file, after appending its argv and stdin to the call log; an answer with
+# ``sleep`` seconds is given that much later (a hanging command).
 _SCRIPT = """#!{python}
 import json, os, select, sys
 here = os.path.dirname(os.path.abspath(__file__))
@@ -58,6 +59,9 @@ with open(log, encoding="utf-8") as fh:
 with open(data, encoding="utf-8") as fh:
     answers = json.load(fh)
 answer = answers[min(count, len(answers)) - 1]
+if answer.get("sleep"):
+    import time
+    time.sleep(answer["sleep"])
 sys.stdout.write(answer["stdout"])
 sys.stderr.write(answer["stderr"])
 sys.stdout.flush()
@@ -66,18 +70,25 @@ sys.exit(answer["returncode"])
 
 
 class Answer(dict):  # a plain mapping, stored as JSON next to the script
-    """One answer of a fake command: ``stdout``, ``stderr``, ``returncode``."""
+    """One answer of a fake command: ``stdout``, ``stderr``, ``returncode``, and ``sleep``
+    seconds before it is given."""
 
-    def __init__(self, stdout: str = "", stderr: str = "", returncode: int = 0) -> None:
-        super().__init__(stdout=stdout, stderr=stderr, returncode=int(returncode))
+    def __init__(self, stdout: str = "", stderr: str = "", returncode: int = 0, sleep: float = 0.0) -> None:
+        super().__init__(stdout=stdout, stderr=stderr, returncode=int(returncode), sleep=float(sleep))
 
 
 class FakeCommands:
-    """A directory of fake commands. ``set(name, ...)`` installs or replaces one."""
+    """A directory of fake commands. ``set(name, ...)`` installs or replaces one.
 
-    def __init__(self, bin_dir: Path) -> None:
+    ``commands`` are installed at once with no answer: until a test gives them one they fail
+    (status 99, saying so), so a backend never reaches the real command by accident.
+    """
+
+    def __init__(self, bin_dir: Path, commands: Iterable[str] = ()) -> None:
         self.bin_dir = Path(bin_dir)
         self.bin_dir.mkdir(parents=True, exist_ok=True)
+        for name in commands:
+            self.set(name, Answer("", f"{name}: no answer recorded for this test\n", 99))
 
     def set(self, name: str, *answers: Mapping[str, Any] | str, stdout: str | None = None,
             stderr: str = "", returncode: int = 0) -> None:
@@ -86,7 +97,8 @@ class FakeCommands:
         if stdout is not None or not answers:
             answers = (Answer(stdout or "", stderr, returncode),)
         normal = [Answer(a) if isinstance(a, str) else Answer(a.get("stdout", ""), a.get("stderr", ""),
-                                                               a.get("returncode", 0)) for a in answers]
+                                                               a.get("returncode", 0), a.get("sleep", 0))
+                  for a in answers]
         script = self.bin_dir / name
         script.write_text(_SCRIPT.format(python=sys.executable), encoding="utf-8")
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -100,6 +112,10 @@ class FakeCommands:
             return []
         return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
 
+    def argvs(self, name: str) -> list[list[str]]:
+        """The argv (without the command name) of every call of ``name`` so far."""
+        return [call["argv"] for call in self.calls(name)]
+
     def path_env(self) -> str:
         return f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
@@ -111,6 +127,12 @@ def load_samples(directory: Path) -> list[tuple[str, dict[str, Any]]]:
         with path.open("rb") as fh:
             out.append((path.stem, tomllib.load(fh)))
     return out
+
+
+def answer_of(sample: Mapping[str, Any]) -> Answer:
+    """The answer a sample records (its ``stdout``, ``stderr``, ``returncode`` and ``sleep``)."""
+    return Answer(sample.get("stdout", ""), sample.get("stderr", ""), sample.get("returncode", 0),
+                  sample.get("sleep", 0))
 
 
 def sample_answers(sample: Mapping[str, Any]) -> Iterator[tuple[str, Answer]]:

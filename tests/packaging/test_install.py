@@ -90,7 +90,7 @@ def test_core_and_slurm_come_from_the_wheels_only(core_slurm_venv: Venv) -> None
 
 def test_slurm_cluster_builds_from_the_wheels(core_slurm_venv: Venv) -> None:
     report = json.loads(core_slurm_venv.python_script(INSPECT_SCRIPT).stdout)
-    assert report["scheduler"] == "molq.batch.BatchScheduler"
+    assert report["scheduler"] == "molq.batch.runner.BatchScheduler"
     assert report["options"] == ["SlurmOptions", "compute"]
 
 

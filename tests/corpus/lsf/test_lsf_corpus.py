@@ -24,10 +24,10 @@ from molq.evidence import CancelOutcome
 from molq.scheduler import TrackedJob
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
-from fakecmd_lsf import FakeLsf  # noqa: E402
+from fakecmd import FakeCommands, answer_of  # noqa: E402
 
 SAMPLES = {p.stem: p for p in sorted((HERE / "samples").glob("*.toml"))}
 
@@ -43,11 +43,6 @@ def of_kind(kind: str) -> list[str]:
     return [name for name in SAMPLES if load(name)["kind"] == kind]
 
 
-def answer_of(sample: dict[str, Any]) -> dict[str, Any]:
-    keys = (("stdout", ""), ("stderr", ""), ("returncode", 0), ("sleep", 0))
-    return {k: sample.get(k, d) for k, d in keys}
-
-
 def use_timeout(sub: Submitor, sample: dict[str, Any]) -> None:
     """A sample of a hanging command sets how long molq waits for it."""
     if "command_timeout" in sample:
@@ -55,9 +50,9 @@ def use_timeout(sub: Submitor, sample: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch) -> FakeLsf:
-    fake = FakeLsf(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{fake.bin}{os.pathsep}{os.environ['PATH']}")
+def fake(tmp_path, monkeypatch) -> FakeCommands:
+    fake = FakeCommands(tmp_path / "bin", commands=("bsub", "bjobs", "bkill"))
+    monkeypatch.setenv("PATH", f"{fake.bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "home"))
     # A cancel the fake never confirms waits this long, not the interactive default.
     monkeypatch.setattr("molq.engine.cancel.CONFIRM_SECONDS", 1.0)
@@ -74,9 +69,9 @@ def submitor(fake, tmp_path):
     store.close()
 
 
-def submit(sub: Submitor, fake: FakeLsf, sids: list[str]) -> dict[str, str]:
+def submit(sub: Submitor, fake: FakeCommands, sids: list[str]) -> dict[str, str]:
     """Submit one job per scheduler id; molq job id by scheduler id."""
-    fake.answer("bsub", *[{"stdout": f"Job <{sid}> is submitted to queue <normal>.\n"} for sid in sids])
+    fake.set("bsub", *[{"stdout": f"Job <{sid}> is submitted to queue <normal>.\n"} for sid in sids])
     return {sid: sub.submit_job(argv=["true"]).job_id for sid in sids}
 
 
@@ -112,7 +107,7 @@ def test_status_evidence(name, fake, submitor):
     sample = load(name)
     expect = sample["expect"]
     job_ids = submit(submitor, fake, status_ids(expect))
-    fake.answer("bjobs", answer_of(sample))
+    fake.set("bjobs", answer_of(sample))
     use_timeout(submitor, sample)
     seen = submitor.scheduler.observe(tracked(submitor, job_ids))
     for sid, want in expect.get("jobs", {}).items():
@@ -151,7 +146,7 @@ def test_refresh_records(name, fake, submitor):
     sample = load(name)
     expect = sample["expect"]
     job_ids = submit(submitor, fake, status_ids(expect))
-    fake.answer("bjobs", answer_of(sample))
+    fake.set("bjobs", answer_of(sample))
     use_timeout(submitor, sample)
     submitor.refresh_jobs()
     for sid, want in expect.get("jobs", {}).items():
@@ -175,14 +170,14 @@ def test_refresh_records(name, fake, submitor):
 def test_submit(name, fake, submitor):
     sample = load(name)
     expect = sample["expect"]
-    fake.answer("bsub", answer_of(sample))
+    fake.set("bsub", answer_of(sample))
     if "error" in expect:
         with pytest.raises(SubmitError) as info:
             submitor.submit_job(argv=["true"])
         assert expect["error"] in str(info.value) + info.value.stderr
         [rec] = submitor.list_jobs(include_terminal=True)
         assert rec.state == JobState.FAILED and rec.scheduler_job_id is None
-        assert len(fake.calls("bsub")) == expect.get("attempts", 1)
+        assert len(fake.argvs("bsub")) == expect.get("attempts", 1)
     else:
         handle = submitor.submit_job(argv=["true"])
         assert handle.scheduler_job_id == expect["scheduler_id"]
@@ -196,7 +191,7 @@ def test_submit(name, fake, submitor):
 def test_get_queue(name, fake, submitor):
     sample = load(name)
     expect = sample["expect"]
-    fake.answer("bjobs", answer_of(sample))
+    fake.set("bjobs", answer_of(sample))
     if "error" in expect:
         with pytest.raises(SchedulerError) as info:
             submitor.target.get_queue()
@@ -219,7 +214,7 @@ def test_cancel_outcome(name, fake, submitor):
     expect = sample["expect"]
     sids = list(expect.get("outcomes", {})) or expect["ids"]
     job_ids = submit(submitor, fake, sids)
-    fake.answer("bkill", answer_of(sample))
+    fake.set("bkill", answer_of(sample))
     jobs = tracked(submitor, job_ids)
     if "error" in expect:
         with pytest.raises(SchedulerError) as info:
@@ -247,7 +242,7 @@ def test_cancel_records(name, fake, submitor):
     expect = sample["expect"]
     sids = list(expect.get("outcomes", {})) or expect["ids"]
     job_ids = submit(submitor, fake, sids)
-    fake.answer("bjobs", {"stdout": running_json(sids)})
+    fake.set("bjobs", {"stdout": running_json(sids)})
     submitor.refresh_jobs()
     after = []
     for sid in sids:
@@ -257,9 +252,9 @@ def test_cancel_records(name, fake, submitor):
         else:
             after.append({"JOBID": sid, "STAT": "DONE" if "outcomes" in expect else "RUN", "EXIT_CODE": ""})
     # The refresh inside cancel sees them running; later refreshes see what LSF did.
-    fake.answer("bjobs", {"stdout": running_json(sids)},
+    fake.set("bjobs", {"stdout": running_json(sids)},
                 {"stdout": json.dumps({"COMMAND": "bjobs", "JOBS": len(after), "RECORDS": after})})
-    fake.answer("bkill", answer_of(sample))
+    fake.set("bkill", answer_of(sample))
     if "error" in expect:
         with pytest.raises(SchedulerError):
             submitor.cancel_jobs(list(job_ids.values()))

@@ -32,10 +32,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
-from fakecmd_pbs import FakePbs, sample_answer  # noqa: E402
+from fakecmd import FakeCommands, answer_of  # noqa: E402
 
 SAMPLES = sorted((HERE / "samples").glob("*.toml"))
 
@@ -58,7 +58,7 @@ def by_kind(kind: str, *, records: bool = False) -> list[Any]:
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """(fake commands, make_submitor(flavor)) on a private MOLQ_HOME."""
-    fake = FakePbs(tmp_path / "fake")
+    fake = FakeCommands(tmp_path / "fake" / "bin", commands=("qsub", "qstat", "qdel"))
     monkeypatch.setenv("PATH", fake.path_env())
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "home"))
     # A cancel the fake never confirms waits this long, not the interactive default.
@@ -78,9 +78,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         sub.close()
 
 
-def submit_as(fake: FakePbs, sub: Submitor, ids: list[str]) -> list[str]:
+def submit_as(fake: FakeCommands, sub: Submitor, ids: list[str]) -> list[str]:
     """Submit one job per scheduler id (qsub answers with those ids); their molq ids."""
-    fake.answer("qsub", *[{"stdout": f"{sid}\n"} for sid in ids])
+    fake.set("qsub", *[{"stdout": f"{sid}\n"} for sid in ids])
     return [sub.submit_job(argv=["true"]).job_id for _ in ids]
 
 
@@ -124,7 +124,7 @@ def test_status_sample_evidence(path: Path, world) -> None:
     cluster, sub = make(sample.get("flavor", "pbspro"))
     expects = sample.get("expect", [])
     job_ids = submit_as(fake, sub, [e["id"] for e in expects] or ["1.srv"])
-    fake.answer("qstat", sample_answer(sample))
+    fake.set("qstat", answer_of(sample))
     obs = cluster.scheduler_impl.observe(tracked(sub, job_ids))
     if "problem_contains" in sample:
         assert obs.statuses == {} and obs.absent == frozenset()
@@ -149,7 +149,7 @@ def test_status_sample_records(path: Path, world) -> None:
     cluster, sub = make(sample.get("flavor", "pbspro"))
     expects = sample.get("expect", [])
     job_ids = submit_as(fake, sub, [e["id"] for e in expects] or ["1.srv"])
-    fake.answer("qstat", sample_answer(sample))
+    fake.set("qstat", answer_of(sample))
     sub.refresh_jobs()
     for expect, jid in zip(expects, job_ids):
         record = sub.get_job(jid)
@@ -177,7 +177,7 @@ def test_cancel_sample_outcome(path: Path, world) -> None:
     cluster, sub = make(sample.get("flavor", "pbspro"))
     expects = sample["expect"]
     job_ids = submit_as(fake, sub, [e["id"] for e in expects])
-    fake.answer("qdel", sample_answer(sample))
+    fake.set("qdel", answer_of(sample))
     jobs = tracked(sub, job_ids)
     if any(e["outcome"] == "refused" for e in expects):
         with pytest.raises(SchedulerError):
@@ -198,8 +198,8 @@ def test_cancel_sample_records(path: Path, world) -> None:
     cluster, sub = make(sample.get("flavor", "pbspro"))
     expects = sample["expect"]
     job_ids = submit_as(fake, sub, [e["id"] for e in expects])
-    fake.answer("qdel", sample_answer(sample))
-    fake.answer("qstat", {"stdout": sample.get("qstat_stdout", ""), "stderr": sample.get("qstat_stderr", ""),
+    fake.set("qdel", answer_of(sample))
+    fake.set("qstat", {"stdout": sample.get("qstat_stdout", ""), "stderr": sample.get("qstat_stderr", ""),
                           "returncode": int(sample.get("qstat_returncode", 0))})
     refused = any(e["outcome"] == "refused" for e in expects)
     if refused:
@@ -223,7 +223,7 @@ def test_submit_sample(path: Path, world) -> None:
     fake, make = world
     sample = load(path)
     cluster, sub = make(sample.get("flavor", "pbspro"))
-    fake.answer("qsub", sample_answer(sample))
+    fake.set("qsub", answer_of(sample))
     if "expect_id" in sample:
         handle = sub.submit_job(argv=["true"])
         record = sub.get_job(handle.job_id)
@@ -244,7 +244,7 @@ def test_queue_sample(path: Path, world) -> None:
     fake, make = world
     sample = load(path)
     cluster, _sub = make(sample.get("flavor", "pbspro"))
-    fake.answer("qstat", sample_answer(sample))
+    fake.set("qstat", answer_of(sample))
     entries = cluster.get_queue(user=sample["user"])
     got = [[e.scheduler_job_id, e.state.value, e.user] for e in entries]
     assert got == sample["expect_entries"]
@@ -257,13 +257,13 @@ def test_queue_sample(path: Path, world) -> None:
 def test_version_sample_picks_the_flavour(path: Path, world) -> None:
     fake, make = world
     sample = load(path)
-    fake.answer("qstat", sample_answer(sample))
+    fake.set("qstat", answer_of(sample))
     cluster, _sub = make("auto")
     if "expect_flavor" in sample:
         assert cluster.scheduler_impl.dialect.flavor == sample["expect_flavor"]
-        assert fake.calls("qstat") == [["--version"]]
+        assert fake.argvs("qstat") == [["--version"]]
         cluster.scheduler_impl  # noqa: B018 -- built once: no second probe
-        assert len(fake.calls("qstat")) == 1
+        assert len(fake.argvs("qstat")) == 1
     else:
         with pytest.raises(MolqError, match="flavor="):
             cluster.scheduler_impl  # noqa: B018
@@ -280,14 +280,14 @@ def test_a_follow_up_qstat_that_says_running_keeps_the_job_alive(world) -> None:
     _cluster, sub = make("pbspro")
     (jid,) = submit_as(fake, sub, ["4501.pbs01"])
     running = load(HERE / "samples" / "pro_one_unknown_one_running.toml")
-    fake.answer(
+    fake.set(
         "qstat",
         {"stdout": "", "stderr": "qstat: Unknown Job Id 4501.pbs01\n", "returncode": 153},
-        sample_answer(running),
+        answer_of(running),
     )
     sub.refresh_jobs()
     record = sub.get_job(jid)
     assert record.state is JobState.RUNNING
     assert sub.store.get_internal("corpus", jid)["missing_count"] == 0
-    calls = fake.calls("qstat")
+    calls = fake.argvs("qstat")
     assert len(calls) == 2 and all(c[-1] == "4501.pbs01" for c in calls)

@@ -16,19 +16,19 @@ import sys
 # command name -> (module, attribute, one-line help). Help text lives here so that
 # `molq --help` needs no command module import.
 BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "submit": ("molq.cli.commands", "submit", "Submit a job and print its id."),
-    "list": ("molq.cli.commands", "list_cmd", "List jobs (active ones by default)."),
-    "show": ("molq.cli.commands", "show", "Show one job: record, transitions, retries, dependencies."),
-    "watch": ("molq.cli.commands", "watch", "Follow jobs until every one is finished."),
-    "cancel": ("molq.cli.commands", "cancel", "Cancel jobs."),
-    "logs": ("molq.cli.commands", "logs", "Print a job's standard output (or error)."),
-    "queue": ("molq.cli.commands", "queue", "Show the scheduler's own queue (all your jobs)."),
-    "cleanup": ("molq.cli.commands", "cleanup", "Remove old job directories and records."),
+    "submit": ("molq.cli.submit_cmd", "submit", "Submit a job and print its id."),
+    "list": ("molq.cli.view_cmd", "list_cmd", "List jobs (active ones by default)."),
+    "show": ("molq.cli.view_cmd", "show", "Show one job: record, transitions, retries, dependencies."),
+    "watch": ("molq.cli.view_cmd", "watch", "Follow jobs until every one is finished."),
+    "cancel": ("molq.cli.cancel_cmd", "cancel", "Cancel jobs."),
+    "logs": ("molq.cli.logs_cmd", "logs", "Print a job's standard output (or error)."),
+    "queue": ("molq.cli.queue_cmd", "queue", "Show the scheduler's own queue (all your jobs)."),
+    "cleanup": ("molq.cli.cleanup_cmd", "cleanup", "Remove old job directories and records."),
     "daemon": ("molq.cli.daemon_cmd", "daemon", "Run, start, stop or inspect the daemon that advances jobs."),
     "profile": ("molq.cli.profiles", "profile", "Manage profiles in ~/.molq/config.toml."),
-    "plugins": ("molq.cli.commands", "plugins", "List discovered plugins and load errors."),
+    "plugins": ("molq.cli.plugins_cmd", "plugins", "List discovered plugins and load errors."),
     "store": ("molq.cli.store_cmd", "store", "Copy a job store to another URL, or check one."),
-    "completion": ("molq.cli.commands", "completion", "Print the bash, zsh or fish completion script."),
+    "completion": ("molq.cli.completion_cmd", "completion", "Print the bash, zsh or fish completion script."),
 }
 
 _HELP_OPTIONS = (["--help"], ["-h"])

@@ -38,7 +38,7 @@ def daemon(ctx: click.Context, once: bool, interval: float, no_cleanup: bool) ->
 
 
 def _store_url() -> str:
-    from molq.cli.commands import _store_url as url
+    from molq.cli.common import store_url as url
 
     return url()
 
@@ -106,7 +106,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
     It logs to standard error every refresh that changed something and every error, with
     timestamps. With --once it makes one round and prints one line per cluster.
     """
-    from molq.cli.commands import open_store
+    from molq.cli.common import open_store
     from molq.daemon import StatusFile, daemon_files, hold_pidfile
     from molq.engine.loops import daemon_lease_name, run_daemon_many
 
@@ -186,7 +186,7 @@ def stop_cmd(timeout: float) -> int:
 
 
 def _status_data() -> dict[str, Any]:
-    from molq.cli.commands import open_store
+    from molq.cli.common import open_store
     from molq.daemon import daemon_files, read_status, running
     from molq.engine.loops import daemon_lease_name
 

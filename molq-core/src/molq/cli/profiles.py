@@ -8,7 +8,7 @@ import attrs
 import click
 
 from molq.cli import render
-from molq.cli.commands import complete_profiles
+from molq.cli.common import complete_profiles
 
 
 @click.group()

@@ -1,30 +1,28 @@
-"""The shared batch runner: one engine for every batch scheduler, driven by an I/O-free dialect.
-
-A backend (SLURM, PBS, LSF...) subclasses :class:`BatchDialect` with pure functions: render the
-job script, build command lines, parse ``(returncode, stdout, stderr)``. :class:`BatchScheduler`
-executes those command lines through the cluster's transport, batching many jobs into one
-command, retrying transient failures, and falling back to the wrapper's exit-code file when the
-scheduler has no accounting.
+"""The scheduler runner: :class:`BatchScheduler` executes a :class:`~molq.batch.BatchDialect`'s
+command lines through the cluster's transport, batching many jobs into one command, retrying
+transient failures, and falling back to the wrapper's exit-code file when the scheduler has no
+accounting.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
 from molq import wrapper
+from molq.batch.chunking import _chunk_by_cost, chunk_ids
+from molq.batch.dialect import AccountingUnavailable, BatchDialect
+from molq.batch.exit_files import read_exit_files
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError, TransportError
 from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
 from molq.model import (
     CompiledDependency,
     DependencyCondition,
     JobSpec,
-    JobState,
     QueueEntry,
     SchedulerCapabilities,
     SchedulerStatus,
@@ -33,18 +31,6 @@ from molq.scheduler import SchedulerBase, TrackedJob
 from molq.transport import CommandResult, Transport
 
 log = logging.getLogger("molq.batch")
-
-__all__ = ["BatchDialect", "BatchScheduler", "RetrySettings", "chunk_ids", "AccountingUnavailable"]
-
-
-class AccountingUnavailable(SchedulerError):
-    """The scheduler says it keeps no accounting at all (e.g. SLURM's "accounting storage is
-    disabled"); the runner uses the fallback source instead.
-
-    Raise this only for that explicit answer. A failed accounting query (database down,
-    connection refused, timeout) is a plain :class:`SchedulerError`: no evidence, never "this
-    cluster has no accounting" -- the jobs it was asked about stay as they are until it answers.
-    """
 
 
 @attrs.frozen
@@ -55,276 +41,6 @@ class RetrySettings:
     initial_delay: float = 0.5
     factor: float = 2.0
     command_timeout: float = 60.0
-
-
-def chunk_ids(ids: Sequence[str], *, max_chars: int = 60_000, max_count: int = 5000) -> list[list[str]]:
-    """Split ids so that no command line grows past ``max_chars`` (ARG_MAX is far larger, but
-    remote shells and ``ssh`` add their own limits)."""
-    chunks: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    for sid in ids:
-        if current and (size + len(sid) + 1 > max_chars or len(current) >= max_count):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(sid)
-        size += len(sid) + 1
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-class BatchDialect:
-    """What a batch scheduler backend provides. Pure functions only: no I/O here.
-
-    Subclasses set :attr:`name` and :attr:`capabilities` and implement the ``*_argv`` builders
-    and ``parse_*`` parsers. Parsers raise :class:`TransientSchedulerError` for failures worth a
-    retry, :class:`SubmitError` for refused submissions and :class:`SchedulerError` otherwise.
-    """
-
-    name: str = "batch"
-    capabilities: SchedulerCapabilities = SchedulerCapabilities()
-    shebang: str = "#!/bin/bash"
-    #: Command-line budget for one status/accounting/cancel command.
-    max_command_chars: int = 60_000
-    #: Whether a cancel command that fails without printing anything counts as failed.
-    silent_cancel_failure_is_error: bool = True
-
-    # -- script ------------------------------------------------------------------------------
-    def render_directives(self, spec: JobSpec, job_dir: str) -> list[str]:
-        """Directive lines (``#SBATCH ...``) for ``spec``."""
-        raise NotImplementedError
-
-    def wrapper_pre_run(self, spec: JobSpec) -> str:
-        """Extra shell placed before the user's command (e.g. record the scheduler job id)."""
-        return ""
-
-    def render_script(self, spec: JobSpec, job_dir: str) -> str:
-        lines = [self.shebang, *self.render_directives(spec, job_dir)]
-        return "\n".join(lines) + "\n" + wrapper.render_wrapper_body(
-            spec, job_dir, pre_run=self.wrapper_pre_run(spec)
-        )
-
-    # -- submission --------------------------------------------------------------------------
-    def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:
-        raise NotImplementedError
-
-    def submit_stdin_argv(self, spec: JobSpec) -> list[str] | None:
-        """The submit command when the job script is given on standard input, or None when the
-        scheduler must read it from ``job.sh`` (the default). With a command line here, the
-        runner starts the submission first and writes its own copy of ``job.sh`` while the
-        scheduler answers, which takes the file write off every submission's critical path."""
-        return None
-
-    def parse_submit(self, result: CommandResult) -> str:
-        raise NotImplementedError
-
-    # -- identity ----------------------------------------------------------------------------
-    def for_jobs(self, jobs: Sequence[TrackedJob]) -> BatchDialect:
-        """This dialect, told which jobs the next status/accounting/fallback answers are about
-        (their molq tag ``molq-<job id>`` and submit time), so that its parsers can drop records
-        of another job that reuses a scheduler id (e.g. after a scheduler state reset). The
-        runner calls it once per observation and parses with the result. Pure: return a new
-        object, never change ``self``. Default: ``self`` (ids alone identify jobs)."""
-        return self
-
-    # -- status ------------------------------------------------------------------------------
-    def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
-        raise NotImplementedError
-
-    def parse_status(
-        self, result: CommandResult, scheduler_ids: Sequence[str]
-    ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
-        """Statuses of jobs still known to the queue, keyed by scheduler id."""
-        raise NotImplementedError
-
-    def terminal_argv(self, scheduler_ids: Sequence[str], since: float | None) -> list[str] | None:
-        """Accounting query for jobs that left the queue (None if the scheduler has none)."""
-        return None
-
-    def parse_terminal(
-        self, result: CommandResult, scheduler_ids: Sequence[str]
-    ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
-        raise NotImplementedError
-
-    def fallback_terminal_argv(self, scheduler_ids: Sequence[str]) -> list[str] | None:
-        """A second source of final states when accounting is unavailable
-        (e.g. ``scontrol show job``). None if there is none."""
-        return None
-
-    def parse_fallback_terminal(
-        self, result: CommandResult, scheduler_ids: Sequence[str]
-    ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
-        raise NotImplementedError
-
-    # -- cancel, queue, adoption -------------------------------------------------------------
-    def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
-        raise NotImplementedError
-
-    def cancel_argv_for(self, jobs: Sequence[TrackedJob]) -> list[str]:
-        """The cancel command for ``jobs`` (all with a scheduler id). Override when the cancel
-        needs more than the ids (e.g. the job directories); the default is :meth:`cancel_argv`."""
-        return self.cancel_argv([j.scheduler_job_id for j in jobs if j.scheduler_job_id])
-
-    def cancel_cost(self, job: TrackedJob) -> int:
-        """Characters ``job`` adds to the cancel command line (to split big cancels); the
-        default counts its id. Override when :meth:`cancel_argv_for` adds more per job."""
-        return len(job.scheduler_job_id or "") + 1
-
-    def cancel_line_is_refusal(self, line: str) -> bool:
-        """Whether one output line of a cancel command that exited 0 says the cancel was refused
-        (older scancel prints "Access/permission denied" with status 0)."""
-        return False
-
-    def parse_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> dict[str, CancelOutcome]:
-        """What the cancel command's answer says about each id.
-
-        The default: a refusal line (even with status 0) or a failure that is not only benign
-        lines raises :class:`SchedulerError`; benign lines ("already completed", "unknown job")
-        mark the ids they name ALREADY_ENDED (every id when they name none and only one was
-        asked about); every other id is REQUESTED. Dialects override this when their output
-        attributes outcomes to ids differently.
-        """
-        lines = [ln.strip() for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
-        refusals = [ln for ln in lines if self.cancel_line_is_refusal(ln)]
-        if refusals:
-            program = result.argv[0].rsplit("/", 1)[-1] if result.argv else "cancel"
-            raise SchedulerError(f"{program} refused: {'; '.join(refusals)}", stderr=result.stderr,
-                                 command=list(result.argv))
-        self.check_cancel(result, scheduler_ids)
-        out = {sid: CancelOutcome.REQUESTED for sid in scheduler_ids}
-        benign = [ln for ln in lines if self.cancel_line_is_benign(ln)]
-        for line in benign:
-            named = [sid for sid in scheduler_ids if _mentions(line, sid)]
-            if not named and len(scheduler_ids) == 1:
-                named = list(scheduler_ids)
-            for sid in named:
-                out[sid] = CancelOutcome.ALREADY_ENDED
-        return out
-
-    def cancel_line_is_benign(self, line: str) -> bool:
-        """Whether one output line of a failed cancel only says "that job already ended or is
-        unknown" (cancelling a finished job is not an error)."""
-        return False
-
-    def check_cancel(self, result: CommandResult, scheduler_ids: Sequence[str]) -> None:
-        """Raise unless the cancel command succeeded or every line it printed is benign."""
-        if result.returncode == 0:
-            return
-        lines = [ln.strip() for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
-        problems = [ln for ln in lines if not self.cancel_line_is_benign(ln)]
-        if problems or (not lines and self.silent_cancel_failure_is_error):
-            program = result.argv[0].rsplit("/", 1)[-1] if result.argv else "cancel"
-            raise SchedulerError(
-                f"{program} failed (exit {result.returncode}): {'; '.join(problems) or '(no output)'}",
-                stderr=result.stderr,
-                command=list(result.argv),
-            )
-
-    #: Whether the queue command cannot filter by user itself: the runner then keeps only the
-    #: entries of ``user`` (default: the user the transport logs in as).
-    queue_filters_user_itself: bool = True
-
-    def queue_argv(self, user: str | None) -> list[str]:
-        raise NotImplementedError
-
-    def parse_queue(self, result: CommandResult) -> list[QueueEntry]:
-        raise NotImplementedError
-
-    def adopt_argv(self, tags: Sequence[str]) -> list[str] | None:
-        """A query listing scheduler jobs carrying molq tags (``molq-<job id>``)."""
-        return None
-
-    def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
-        """tag -> scheduler job id."""
-        return {}
-
-    #: A file the job writes into its job directory holding its scheduler job id (see
-    #: :meth:`wrapper_pre_run`), read to recover a submission interrupted by a crash.
-    job_id_file: str | None = None
-
-    # -- dependencies ------------------------------------------------------------------------
-    def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
-        raise NotImplementedError
-
-    def compile_dependencies(self, deps: Sequence[CompiledDependency]) -> str | None:
-        raise NotImplementedError
-
-    # -- environment -------------------------------------------------------------------------
-    def command_env(self) -> dict[str, str]:
-        """Environment variables every scheduler command runs with (e.g. a time format)."""
-        return {}
-
-    # -- errors ------------------------------------------------------------------------------
-    def is_transient(self, result: CommandResult) -> bool:
-        """Whether a failed command is worth retrying (timeouts, controller not answering)."""
-        return False
-
-    # -- exit codes ----------------------------------------------------------------------------
-    #: After the accounting query raised :class:`AccountingUnavailable`, final states skip it
-    #: for this long (the answer comes from the cluster's configuration; asking now and then
-    #: lets a long-running daemon notice accounting switched on).
-    accounting_recheck_seconds: float = 3600.0
-
-    def exit_code_ambiguous(self, status: SchedulerStatus) -> bool:
-        """Whether an accounting status's exit code may be inexact, so that the wrapper's
-        exit-code file should be read to refine it (e.g. sacct prints codes of 128 and above
-        minus 128)."""
-        return False
-
-    def refine_exit(self, status: SchedulerStatus, from_file: SchedulerStatus) -> SchedulerStatus:
-        """``status`` from accounting, corrected with the wrapper's exit-code file."""
-        return status
-
-
-def _chunk_by_cost(jobs: Sequence[TrackedJob], dialect: BatchDialect) -> list[list[str]]:
-    """Scheduler ids of ``jobs`` in chunks whose cancel command fits the dialect's budget."""
-    chunks: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    for job in jobs:
-        cost = dialect.cancel_cost(job)
-        if current and size + cost > dialect.max_command_chars:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(job.scheduler_job_id or "")
-        size += cost
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _mentions(line: str, sid: str) -> bool:
-    """Whether ``line`` names scheduler id ``sid`` as a whole token."""
-    return re.search(rf"(?<![\w.]){re.escape(sid)}(?![\w])", line) is not None
-
-
-def _status_from_exit_file(text: str | None) -> SchedulerStatus | None:
-    code = wrapper.parse_exit_code(text)
-    if code is None:
-        return None
-    sig, reason = wrapper.describe_exit(code)
-    return SchedulerStatus(
-        state=JobState.SUCCEEDED if code == 0 else JobState.FAILED,
-        raw_state="exit_code_file",
-        exit_code=code,
-        exit_signal=sig,
-        reason=reason,
-    )
-
-
-def read_exit_files(transport: Transport, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
-    """Final statuses from the wrapper's exit-code files, read with one transport call."""
-    if not jobs:
-        return {}
-    paths = [wrapper.join_path(job.job_dir, wrapper.EXIT_CODE_FILE) for job in jobs]
-    contents = transport.read_many(paths)
-    out = {}
-    for job, path in zip(jobs, paths):
-        status = _status_from_exit_file(contents.get(path))
-        if status is not None:
-            out[job.job_id] = status
-    return out
 
 
 def _run_meanwhile(work: Callable[[], None]) -> None:

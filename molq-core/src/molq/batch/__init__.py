@@ -1,0 +1,26 @@
+"""The shared batch runner: one engine for every batch scheduler, driven by an I/O-free dialect.
+
+A backend (SLURM, PBS, LSF...) subclasses :class:`BatchDialect` with pure functions: render the
+job script, build command lines, parse ``(returncode, stdout, stderr)``. :class:`BatchScheduler`
+executes those command lines through the cluster's transport, batching many jobs into one
+command, retrying transient failures, and falling back to the wrapper's exit-code file when the
+scheduler has no accounting.
+
+Import the names from here (``from molq.batch import BatchDialect``); each concept has its module:
+
+- :mod:`molq.batch.dialect`: the dialect protocol (:class:`BatchDialect`,
+  :class:`AccountingUnavailable`)
+- :mod:`molq.batch.runner`: the scheduler runner (:class:`BatchScheduler`, :class:`RetrySettings`)
+- :mod:`molq.batch.chunking`: splitting ids into command lines within a length budget
+- :mod:`molq.batch.exit_files`: final states from the wrapper's exit-code files
+"""
+
+from __future__ import annotations
+
+from molq.batch.chunking import chunk_ids
+from molq.batch.dialect import AccountingUnavailable, BatchDialect
+from molq.batch.exit_files import read_exit_files as read_exit_files
+from molq.batch.runner import BatchScheduler, RetrySettings
+from molq.batch.runner import options_kwargs as options_kwargs
+
+__all__ = ["BatchDialect", "BatchScheduler", "RetrySettings", "chunk_ids", "AccountingUnavailable"]

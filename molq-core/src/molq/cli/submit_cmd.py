@@ -1,0 +1,235 @@
+"""``molq submit``: build a submission from the command line, persist and submit it, and
+optionally follow it to its end."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from molq.cli import render
+from molq.cli.common import cluster_options, complete_job_ids, open_store, resolve_target, store_url
+from molq.cli.freshness import confirmed_json
+from molq.errors import ConfigError, MolqError
+
+
+def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
+    env = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env needs KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env or None
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@cluster_options
+@click.option("--cpus", type=int, help="CPUs (per task).")
+@click.option("--mem", help="Memory, e.g. 4G or 512M.")
+@click.option("--gpus", type=int, help="Number of GPUs.")
+@click.option("--gpu-type", help="GPU model, e.g. a100.")
+@click.option("--time", "time_limit", help="Time limit, e.g. 2h30m or 04:00:00.")
+@click.option("--partition", "--queue", "partition", help="Partition (SLURM) or queue (PBS, LSF).")
+@click.option("--account", help="Account / project to charge.")
+@click.option("--qos", help="Quality of service.")
+@click.option("--nodes", type=int, help="Number of nodes.")
+@click.option("--array", "array_spec", help="Array spec, e.g. 1-10%2.")
+@click.option("--name", help="Job name.")
+@click.option("--cwd", help="Working directory (on the cluster); it must exist.")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
+@click.option("--after-success", multiple=True, metavar="ID", shell_complete=complete_job_ids,
+              help="Start after this job succeeded (repeatable).")
+@click.option("--after-failure", multiple=True, metavar="ID", shell_complete=complete_job_ids,
+              help="Start after this job failed.")
+@click.option("--after-started", multiple=True, metavar="ID", shell_complete=complete_job_ids,
+              help="Start once this job started.")
+@click.option("--after", multiple=True, metavar="ID", shell_complete=complete_job_ids,
+              help="Start after this job ended, whatever the result.")
+@click.option("--retries", type=click.IntRange(min=0), default=0, help="Extra attempts on failure.")
+@click.option("--command", "shell_command", metavar="TEXT",
+              help="Run this shell command line (pipes, redirections, $VARS), e.g. 'make && ./run > out'.")
+@click.option("--script", "script_file", type=click.Path(exists=True, dir_okay=False, readable=True),
+              help="Run this script file (its text is copied at submission, as sbatch does).")
+@click.option("--dry-run", is_flag=True, help="Print the job script as it would be submitted; submit nothing.")
+@click.option("--wait", is_flag=True, help="Follow the job to its end; exit with its exit code.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the submitted job as JSON (the shape of `molq show --json`, "schema": 1).')
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem: str | None,
+           gpus: int | None, gpu_type: str | None, time_limit: str | None, partition: str | None,
+           account: str | None, qos: str | None, nodes: int | None, array_spec: str | None,
+           name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
+           after_failure: tuple[str, ...], after_started: tuple[str, ...], after: tuple[str, ...],
+           retries: int, shell_command: str | None, script_file: str | None, dry_run: bool, wait: bool,
+           as_json: bool, command: tuple[str, ...]) -> int:
+    """Submit a job and print its id.
+
+    What runs is one of: a program and its arguments after `--` (`molq submit -- python
+    run.py --fast`), a shell command line (`--command 'echo $HOME > out'`) or a script file
+    (`--script run.sh`). Without -p/-c the job goes to the default profile, whose defaults
+    (partition, time, ...) apply; options given here override them.
+    """
+    from molq.model import JobExecution, JobResources, JobScheduling, RetryPolicy, Script
+    from molq.submitor import Submitor
+
+    given = [what for what, value in (("a command after --", command), ("--command", shell_command),
+                                      ("--script", script_file)) if value]
+    if len(given) != 1:
+        raise click.UsageError(
+            "give exactly one of: a command after --, --command TEXT or --script FILE"
+            + (f" (got {' and '.join(given)})" if given else ""))
+    resources = JobResources(cpu_count=cpus, memory=mem, gpu_count=gpus, gpu_type=gpu_type, time_limit=time_limit)
+    scheduling = JobScheduling(partition=partition, account=account, qos=qos, node_count=nodes, array_spec=array_spec)
+    execution = JobExecution(env=_parse_env(env), cwd=cwd, job_name=name)
+    script = None
+    if script_file:
+        with open(script_file) as fh:
+            script = Script.inline(fh.read(), name=script_file)
+    with StoreWaitNotice(store_url()):
+        store = open_store()  # may wait too: opening checks the schema in a write transaction
+    cluster, profile_name = resolve_target(cluster_name, profile, store)
+    if cwd is not None:
+        _check_cwd(cluster, cwd)
+    if profile_name:
+        submitor = Submitor.from_profile(profile_name, target=cluster, store=store)
+    else:
+        submitor = Submitor(cluster, store=store)
+    deps: dict[str, list[str]] = {}
+    for cond, ids in (("after_success", after_success), ("after_failure", after_failure),
+                      ("after_started", after_started), ("after", after)):
+        if ids:
+            deps[cond] = [_full_id(store, cluster.name, i) for i in ids]
+    job: dict[str, Any] = dict(
+        argv=list(command) if command else None, command=shell_command, script=script,
+        resources=resources, scheduling=scheduling, execution=execution,
+        retry=RetryPolicy(max_attempts=retries + 1) if retries else None, **deps,
+    )
+    if dry_run:
+        click.echo(_job_script(submitor, job), nl=False)
+        return 0
+    with StoreWaitNotice(store_url()):
+        handle = submitor.submit_job(**job)
+    if (retries or deps) and cluster.scheduler != "local":
+        _ensure_daemon(store, cluster.name)
+    if as_json:
+        submitted = submitor.get_job(handle.job_id)
+        render.dump_json(confirmed_json(render.record_json(submitted), submitted, {}))
+    else:
+        click.echo(handle.job_id)
+    if not wait:
+        return 0
+    try:
+        record = handle.wait()
+    except KeyboardInterrupt:
+        state = submitor.get_job(handle.job_id).state.value
+        click.echo(f"\nmolq: stopped waiting; job {handle.job_id[:8]} is still {state} "
+                   f"(follow it with `molq watch {handle.job_id[:8]}`, cancel it with "
+                   f"`molq cancel {handle.job_id[:8]}`)", err=True)
+        return 130
+    if not as_json:
+        click.echo(f"{handle.job_id[:8]} {render.state_text(record.state.value)}"
+                   + (f": {record.failure_reason}" if record.failure_reason else ""), err=True)
+    if record.exit_code is not None:
+        return record.exit_code if 0 <= record.exit_code < 256 else 1
+    return 0 if record.state.value == "succeeded" else 1
+
+
+def _ensure_daemon(store: Any, cluster_name: str) -> None:
+    """Retries and dependency releases on a batch cluster need a process that refreshes it
+    once the submitter is gone: start a daemon unless one already reconciles the cluster."""
+    from molq.daemon import ensure_running
+
+    try:
+        pid = ensure_running(store, cluster_name)
+    except MolqError as exc:
+        click.echo(f"molq: could not start a daemon for retries and dependencies ({exc}); "
+                   f"run `molq daemon start`", err=True)
+        return
+    if pid is not None:
+        click.echo(f"molq: started a daemon (pid {pid}) that submits retries and releases dependent jobs "
+                   f"of {cluster_name} when they are due; it exits when no work is left "
+                   f"(`molq daemon status` shows it)", err=True)
+
+
+def _check_cwd(cluster: Any, cwd: str) -> None:
+    """Refuse a working directory that does not exist (sbatch refuses one too), before
+    anything is persisted; a relative one is relative to here, or to the home directory on
+    a remote cluster."""
+    transport = cluster.transport
+    if transport.is_remote:
+        path = cwd if cwd.startswith("/") else f"{transport.home().rstrip('/')}/{cwd}"
+        exists = transport.exists(path)
+        where = f" on {cluster.host}"
+    else:
+        path = os.path.abspath(os.path.expanduser(cwd))
+        exists = os.path.isdir(path)
+        where = ""
+        if os.path.exists(path) and not exists:
+            raise ConfigError(f"--cwd {cwd}: {path} is not a directory")
+    if not exists:
+        raise ConfigError(f"--cwd {cwd}: no such directory{where} ({path}); create it first")
+
+
+def _job_script(submitor: Any, job: dict[str, Any]) -> str:
+    """The job script exactly as the scheduler would be given it, rendered by the scheduler's
+    own code for a job directory that is not created."""
+    return str(submitor.render_job_script(**job))
+
+
+class StoreWaitNotice:
+    """Say so on stderr when an operation waits for the job store's write lock (held by another
+    process) for more than ``after`` seconds, instead of hanging silently."""
+
+    def __init__(self, url: str, after: float = 2.0) -> None:
+        import threading
+
+        from molq.store_lite import sqlite_path
+
+        self._path = sqlite_path(url)
+        self._done = threading.Event()
+        self._after = after
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _locked(self) -> bool:
+        import sqlite3
+
+        assert self._path is not None
+        try:
+            conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        except sqlite3.Error:
+            return False
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError as exc:
+            return "locked" in str(exc) or "busy" in str(exc)
+        finally:
+            conn.close()
+
+    def _watch(self) -> None:
+        if self._done.wait(self._after) or self._path is None:
+            return
+        if self._locked():
+            click.echo(f"molq: waiting for the job store {self._path}: another process holds its write lock "
+                       f"(a long `molq daemon` pass or a big submission?); giving up after 60 s", err=True)
+
+    def __enter__(self) -> StoreWaitNotice:
+        if self._path is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+
+def _full_id(store: Any, cluster_name: str, prefix: str) -> str:
+    from molq.errors import JobNotFoundError
+
+    try:
+        return store.resolve_job_id(cluster_name, prefix)[1]
+    except JobNotFoundError as exc:
+        raise ConfigError(str(exc)) from None

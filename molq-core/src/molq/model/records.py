@@ -1,0 +1,106 @@
+"""State and history: the legal moves of the state machine and the persisted values the store
+hands back (:class:`JobRecord`, :class:`StatusTransition`, :class:`JobDependency`), plus a
+scheduler's own :class:`QueueEntry`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from molq._states import TERMINAL_STATES, JobState
+from molq.model.submission import DependencyCondition
+
+# Legal moves of the state machine; the store refuses anything else.
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.CREATED: frozenset(
+        {JobState.SUBMITTED, JobState.QUEUED, JobState.RUNNING} | TERMINAL_STATES
+    ),
+    JobState.SUBMITTED: frozenset({JobState.QUEUED, JobState.RUNNING} | TERMINAL_STATES),
+    JobState.QUEUED: frozenset({JobState.RUNNING} | TERMINAL_STATES),
+    JobState.RUNNING: frozenset({JobState.QUEUED} | TERMINAL_STATES),  # requeue
+    # LOST is terminal for users, but late evidence (accounting, exit-code file) may correct it.
+    JobState.LOST: frozenset(TERMINAL_STATES - {JobState.LOST}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.TIMED_OUT: frozenset(),
+}
+
+
+@attrs.frozen
+class StatusTransition:
+    """One persisted state change of a job."""
+
+    job_id: str
+    old_state: JobState | None
+    new_state: JobState
+    timestamp: float
+    reason: str | None = None
+
+
+@attrs.frozen
+class JobDependency:
+    """A persisted dependency edge: ``job_id`` waits for ``dependency_job_id``."""
+
+    job_id: str
+    dependency_job_id: str
+    dependency_type: DependencyCondition
+    scheduler_dependency: str | None = None
+
+
+@attrs.frozen
+class QueueEntry:
+    """One row of the scheduler's own queue (``squeue``, ``qstat``, ``bjobs``); may be a job
+    that molq did not submit."""
+
+    scheduler_job_id: str
+    name: str | None = None
+    user: str | None = None
+    state: JobState = JobState.QUEUED
+    raw_state: str = ""
+    partition: str | None = None
+    submit_time: float | None = None
+    start_time: float | None = None
+
+
+@attrs.frozen
+class JobRecord:
+    """Immutable snapshot of a persisted job."""
+
+    job_id: str
+    cluster_name: str
+    scheduler: str
+    state: JobState
+    root_job_id: str
+    attempt: int = 1
+    previous_attempt_job_id: str | None = None
+    retry_group_id: str | None = None
+    profile_name: str | None = None
+    scheduler_job_id: str | None = None
+    raw_state: str | None = None
+    created_at: float | None = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    failure_reason: str | None = None
+    cwd: str | None = None
+    job_dir: str | None = None
+    command_type: Literal["argv", "command", "script"] = "argv"
+    command_display: str = ""
+    job_name: str | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict, hash=False)
+    next_retry_at: float | None = None
+    retried_by: str | None = None
+    cleaned_at: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def short_id(self) -> str:
+        return self.job_id[:8]

@@ -1,0 +1,253 @@
+"""What a user submits: the command or :class:`Script`, and the resources, scheduling
+(partition, dependencies, arrays...) and execution (environment, files) of a job."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import attrs
+
+from molq.errors import ConfigError
+from molq.model._checks import _opt_str, _positive_int
+from molq.model.quantities import Duration, Memory
+
+DependencyCondition = Literal["after_success", "after_failure", "after_started", "after"]
+DEPENDENCY_CONDITIONS: tuple[str, ...] = ("after_success", "after_failure", "after_started", "after")
+
+
+@attrs.frozen
+class Script:
+    """What a job runs when it is a script rather than a command.
+
+    ``Script.inline(text)`` embeds the text; ``Script.path(p)`` runs an existing file
+    (on the cluster's filesystem).
+    """
+
+    variant: Literal["inline", "path"]
+    text: str | None = None
+    file_path: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.variant == "inline":
+            if not isinstance(self.text, str) or not self.text.strip():
+                raise ConfigError("Script.inline needs non-empty text")
+        elif self.variant == "path":
+            if not self.file_path:
+                raise ConfigError("Script.path needs a file path")
+        else:
+            raise ConfigError(f"Script variant must be 'inline' or 'path', got {self.variant!r}")
+
+    @classmethod
+    def inline(cls, text: str, *, name: str | None = None) -> Script:
+        """``text`` embedded in the job; ``name`` (e.g. the file it was read from) is only
+        shown to people."""
+        return cls("inline", text=text, file_path=name)
+
+    @classmethod
+    def path(cls, path: str | Path) -> Script:
+        return cls("path", file_path=str(path))
+
+
+def _opt_memory(value: Any) -> Memory | None:
+    return None if value is None else Memory.parse(value)
+
+
+def _opt_duration(value: Any) -> Duration | None:
+    return None if value is None else Duration.parse(value)
+
+
+@attrs.frozen
+class JobResources:
+    """What a job needs: CPUs (per task), memory, GPUs and a time limit.
+
+    Strings are accepted and parsed: ``JobResources(memory="4G", time_limit="2h")``.
+    """
+
+    cpu_count: int | None = attrs.field(default=None, validator=_positive_int("cpu_count"))
+    memory: Memory | None = attrs.field(default=None, converter=_opt_memory)
+    gpu_count: int | None = attrs.field(default=None, validator=_positive_int("gpu_count"))
+    gpu_type: str | None = attrs.field(default=None, validator=_opt_str("gpu_type"))
+    time_limit: Duration | None = attrs.field(default=None, converter=_opt_duration)
+
+    def __attrs_post_init__(self) -> None:
+        if self.gpu_type is not None and self.gpu_count is None:
+            raise ConfigError("gpu_type needs gpu_count (how many GPUs of that type)")
+
+
+@attrs.frozen
+class DependencyRef:
+    """One upstream job (by molq job id) and the condition to wait for."""
+
+    job_id: str = attrs.field()
+    condition: DependencyCondition = "after_success"
+
+    @job_id.validator
+    def _check_id(self, _attr: Any, value: Any) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"dependency job id must be a non-empty string, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.condition not in DEPENDENCY_CONDITIONS:
+            raise ConfigError(
+                f"unknown dependency condition {self.condition!r}; "
+                f"use one of {', '.join(DEPENDENCY_CONDITIONS)}"
+            )
+
+
+def _deps_tuple(value: Any) -> tuple[DependencyRef, ...]:
+    if value is None:
+        return ()
+    out = []
+    for item in value:
+        if isinstance(item, DependencyRef):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(DependencyRef(item["job_id"], item.get("condition", "after_success")))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            out.append(DependencyRef(item[0], item[1]))
+        else:
+            raise ConfigError(f"cannot read dependency {item!r}; use DependencyRef(job_id, condition)")
+    return tuple(out)
+
+
+_ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
+
+
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _remember_given(cls: _Cls) -> _Cls:
+    """Record which constructor arguments were passed, in the private ``_given`` field.
+
+    A field whose default is not None (``exclusive_node=False``, ``dependencies=()``) cannot tell
+    "left out" from "set to the default" by its value, and :func:`merge_onto_default` needs that
+    to let a job switch off a default. ``attrs.evolve`` passes every field, so an evolved
+    value counts all its fields as given.
+    """
+    init = cls.__init__  # type: ignore[misc]
+    names = tuple(f.alias for f in attrs.fields(cls) if f.init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        object.__setattr__(self, "_given", frozenset(names[: len(args)]).union(kwargs))
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+@_remember_given
+@attrs.frozen
+class JobScheduling:
+    """Where and when a job runs: partition, account, dependencies, arrays...
+
+    ``dependency`` (a raw scheduler string) and ``dependencies`` (molq ids) are mutually exclusive.
+    """
+
+    partition: str | None = attrs.field(default=None, validator=_opt_str("partition"))
+    account: str | None = attrs.field(default=None, validator=_opt_str("account"))
+    priority: str | None = attrs.field(default=None, validator=_opt_str("priority"))
+    dependency: str | None = attrs.field(default=None, validator=_opt_str("dependency"))
+    dependencies: tuple[DependencyRef, ...] = attrs.field(default=(), converter=_deps_tuple)
+    node_count: int | None = attrs.field(default=None, validator=_positive_int("node_count"))
+    exclusive_node: bool = False
+    array_spec: str | None = attrs.field(default=None, validator=_opt_str("array_spec"))
+    email: str | None = attrs.field(default=None, validator=_opt_str("email"))
+    qos: str | None = attrs.field(default=None, validator=_opt_str("qos"))
+    reservation: str | None = attrs.field(default=None, validator=_opt_str("reservation"))
+    # Names of the arguments given to the constructor (see _remember_given); not part of the value.
+    _given: frozenset[str] = attrs.field(init=False, factory=frozenset, eq=False, repr=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.dependency is not None and self.dependencies:
+            raise ConfigError(
+                "JobScheduling.dependency (raw scheduler string) and "
+                "JobScheduling.dependencies (molq job ids) are mutually exclusive"
+            )
+        if self.array_spec is not None and not _ARRAY_RE.match(self.array_spec.replace(" ", "")):
+            raise ConfigError(
+                f"cannot parse array_spec {self.array_spec!r}; write e.g. '1-10', '1-10%2' or '1,3,5'"
+            )
+
+    @property
+    def queue(self) -> str | None:
+        """Deprecated alias of :attr:`partition`."""
+        return self.partition
+
+
+#: Sources (config files, stores) already warned about the legacy 'queue' key in this process.
+_LEGACY_QUEUE_WARNED: set[str] = set()
+
+
+def upgrade_legacy_scheduling(data: Any, *, source: str) -> Any:
+    """Scheduling data as loaded from a profile or a stored row, with the legacy ``queue`` key
+    (renamed ``partition``) turned into ``partition``.
+
+    Internal to molq's loaders. Warns once per ``source`` (a file, a store) with a
+    :class:`DeprecationWarning`; a ``queue`` that contradicts a ``partition`` is a
+    :class:`ConfigError`. Anything that is not a mapping with ``queue`` is returned as is.
+    """
+    if not isinstance(data, Mapping) or "queue" not in data:
+        return data
+    out = dict(data)
+    legacy = out.pop("queue")
+    partition = out.get("partition")
+    if partition is None:
+        out["partition"] = legacy
+    elif legacy is not None and legacy != partition:
+        raise ConfigError(
+            f"{source}: scheduling sets both queue = {legacy!r} and partition = {partition!r}; "
+            "'queue' is the old name of 'partition': keep only partition"
+        )
+    if source not in _LEGACY_QUEUE_WARNED:
+        _LEGACY_QUEUE_WARNED.add(source)
+        import warnings
+
+        warnings.warn(
+            f"{source}: the scheduling key 'queue' is deprecated and will not load in the next "
+            "release; write 'partition' instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return out
+
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_dict(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"env must be a mapping of names to strings, got {value!r}")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+            raise ConfigError(f"invalid environment variable name {key!r}")
+        if not isinstance(val, str):
+            raise ConfigError(f"environment variable {key} must be a string, got {val!r}")
+        if "\x00" in val:
+            raise ConfigError(f"environment variable {key} contains a NUL byte")
+        out[key] = val
+    return out
+
+
+def _opt_path_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)
+
+
+@attrs.frozen
+class JobExecution:
+    """How a job runs: environment, working directory, name and output files."""
+
+    env: dict[str, str] | None = attrs.field(default=None, converter=_env_dict, hash=False)
+    cwd: str | None = attrs.field(default=None, converter=_opt_path_str)
+    job_name: str | None = attrs.field(default=None, validator=_opt_str("job_name"))
+    output_file: str | None = attrs.field(default=None, converter=_opt_path_str)
+    error_file: str | None = attrs.field(default=None, converter=_opt_path_str)
