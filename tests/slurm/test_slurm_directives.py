@@ -6,6 +6,7 @@ import os
 import subprocess
 
 import pytest
+from molq import wrapper
 from molq.errors import ConfigError
 from molq.model import (
     CompiledDependency,
@@ -200,3 +201,34 @@ def test_script_records_the_slurm_job_id_and_exit_code(spec_factory, tmp_path) -
     env["SLURM_ARRAY_JOB_ID"] = "4000"
     subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=30)
     assert (job_dir / SLURM_JOB_ID_FILE).read_text().strip() == "4000"
+
+
+def test_a_requeued_attempt_starts_without_the_previous_attempts_exit_code(spec_factory, tmp_path) -> None:
+    """A requeued job runs its script again in the same directory. If the new attempt dies
+    without writing an exit code (SIGKILL, node failure), the first attempt's code must not
+    be taken for the job's end (issue 12: a requeued job judged on its first attempt)."""
+    import signal
+    import time
+
+    gate = tmp_path / "second-attempt"
+    spec = spec_factory(command=f"if [ -e {gate} ]; then sleep 300; fi; exit 0", cwd=str(tmp_path))
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    script = job_dir / "job.sh"
+    script.write_text(SlurmDialect().render_script(spec, str(job_dir)))
+    env = dict(os.environ, SLURM_JOB_ID="4242")
+    subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=30, check=True)
+    assert (job_dir / "exit_code").read_text() == "0\n"  # the first attempt ended with 0
+    gate.touch()
+    started = job_dir / "started"
+    started.unlink()
+    # The second attempt is SIGKILLed while its command runs: no trap, no exit-code write.
+    proc = subprocess.Popen(["bash", str(script)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not started.exists():
+        assert time.monotonic() < deadline, "the second attempt never started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert wrapper.parse_exit_code((job_dir / "exit_code").read_text()) is None

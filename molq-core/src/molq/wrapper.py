@@ -142,6 +142,14 @@ def render_wrapper_body(
             f"umask {local.umask:04o}",
         ]
     else:
+        # A batch job can run more than once in the same directory (a requeue): the previous
+        # attempt's exit code is no evidence about this one, and would decide the job if this
+        # attempt dies without writing its own (SIGKILL, node failure). Emptied, not removed
+        # (builtins only): an exit-code file without its newline is "not written yet".
+        lines.append(
+            f'if [ -e "$molq_dir/{EXIT_CODE_FILE}$molq_task" ]; then '
+            f': > "$molq_dir/{EXIT_CODE_FILE}$molq_task"; fi'
+        )
         lines.append(f'printf "%s\\n" "$$" > "$molq_dir/{STARTED_FILE}$molq_task"')
     for key, value in sorted((spec.execution.env or {}).items()):
         lines.append(f"export {key}={q(value)}")
