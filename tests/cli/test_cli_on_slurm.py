@@ -29,8 +29,8 @@ def without_ids(script: str) -> str:
 def test_default_profile_dry_run_and_pending_reason(molq, tmp_path):
     molq("profile", "add", "hpc", "--scheduler", "slurm", "--option", f"env.SLURM_CONF={CONF}",
          "--partition", "debug", "--time", "10m")
-    preview = molq("submit", "--dry-run", "--name", "blocker", "--", "sleep", "30").stdout
-    blocker = molq("submit", "--name", "blocker", "--", "sleep", "30").stdout.strip()
+    preview = molq("submit", "--dry-run", "--name", "blocker", "--", "sleep", "300").stdout
+    blocker = molq("submit", "--name", "blocker", "--", "sleep", "300").stdout.strip()
     try:
         written = (tmp_path / ".molq" / "jobs" / blocker / "job.sh").read_text()
         assert "#SBATCH --partition=debug" in written and "#SBATCH --time=00:10:00" in written
