@@ -31,6 +31,11 @@ class DaemonAlreadyRunning(MolqError):
     """Another daemon holds the lease of this cluster on this store."""
 
 
+#: The longest a daemon waits between two refreshes of this host's local spool: a job that
+#: ended just before the wait began wakes nobody.
+LOCAL_NAP = 1.0
+
+
 def daemon_lease_name(cluster_name: str) -> str:
     """The one lease every daemon of ``cluster_name`` takes, whichever front started it."""
     return f"daemon:{cluster_name}"
@@ -239,8 +244,10 @@ def run_daemon_many(
                 names = {c.cluster_name for c in wanted}
                 for name in [n for n in held if n not in names]:
                     _release(held.pop(name), owner)
+                busy = False
                 for ctx in wanted:
-                    _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
+                    result = _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
+                    busy = busy or (result is not None and bool(result.changed or result.retries_started))
                     if cleanup is not None and ctx.cluster_name in held \
                             and time.time() - last_cleanup.get(ctx.cluster_name, 0.0) > 3600:
                         last_cleanup[ctx.cluster_name] = time.time()
@@ -251,7 +258,10 @@ def run_daemon_many(
                 iterations += 1
                 if once or (max_iterations is not None and iterations >= max_iterations):
                     return
-                sleep(interval)
+                if sleep is time.sleep:
+                    _nap(list(held.values()), interval, busy)
+                else:
+                    sleep(interval)
     finally:
         for ctx in held.values():
             _release(ctx, owner)
@@ -261,7 +271,7 @@ def run_daemon_many(
 def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, EngineContext], waiting: set[str],
                 on_refresh: Callable[[EngineContext, RefreshResult | None, str | None], None] | None,
                 on_lease: Callable[[EngineContext, bool], None] | None,
-                owner_is_dead: Callable[[str], bool] | None = None) -> None:
+                owner_is_dead: Callable[[str], bool] | None = None) -> RefreshResult | None:
     name = ctx.cluster_name
     lease = daemon_lease_name(name)
     try:
@@ -276,7 +286,7 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
                     log.info("%s: took over the lease of a daemon that died (%s)", name, holder[0])
     except Exception as exc:  # noqa: BLE001 - store briefly locked: try again next round
         log.error("%s: cannot take the daemon lease: %s", name, exc)
-        return
+        return None
     if not ours:
         held.pop(name, None)
         if name not in waiting:
@@ -289,7 +299,7 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
                         name, holder[0] if holder else "?")
         if on_lease is not None:
             on_lease(ctx, False)
-        return
+        return None
     if name in waiting:
         waiting.discard(name)
         log.info("%s: the daemon lease is ours; reconciling", name)
@@ -306,10 +316,36 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
             log.exception("%s: refresh failed: %s", name, exc)
         if on_refresh is not None:
             on_refresh(ctx, None, str(exc) or type(exc).__name__)
-        return
+        return None
     _log_result(ctx, result, started)
     if on_refresh is not None:
         on_refresh(ctx, result, None)
+    return result
+
+
+def _nap(contexts: Sequence[EngineContext], interval: float, busy: bool = False) -> None:
+    """Wait for the next round: ``interval`` at most; less when a retry falls due sooner, when
+    the last round changed something (what it started may end soon), or for this host's local
+    spool (a refresh costs a few file reads), whose jobs ending wake the wait early: an end may
+    schedule a retry or release a held dependent."""
+    timeout = min(interval, 0.2) if busy else interval
+    now = time.time()
+    for ctx in contexts:
+        try:
+            pending = ctx.store.list_pending_retries(ctx.cluster_name)
+        except Exception:  # noqa: BLE001 - a store briefly locked: the next round tries again
+            continue
+        due = [r.next_retry_at for r in pending if r.next_retry_at is not None]
+        if due:
+            timeout = min(timeout, max(min(due) - now, 0.0) + 0.01)
+    waker = next((c for c in contexts if c.scheduler.cheap_status and not c.target.transport.is_remote), None)
+    if waker is None:
+        time.sleep(timeout)
+        return
+    try:
+        waker.scheduler.wait_for_change(min(timeout, LOCAL_NAP))
+    except Exception:  # noqa: BLE001 - the spool unreadable for a moment: sleep instead
+        time.sleep(min(timeout, LOCAL_NAP))
 
 
 def _release(ctx: EngineContext, owner: str) -> None:
