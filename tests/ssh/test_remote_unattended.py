@@ -25,7 +25,9 @@ SCRIPT = textwrap.dedent("""
                       scheduler_options={"spool_dir": f"{remote}/spool", "max_cpus": 2})
     sub = Submitor(cluster)
     marker = f"{remote}/failed-once"
-    flaky = sub.submit_job(command=f"test -e {marker} || {{ touch {marker}; exit 3; }}",
+    # It fails after the daemon started on demand is up and connected (a few seconds when the
+    # machine is loaded): the test measures the retry, not the daemon's start.
+    flaky = sub.submit_job(command=f"test -e {marker} || {{ touch {marker}; sleep 6; exit 3; }}",
                            retry=RetryPolicy(max_attempts=2, backoff=RetryBackoff(mode="fixed", initial_seconds=2)))
     after = sub.submit_job(argv=["true"], after_success=[flaky.job_id])
     print(flaky.job_id, after.job_id)
@@ -58,7 +60,7 @@ def test_a_remote_local_job_is_retried_with_no_user_process(sshd: Sshd, control_
     # The backoff counts from the end the wrapper recorded; a remote spool is looked at once
     # per daemon interval (5 s), so the retry comes at most that much later.
     delay = family[1].submitted_at - family[0].finished_at
-    assert 1.9 <= delay <= 2 + 5 + 1.5, delay
+    assert 1.9 <= delay <= 2 + 5 + 2, delay
     wait = time.monotonic() + 20
     while (molq_home / "daemon.pid").exists():
         assert time.monotonic() < wait, "the daemon started on demand did not leave when idle"

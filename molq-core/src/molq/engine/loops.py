@@ -227,6 +227,7 @@ def run_daemon_many(
     held: dict[str, EngineContext] = {}
     last_cleanup: dict[str, float] = {}
     waiting: set[str] = set()
+    next_at: dict[str, float] = {}  # when each cluster is to be refreshed next (monotonic clock)
     log.info("daemon started (owner %s, every %g s)", owner, interval)
     try:
         with _sigterm_exits():
@@ -244,10 +245,13 @@ def run_daemon_many(
                 names = {c.cluster_name for c in wanted}
                 for name in [n for n in held if n not in names]:
                     _release(held.pop(name), owner)
-                busy = False
+                paced = sleep is time.sleep  # an injected sleep (tests) refreshes everything each round
                 for ctx in wanted:
+                    name = ctx.cluster_name
+                    if paced and name in held and not _local(ctx) and next_at.get(name, 0.0) > time.monotonic():
+                        continue  # not due yet: a scheduler is asked at most once per interval
                     result = _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
-                    busy = busy or (result is not None and bool(result.changed or result.retries_started))
+                    next_at[name] = time.monotonic() + _pause(ctx, interval, result)
                     if cleanup is not None and ctx.cluster_name in held \
                             and time.time() - last_cleanup.get(ctx.cluster_name, 0.0) > 3600:
                         last_cleanup[ctx.cluster_name] = time.time()
@@ -258,8 +262,8 @@ def run_daemon_many(
                 iterations += 1
                 if once or (max_iterations is not None and iterations >= max_iterations):
                     return
-                if sleep is time.sleep:
-                    _nap(list(held.values()), interval, busy)
+                if paced:
+                    _nap([c for c in wanted if c.cluster_name in held], next_at, interval)
                 else:
                     sleep(interval)
     finally:
@@ -323,29 +327,45 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
     return result
 
 
-def _nap(contexts: Sequence[EngineContext], interval: float, busy: bool = False) -> None:
-    """Wait for the next round: ``interval`` at most; less when a retry falls due sooner, when
-    the last round changed something (what it started may end soon), or for this host's local
-    spool (a refresh costs a few file reads), whose jobs ending wake the wait early: an end may
-    schedule a retry or release a held dependent."""
-    timeout = min(interval, 0.2) if busy else interval
-    now = time.time()
-    for ctx in contexts:
-        try:
-            pending = ctx.store.list_pending_retries(ctx.cluster_name)
-        except Exception:  # noqa: BLE001 - a store briefly locked: the next round tries again
-            continue
-        due = [r.next_retry_at for r in pending if r.next_retry_at is not None]
-        if due:
-            timeout = min(timeout, max(min(due) - now, 0.0) + 0.01)
-    waker = next((c for c in contexts if c.scheduler.cheap_status and not c.target.transport.is_remote), None)
+def _local(ctx: EngineContext) -> bool:
+    """A cluster on this host's local spool: refreshing it costs a few file reads."""
+    return bool(ctx.scheduler.cheap_status) and not ctx.target.transport.is_remote
+
+
+def _pause(ctx: EngineContext, interval: float, result: RefreshResult | None) -> float:
+    """Seconds until ``ctx``'s next refresh: ``interval`` at most; less when a retry falls due
+    sooner, and for this host's local spool, which is cheap to look at (at least once a
+    second, sooner after a change: what it started may end soon)."""
+    pause = interval
+    if _local(ctx):
+        pause = min(pause, LOCAL_NAP)
+        if result is not None and (result.changed or result.retries_started):
+            pause = min(pause, 0.2)
+    try:
+        pending = ctx.store.list_pending_retries(ctx.cluster_name)
+    except Exception:  # noqa: BLE001 - a store briefly locked: the usual pace
+        return pause
+    due = [r.next_retry_at for r in pending if r.next_retry_at is not None]
+    if due:
+        pause = min(pause, max(min(due) - time.time(), 0.0) + 0.01)
+    return pause
+
+
+def _nap(contexts: Sequence[EngineContext], next_at: dict[str, float], interval: float) -> None:
+    """Wait until the next cluster is due (``interval`` at most). A job on this host's local
+    spool that ends wakes the wait early: its end may schedule a retry or release a held
+    dependent, and is recorded at once."""
+    now = time.monotonic()
+    timeout = min([interval, *(next_at.get(c.cluster_name, now) - now for c in contexts)])
+    timeout = max(timeout, 0.0)
+    waker = next((c for c in contexts if _local(c)), None)
     if waker is None:
         time.sleep(timeout)
         return
     try:
-        waker.scheduler.wait_for_change(min(timeout, LOCAL_NAP))
+        waker.scheduler.wait_for_change(timeout)
     except Exception:  # noqa: BLE001 - the spool unreadable for a moment: sleep instead
-        time.sleep(min(timeout, LOCAL_NAP))
+        time.sleep(timeout)
 
 
 def _release(ctx: EngineContext, owner: str) -> None:
