@@ -132,3 +132,43 @@ def test_a_pipeline_without_retries_needs_no_daemon(molq_home):
     assert not molq_processes(molq_home)
     finals = sub.watch_jobs(roots, timeout=20)
     assert [f.state for f in finals] == [JobState.SUCCEEDED] * 4
+
+
+RETRIED = textwrap.dedent("""
+    import sys
+    from molq import Cluster, RetryBackoff, RetryPolicy, Submitor
+
+    marker = sys.argv[1]
+    sub = Submitor(Cluster("late", "local"))
+    job = sub.submit_job(command=f"test -e {marker} || {{ touch {marker}; exit 3; }}",
+                         retry=RetryPolicy(max_attempts=2, backoff=RetryBackoff(mode="fixed", initial_seconds=1)))
+    print(job.job_id)
+""")
+
+
+def test_work_submitted_while_an_idle_daemon_exits_is_still_served(molq_home, tmp_path):
+    # The daemon started on demand decides to leave (no work) and stops there, still holding its
+    # pid file; a job with a retry is submitted then: its submitter sees a daemon and starts none.
+    gate = tmp_path / "go"
+    env = dict(os.environ, MOLQ_HOME=str(molq_home), MOLQ_TEST_PAUSE_AT=f"idle-exit:{gate}")
+    env.pop("MOLQ_AUTO_DAEMON", None)
+    with open(tmp_path / "daemon.out", "w") as out:
+        daemon = subprocess.Popen([sys.executable, "-m", "molq", "daemon", "run", "--exit-when-idle",
+                                   "--interval", "0.3"], env=env, stdout=out, stderr=out, start_new_session=True)
+    try:
+        wait_for(lambda: Path(f"{gate}.reached").exists(), 30, "the daemon deciding to leave")
+        proc = run_script(RETRIED, molq_home, str(tmp_path / "failed-once"))
+        assert "started a daemon" not in proc.stderr, proc.stderr
+        root = proc.stdout.strip()
+        gate.touch()
+        sub = Submitor(Cluster("late", "local"))
+        # Served by that daemon alone: it looked for work again once its pid file was gone.
+        wait_for(lambda: sub.store.latest_attempts("late", [root])[root].state == JobState.SUCCEEDED, 30,
+                 "the job retried")
+        assert [a.state for a in sub.get_retry_family(root)] == [JobState.FAILED, JobState.SUCCEEDED]
+        assert daemon.wait(timeout=30) == 0
+        assert "work arrived while the daemon was exiting" in (tmp_path / "daemon.out").read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()

@@ -181,7 +181,22 @@ def _serve(files: Any, contexts: _Contexts, interval: float, no_cleanup: bool, e
             return False
         finally:
             status.remove()
+        _test_pause("idle-exit")
     return True
+
+
+def _test_pause(point: str) -> None:
+    """Test-only: at ``point`` (``MOLQ_TEST_PAUSE_AT=point:PATH``) create ``PATH.reached`` and
+    wait until ``PATH`` exists, once. Lets a test submit work at an exact moment."""
+    gate = os.environ.get("MOLQ_TEST_PAUSE_AT", "")
+    if not gate.startswith(point + ":"):
+        return
+    del os.environ["MOLQ_TEST_PAUSE_AT"]
+    path = gate.split(":", 1)[1]
+    with open(path + ".reached", "w"):
+        pass
+    while not os.path.exists(path):
+        time.sleep(0.05)
 
 
 def _work_left(contexts: _Contexts) -> bool:
