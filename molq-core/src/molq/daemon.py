@@ -29,7 +29,7 @@ from molq.identity import pid_alive
 __all__ = [
     "DaemonFiles", "DaemonInfo", "DaemonRunning", "DaemonStartError", "daemon_files", "running", "hold_pidfile",
     "StatusFile", "spawn", "stop", "systemd_unit", "note_refreshed", "refreshed_at", "ensure_running",
-    "advance_later", "AUTO_DAEMON_ENV",
+    "advance_later", "auto_enabled", "needs_daemon", "AUTO_DAEMON_ENV",
 ]
 
 #: A state refreshed less than this long ago is fresh enough to show without asking again.
@@ -371,7 +371,8 @@ AUTO_DAEMON_ENV = "MOLQ_AUTO_DAEMON"
 _told: set[tuple[str, str]] = set()
 
 
-def _auto_enabled() -> bool:
+def auto_enabled() -> bool:
+    """Whether submissions may start a daemon on demand (``MOLQ_AUTO_DAEMON`` is not 0)."""
     return os.environ.get(AUTO_DAEMON_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -393,7 +394,7 @@ def advance_later(ctx: Any, wanted: bool) -> int | None:
     pid; None when one runs already or nothing is needed. Never fails the submission."""
     import logging
 
-    if not wanted or not _auto_enabled():
+    if not wanted or not auto_enabled():
         return None
     say = logging.getLogger("molq.daemon").warning
     url = _shareable_url(ctx.store)

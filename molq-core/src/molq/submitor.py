@@ -298,6 +298,9 @@ class Submitor:
         a daemon started on demand (see :func:`molq.daemon.advance_later`)."""
         from molq import daemon
 
+        if not daemon.auto_enabled():
+            return
+
         def needs(req: JobRequest, record: JobRecord) -> bool:
             policy = req.retry or self.default_retry_policy
             deps = req.after or req.after_success or req.after_failure or req.after_started

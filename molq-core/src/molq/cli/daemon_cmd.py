@@ -98,7 +98,7 @@ def _setup_logging() -> None:
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, help=_INTERVAL_HELP)
 @click.option("--no-cleanup", is_flag=True, help="Do not apply the retention policies (hourly otherwise).")
 @click.option("--exit-when-idle", is_flag=True,
-              help="Exit once no cluster has active jobs or pending retries (how `molq submit` starts it).")
+              help="Exit once no cluster has active jobs or pending retries (how a submission starts it on demand).")
 @click.option("--lease-ttl", type=click.FloatRange(min=1), default=None, help=_TTL_HELP)
 def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool = False,
             lease_ttl: float | None = None) -> int:
