@@ -43,6 +43,8 @@ def molq_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.delenv("MOLQ_CONFIG", raising=False)
     monkeypatch.delenv("MOLQ_STORE_URL", raising=False)
     monkeypatch.delenv("MOLQ_BLOCK_PLUGINS", raising=False)
+    # No daemon started on demand by a submission: a test that wants one drops this.
+    monkeypatch.setenv("MOLQ_AUTO_DAEMON", "0")
     reset_plugin_manager()
     yield home
     reset_plugin_manager()

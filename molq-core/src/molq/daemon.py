@@ -28,7 +28,8 @@ from molq.identity import pid_alive
 
 __all__ = [
     "DaemonFiles", "DaemonInfo", "DaemonRunning", "DaemonStartError", "daemon_files", "running", "hold_pidfile",
-    "StatusFile", "spawn", "stop", "systemd_unit", "note_refreshed", "refreshed_at",
+    "StatusFile", "spawn", "stop", "systemd_unit", "note_refreshed", "refreshed_at", "ensure_running",
+    "advance_later", "auto_enabled", "needs_daemon", "AUTO_DAEMON_ENV",
 ]
 
 #: A state refreshed less than this long ago is fresh enough to show without asking again.
@@ -236,10 +237,10 @@ def refreshed_at(files: DaemonFiles) -> dict[str, float]:
 
 
 def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0, exit_when_idle: bool = False,
-          lease_ttl: float | None = None) -> int:
+          lease_ttl: float | None = None, wait: bool = True) -> int:
     """Start ``molq daemon run`` detached (own session, output to the log file) and return its
-    pid once it holds the pid file. :class:`DaemonRunning` when one already runs,
-    :class:`DaemonStartError` (with the end of its log) when it exits instead."""
+    pid once it holds the pid file (at once without ``wait``). :class:`DaemonRunning` when one
+    already runs, :class:`DaemonStartError` (with the end of its log) when it exits instead."""
     info = running(files)
     if info is not None:
         raise DaemonRunning(info.pid, files)
@@ -258,6 +259,8 @@ def spawn(files: DaemonFiles, interval: float = 5.0, timeout: float = 15.0, exit
             start_new_session=True, close_fds=True)
     finally:
         os.close(log_fd)
+    if not wait:
+        return proc.pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -333,16 +336,100 @@ def lease_alive(store: Any, lease: str, now: float | None = None) -> str | None:
     return str(owner) if expires_at > (time.time() if now is None else now) else None
 
 
-def ensure_running(store: Any, cluster_name: str, files: DaemonFiles | None = None) -> int | None:
+# The daemon this process started without waiting for it (pid file path -> pid): it may not
+# hold its pid file yet, and must not be started twice.
+_spawned: dict[str, int] = {}
+
+
+def ensure_running(store: Any, cluster_name: str, files: DaemonFiles | None = None,
+                   wait: bool = True) -> int | None:
     """Make sure a daemon reconciles ``cluster_name``: nothing to do when a live daemon holds
     its lease or this store's daemon runs (it picks the cluster up); otherwise start one, which
-    exits when no work is left, and return its pid."""
+    exits when no work is left, and return its pid. Without ``wait`` the call does not wait
+    for the daemon to come up (a second one started meanwhile by another process leaves)."""
     from molq.engine.loops import daemon_lease_name
 
     files = files or daemon_files()
+    mine = _spawned.get(files.pid)
+    if mine is not None and pid_alive(mine):
+        return None
     if lease_alive(store, daemon_lease_name(cluster_name)) is not None or running(files) is not None:
         return None
     try:
-        return spawn(files, exit_when_idle=True)
+        pid = spawn(files, exit_when_idle=True, wait=wait)
     except DaemonRunning:
         return None  # another submission started it a moment ago
+    _spawned[files.pid] = pid
+    return pid
+
+
+#: Set to ``0`` to keep :func:`advance_later` from starting daemons (tests, or a site that runs
+#: one under systemd and wants no other).
+AUTO_DAEMON_ENV = "MOLQ_AUTO_DAEMON"
+
+# (store URL, cluster) pairs this process has already said it could not start a daemon for.
+_told: set[tuple[str, str]] = set()
+
+
+def auto_enabled() -> bool:
+    """Whether submissions may start a daemon on demand (``MOLQ_AUTO_DAEMON`` is not 0)."""
+    return os.environ.get(AUTO_DAEMON_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _shareable_url(store: Any) -> str | None:
+    """The URL another process can open ``store`` with, or None (in memory, a hidden password)."""
+    url = getattr(store, "url", None)
+    if not isinstance(url, str) or "***" in url:
+        return None
+    if url.startswith("sqlite") and (url.rstrip("/") in ("sqlite:", "sqlite:/") or ":memory:" in url):
+        return None
+    return url
+
+
+def advance_later(ctx: Any, wanted: bool) -> int | None:
+    """After a submission through the API: when ``wanted`` (one of the jobs has a retry policy,
+    is held by molq, or has dependencies on a batch cluster), make sure a daemon submits its
+    retries and releases its dependents once the submitting process is gone. Starts one that
+    exits when no work is left (saying so on the ``molq.daemon`` logger, once) and returns its
+    pid; None when one runs already or nothing is needed. Never fails the submission."""
+    import logging
+
+    if not wanted or not auto_enabled():
+        return None
+    say = logging.getLogger("molq.daemon").warning
+    url = _shareable_url(ctx.store)
+    if url is None:
+        key = (str(getattr(ctx.store, "url", "?")), ctx.cluster_name)
+        if key not in _told:
+            _told.add(key)
+            say("molq: retries and held dependents of %s advance only while a molq process refreshes "
+                "this in-memory or password-protected store (run `Submitor.run_daemon()` or refresh it)",
+                ctx.cluster_name)
+        return None
+    try:
+        pid = ensure_running(ctx.store, ctx.cluster_name, daemon_files(url), wait=False)
+    except (MolqError, OSError) as exc:
+        key = (url, ctx.cluster_name)
+        if key not in _told:
+            _told.add(key)
+            say("molq: could not start a daemon for the retries and dependencies of %s (%s); "
+                "run `molq daemon start`", ctx.cluster_name, exc)
+        return None
+    if pid is not None:
+        say("molq: started a daemon (pid %d) that submits retries and releases dependent jobs of %s "
+            "when they are due; it exits when no work is left (`molq daemon status` shows it)",
+            pid, ctx.cluster_name)
+    return pid
+
+
+def needs_daemon(ctx: Any, record: Any, has_retry: bool, has_deps: bool) -> bool:
+    """Whether a just-submitted job needs a molq process after its submitter is gone: a retry
+    policy, a hold by molq (an upstream that may still retry), or dependencies on a batch
+    cluster (as ``molq submit`` decides). The local spool starts plain dependents itself."""
+    if has_retry:
+        return True
+    if not has_deps:
+        return False
+    if ctx.scheduler.name != "local":
+        return True
+    return bool(ctx.store.internals(ctx.cluster_name, record.job_id).held)

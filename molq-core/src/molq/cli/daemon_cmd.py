@@ -6,6 +6,7 @@ The loop is the engine's (:func:`molq.engine.loops.run_daemon_many`); the servic
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -97,7 +98,7 @@ def _setup_logging() -> None:
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, help=_INTERVAL_HELP)
 @click.option("--no-cleanup", is_flag=True, help="Do not apply the retention policies (hourly otherwise).")
 @click.option("--exit-when-idle", is_flag=True,
-              help="Exit once no cluster has active jobs or pending retries (how `molq submit` starts it).")
+              help="Exit once no cluster has active jobs or pending retries (how a submission starts it on demand).")
 @click.option("--lease-ttl", type=click.FloatRange(min=1), default=None, help=_TTL_HELP)
 def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool = False,
             lease_ttl: float | None = None) -> int:
@@ -107,7 +108,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
     timestamps. With --once it makes one round and prints one line per cluster.
     """
     from molq.cli.common import open_store
-    from molq.daemon import StatusFile, daemon_files, hold_pidfile
+    from molq.daemon import DaemonRunning, daemon_files
     from molq.engine.loops import daemon_lease_name, run_daemon_many
 
     files = daemon_files(_store_url())
@@ -140,6 +141,33 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
             click.echo("nothing to do: no cluster has active jobs or pending retries")
         return 0
     _setup_logging()
+    again = False
+    while True:
+        try:
+            if not _serve(files, contexts, interval, no_cleanup, exit_when_idle, lease_ttl):
+                return 0
+        except DaemonRunning as exc:
+            if not again and not exit_when_idle:
+                raise
+            # Started on demand while another daemon serves the store (or took over): it
+            # serves this work too.
+            logging.getLogger("molq.daemon").info("not started: %s", exc)
+            return 0
+        # Leaving when idle races with a submission: its submitter may have seen our pid file
+        # still held and started nobody. Looked at again once the file is gone (a submitter
+        # that looks later starts its own daemon), so no work is left without a daemon.
+        if not exit_when_idle or not _work_left(contexts):
+            return 0
+        logging.getLogger("molq.daemon").info("work arrived while the daemon was exiting; staying")
+        again = True
+
+
+def _serve(files: Any, contexts: _Contexts, interval: float, no_cleanup: bool, exit_when_idle: bool,
+           lease_ttl: float | None) -> bool:
+    """Be the store's daemon until the loop ends; False after Ctrl-C."""
+    from molq.daemon import StatusFile, hold_pidfile
+    from molq.engine.loops import run_daemon_many
+
     with hold_pidfile(files) as previous:
         status = StatusFile(files, interval)
         status.write()
@@ -150,10 +178,32 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
                             cleanup=None if no_cleanup else _cleanup, exit_when_idle=exit_when_idle,
                             lease_ttl=lease_ttl, owner_is_dead=previous.owns)
         except KeyboardInterrupt:
-            pass
+            return False
         finally:
             status.remove()
-    return 0
+        _test_pause("idle-exit")
+    return True
+
+
+def _test_pause(point: str) -> None:
+    """Test-only: at ``point`` (``MOLQ_TEST_PAUSE_AT=point:PATH``) create ``PATH.reached`` and
+    wait until ``PATH`` exists, once. Lets a test submit work at an exact moment."""
+    gate = os.environ.get("MOLQ_TEST_PAUSE_AT", "")
+    if not gate.startswith(point + ":"):
+        return
+    del os.environ["MOLQ_TEST_PAUSE_AT"]
+    path = gate.split(":", 1)[1]
+    with open(path + ".reached", "w"):
+        pass
+    while not os.path.exists(path):
+        time.sleep(0.05)
+
+
+def _work_left(contexts: _Contexts) -> bool:
+    try:
+        return bool(contexts())
+    except Exception:  # noqa: BLE001 - a store we cannot read now: nothing to serve either
+        return False
 
 
 @daemon.command("start")

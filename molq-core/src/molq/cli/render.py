@@ -234,6 +234,8 @@ def queue_json(entry: Any) -> dict[str, Any]:
         "partition": entry.partition,
         "submit_time": iso(entry.submit_time),
         "start_time": iso(entry.start_time),
+        "cpus": getattr(entry, "cpus", None),
+        "waits_for": getattr(entry, "waits_for", None),
     })
 
 

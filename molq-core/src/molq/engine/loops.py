@@ -31,6 +31,11 @@ class DaemonAlreadyRunning(MolqError):
     """Another daemon holds the lease of this cluster on this store."""
 
 
+#: The longest a daemon waits between two refreshes of this host's local spool: a job that
+#: ended just before the wait began wakes nobody.
+LOCAL_NAP = 1.0
+
+
 def daemon_lease_name(cluster_name: str) -> str:
     """The one lease every daemon of ``cluster_name`` takes, whichever front started it."""
     return f"daemon:{cluster_name}"
@@ -222,6 +227,7 @@ def run_daemon_many(
     held: dict[str, EngineContext] = {}
     last_cleanup: dict[str, float] = {}
     waiting: set[str] = set()
+    next_at: dict[str, float] = {}  # when each cluster is to be refreshed next (monotonic clock)
     log.info("daemon started (owner %s, every %g s)", owner, interval)
     try:
         with _sigterm_exits():
@@ -239,8 +245,13 @@ def run_daemon_many(
                 names = {c.cluster_name for c in wanted}
                 for name in [n for n in held if n not in names]:
                     _release(held.pop(name), owner)
+                paced = sleep is time.sleep  # an injected sleep (tests) refreshes everything each round
                 for ctx in wanted:
-                    _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
+                    name = ctx.cluster_name
+                    if paced and name in held and not _local(ctx) and next_at.get(name, 0.0) > time.monotonic():
+                        continue  # not due yet: a scheduler is asked at most once per interval
+                    result = _many_round(ctx, owner, ttl, held, waiting, on_refresh, on_lease, owner_is_dead)
+                    next_at[name] = time.monotonic() + _pause(ctx, interval, result)
                     if cleanup is not None and ctx.cluster_name in held \
                             and time.time() - last_cleanup.get(ctx.cluster_name, 0.0) > 3600:
                         last_cleanup[ctx.cluster_name] = time.time()
@@ -251,7 +262,10 @@ def run_daemon_many(
                 iterations += 1
                 if once or (max_iterations is not None and iterations >= max_iterations):
                     return
-                sleep(interval)
+                if paced:
+                    _nap([c for c in wanted if c.cluster_name in held], next_at, interval)
+                else:
+                    sleep(interval)
     finally:
         for ctx in held.values():
             _release(ctx, owner)
@@ -261,7 +275,7 @@ def run_daemon_many(
 def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, EngineContext], waiting: set[str],
                 on_refresh: Callable[[EngineContext, RefreshResult | None, str | None], None] | None,
                 on_lease: Callable[[EngineContext, bool], None] | None,
-                owner_is_dead: Callable[[str], bool] | None = None) -> None:
+                owner_is_dead: Callable[[str], bool] | None = None) -> RefreshResult | None:
     name = ctx.cluster_name
     lease = daemon_lease_name(name)
     try:
@@ -276,7 +290,7 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
                     log.info("%s: took over the lease of a daemon that died (%s)", name, holder[0])
     except Exception as exc:  # noqa: BLE001 - store briefly locked: try again next round
         log.error("%s: cannot take the daemon lease: %s", name, exc)
-        return
+        return None
     if not ours:
         held.pop(name, None)
         if name not in waiting:
@@ -289,7 +303,7 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
                         name, holder[0] if holder else "?")
         if on_lease is not None:
             on_lease(ctx, False)
-        return
+        return None
     if name in waiting:
         waiting.discard(name)
         log.info("%s: the daemon lease is ours; reconciling", name)
@@ -306,10 +320,52 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
             log.exception("%s: refresh failed: %s", name, exc)
         if on_refresh is not None:
             on_refresh(ctx, None, str(exc) or type(exc).__name__)
-        return
+        return None
     _log_result(ctx, result, started)
     if on_refresh is not None:
         on_refresh(ctx, result, None)
+    return result
+
+
+def _local(ctx: EngineContext) -> bool:
+    """A cluster on this host's local spool: refreshing it costs a few file reads."""
+    return bool(ctx.scheduler.cheap_status) and not ctx.target.transport.is_remote
+
+
+def _pause(ctx: EngineContext, interval: float, result: RefreshResult | None) -> float:
+    """Seconds until ``ctx``'s next refresh: ``interval`` at most; less when a retry falls due
+    sooner, and for this host's local spool, which is cheap to look at (at least once a
+    second, sooner after a change: what it started may end soon)."""
+    pause = interval
+    if _local(ctx):
+        pause = min(pause, LOCAL_NAP)
+        if result is not None and (result.changed or result.retries_started):
+            pause = min(pause, 0.2)
+    try:
+        pending = ctx.store.list_pending_retries(ctx.cluster_name)
+    except Exception:  # noqa: BLE001 - a store briefly locked: the usual pace
+        return pause
+    due = [r.next_retry_at for r in pending if r.next_retry_at is not None]
+    if due:
+        pause = min(pause, max(min(due) - time.time(), 0.0) + 0.01)
+    return pause
+
+
+def _nap(contexts: Sequence[EngineContext], next_at: dict[str, float], interval: float) -> None:
+    """Wait until the next cluster is due (``interval`` at most). A job on this host's local
+    spool that ends wakes the wait early: its end may schedule a retry or release a held
+    dependent, and is recorded at once."""
+    now = time.monotonic()
+    timeout = min([interval, *(next_at.get(c.cluster_name, now) - now for c in contexts)])
+    timeout = max(timeout, 0.0)
+    waker = next((c for c in contexts if _local(c)), None)
+    if waker is None:
+        time.sleep(timeout)
+        return
+    try:
+        waker.scheduler.wait_for_change(timeout)
+    except Exception:  # noqa: BLE001 - the spool unreadable for a moment: sleep instead
+        time.sleep(timeout)
 
 
 def _release(ctx: EngineContext, owner: str) -> None:

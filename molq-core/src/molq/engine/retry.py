@@ -2,7 +2,9 @@
 
 Nothing sleeps through a backoff: whoever refreshes the cluster after the due time (the user's
 process, ``molq watch``, the daemon) submits the next attempt, and :meth:`JobStore.claim_retry`
-makes sure only one of them does.
+makes sure only one of them does. The backoff counts from the attempt's end. A submission of a
+job with a retry policy starts a daemon on demand (:func:`molq.daemon.advance_later`), so the
+retry comes on time with no user process alive.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def schedule_retry(ctx: EngineContext, job_id: str, pending: list[PendingEvent] 
     policy = retry_policy(ctx, job_id)
     if policy is None or not policy.should_retry(record):
         return
-    due = time.time() + policy.backoff.delay(record.attempt)
+    # Counted from the attempt's end, not from when a refresh noticed it: an end noticed late
+    # (no molq process was looking) is not retried later for that.
+    now = time.time()
+    ended = record.finished_at if record.finished_at is not None and record.finished_at <= now else now
+    due = ended + policy.backoff.delay(record.attempt)
     ctx.store.update_job(ctx.cluster_name, job_id, next_retry_at=due)
     data: dict[str, Any] = {"due_at": due, "attempt": record.attempt + 1}
     if pending is not None:

@@ -90,7 +90,8 @@ def queue_line(cpus: int, deps: list[tuple[str, str]]) -> str:
 
 def parse_queue(text: str) -> list[QueueEntry]:
     """The output of the ``queue`` script as rows: running jobs first, then the queue in
-    order; ``raw_state`` carries the cores and what a queued job waits for."""
+    order, each with its cores (``cpus``) and, when queued, what it waits for (``waits_for``);
+    ``raw_state`` says both in words."""
     running: list[QueueEntry] = []
     queued: list[QueueEntry] = []
     for line in text.split("\n"):
@@ -98,19 +99,25 @@ def parse_queue(text: str) -> list[QueueEntry]:
         parts = rest.split(" ", 3)
         if tag == "R" and len(parts) >= 3:
             running.append(QueueEntry(parts[0], state=JobState.RUNNING,
-                                      raw_state=f"running ({_cores(parts[2])}, pid {parts[1]})"))
+                                      raw_state=f"running ({_cores(parts[2])}, pid {parts[1]})",
+                                      cpus=_int(parts[2])))
         elif tag == "C" and parts[0]:
             running.append(QueueEntry(parts[0], state=JobState.QUEUED, raw_state="starting"))
         elif tag == "Q" and len(parts) >= 3:
             entry, cpus, verdict = parts[0], parts[1], parts[2]
             why = parts[3] if len(parts) > 3 else ""
-            waits = {"ok": "waits for cores", "wait": f"waits for {why}",
-                     "never": why or "can never start"}.get(verdict, verdict)
+            waits_for = {"ok": "cores", "wait": why, "never": why or "can never start"}.get(verdict, verdict)
+            waits = waits_for if verdict == "never" else f"waits for {waits_for}"
             ns = entry.split("-", 1)[0].rstrip("d")
             queued.append(QueueEntry(entry_sid(entry), state=JobState.QUEUED,
                                      raw_state=f"queued ({_cores(cpus)}): {waits}",
-                                     submit_time=int(ns) / 1e9 if ns.isdigit() else None))
+                                     submit_time=int(ns) / 1e9 if ns.isdigit() else None,
+                                     cpus=_int(cpus), waits_for=waits_for))
     return running + queued
+
+
+def _int(n: str) -> int | None:
+    return int(n) if n.isdigit() else None
 
 
 def _cores(n: str) -> str:

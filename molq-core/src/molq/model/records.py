@@ -62,6 +62,10 @@ class QueueEntry:
     partition: str | None = None
     submit_time: float | None = None
     start_time: float | None = None
+    #: Cores the job holds or asks for, when the scheduler says (the local scheduler does).
+    cpus: int | None = None
+    #: What a queued job waits for ("cores", "<job> to end", or why it can never start).
+    waits_for: str | None = None
 
 
 @attrs.frozen
