@@ -88,6 +88,8 @@ def time_cli(url: str, home: str, args: list[str]) -> float:
     """Median wall time of ``molq ARGS`` on the store at ``url`` (exit 0 required)."""
     env = dict(os.environ, MOLQ_STORE_URL=url, MOLQ_HOME=home)
     env.pop("MOLQ_CONFIG", None)
+    # As installed: compiled modules are cached (the first run writes them; the median drops it).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     times = []
     for _ in range(CLI_RUNS):
         start = time.perf_counter()
