@@ -124,13 +124,20 @@ def test_cli_unreachable_store_is_one_line(molq_home):
 
 
 @pytest.mark.postgres
-def test_round_trip_sqlite_postgres_sqlite_10000(tmp_path, pg_url):
+def test_round_trip_sqlite_postgres_sqlite_10000(tmp_path, pg_url, molq_home):
+    """`molq store copy` there and back: every row of every table comes back exactly."""
+    env = dict(os.environ, MOLQ_HOME=str(molq_home))
     src, back = f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/back.db"
     _fill(src, 10_000)
     original = _dump(src)
-    assert len(original["jobs"]) == 10_000
-    assert copy_store(src, pg_url)["molq_jobs"] == 10_000
+    assert len(original["jobs"]) == 10_000 and len(original["transitions"]) == 25_000
+    there = molq("store", "copy", src, pg_url, env=env)
+    assert there.returncode == 0, there.stderr
+    assert "copied 10000 jobs, 25000 transitions, 9000 dependency edges; counts match" in there.stdout
     assert _dump(pg_url) == original
-    assert check_store(pg_url).ok
-    copy_store(pg_url, back)
+    check = molq("store", "check", pg_url, env=env)
+    assert check.returncode == 0 and check.stdout.strip().endswith(": ok"), check.stdout
+    assert "molqtest:molqtest@" not in check.stdout  # the password is not shown
+    again = molq("store", "copy", pg_url, back, env=env)
+    assert again.returncode == 0, again.stderr
     assert _dump(back) == original

@@ -29,7 +29,7 @@ from molq.identity import pid_alive
 __all__ = [
     "DaemonFiles", "DaemonInfo", "DaemonRunning", "DaemonStartError", "daemon_files", "running", "hold_pidfile",
     "StatusFile", "spawn", "stop", "systemd_unit", "note_refreshed", "refreshed_at", "ensure_running",
-    "advance_later", "auto_enabled", "needs_daemon", "AUTO_DAEMON_ENV",
+    "advance_later", "auto_enabled", "needs_daemon", "AUTO_DAEMON_ENV", "lease_holder",
 ]
 
 #: A state refreshed less than this long ago is fresh enough to show without asking again.
@@ -109,6 +109,16 @@ def running(files: DaemonFiles) -> DaemonInfo | None:
         os.close(fd)
 
 
+def lease_holder(owner: str) -> tuple[str, int | None]:
+    """The host and pid named by a daemon's lease owner (``host:pid:random``, see
+    :func:`molq.engine.loops.daemon_owner`); the whole owner and None when it is not one."""
+    parts = owner.rsplit(":", 2)
+    try:
+        return parts[0], int(parts[1])
+    except (IndexError, ValueError):
+        return owner, None
+
+
 class PreviousDaemon:
     """The daemon of this store that died without removing its pid file (SIGKILL, a crash)."""
 
@@ -121,10 +131,8 @@ class PreviousDaemon:
         at once instead of after their TTL."""
         from molq.identity import host_identity
 
-        parts = lease_owner.rsplit(":", 2)
-        try:
-            host, pid = parts[0], int(parts[1])
-        except (IndexError, ValueError):
+        host, pid = lease_holder(lease_owner)
+        if pid is None:
             return False
         return self.pid is not None and pid == self.pid and host == host_identity() and not pid_alive(pid)
 

@@ -237,7 +237,7 @@ def stop_cmd(timeout: float) -> int:
 
 def _status_data() -> dict[str, Any]:
     from molq.cli.common import open_store
-    from molq.daemon import daemon_files, read_status, running
+    from molq.daemon import daemon_files, lease_holder, read_status, running
     from molq.engine.loops import daemon_lease_name
 
     files = daemon_files(_store_url())
@@ -249,6 +249,9 @@ def _status_data() -> dict[str, Any]:
     clusters = []
     for name in sorted(set(store.all_cluster_names()) | set(status.get("clusters", {}))):
         holder = store.lease_owner(daemon_lease_name(name))
+        if holder and holder[1] <= now:
+            holder = None  # expired: nobody holds it
+        host, pid = lease_holder(holder[0]) if holder else (None, None)
         retries = [r.next_retry_at for r in store.list_pending_retries(name) if r.next_retry_at]
         entry = status.get("clusters", {}).get(name, {})
         clusters.append({
@@ -259,8 +262,9 @@ def _status_data() -> dict[str, Any]:
             "last_result": entry.get("result"),
             "last_error": entry.get("error"),
             "next_retry_at": render.iso(min(retries)) if retries else None,
-            "lease_owner": holder[0] if holder and holder[1] > now else None,
-            "lease_expires_at": render.iso(holder[1]) if holder and holder[1] > now else None,
+            "lease_owner": holder[0] if holder else None,
+            "lease_host": host, "lease_pid": pid,
+            "lease_expires_at": render.iso(holder[1]) if holder else None,
             "_last_refresh": entry.get("last_refresh_at"), "_next_retry": min(retries) if retries else None,
         })
     started = status.get("started_at") or (info.started_at if info else None)
@@ -270,6 +274,14 @@ def _status_data() -> dict[str, Any]:
         "interval": status.get("interval"), "store": files.store_url, "log_file": files.log,
         "pid_file": files.pid, "clusters": clusters,
     }
+
+
+def _holder_text(cluster: dict[str, Any]) -> str:
+    if not cluster["lease_owner"]:
+        return "-"
+    if cluster["lease_pid"] is None:
+        return str(cluster["lease_owner"])
+    return f"{cluster['lease_host']} pid {cluster['lease_pid']}"
 
 
 @daemon.command("status")
@@ -303,7 +315,7 @@ def status_cmd(as_json: bool) -> int:
                 what = "-"
             rows.append([c["name"], str(c["active_jobs"]), render.ago(c["_last_refresh"]) if c["_last_refresh"] else "-",
                          render.truncate(what, 50), render.ago(c["_next_retry"]) if c["_next_retry"] else "-",
-                         c["lease_owner"] or "-"])
+                         _holder_text(c)])
         click.echo("")
         click.echo(render.table(["CLUSTER", "ACTIVE", "LAST REFRESH", "RESULT", "NEXT RETRY", "LEASE HELD BY"], rows))
     return 0 if data["running"] else 3

@@ -186,7 +186,7 @@ class StoreWaitNotice:
     def __init__(self, url: str, after: float = 2.0) -> None:
         import threading
 
-        from molq.store_lite import sqlite_path
+        from molq.store.lite import sqlite_path
 
         self._path = sqlite_path(url)
         self._done = threading.Event()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from typing import Any
@@ -69,8 +68,8 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     scheduler; at most every few seconds elsewhere).
     """
     from molq._states import JobState
-    from molq.store_lite import list_jobs as lite_list
-    from molq.store_lite import sqlite_path
+    from molq.store.lite import list_jobs as lite_list
+    from molq.store.lite import lite_location, store_absent
 
     chosen = None
     if columns is not None:
@@ -84,7 +83,7 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     upper = parse_when(until, "--until", now) if until else None
     filtered = bool(name_pattern or lower or upper or sort_field != "submitted")
     url = store_url()
-    path = None if refresh else sqlite_path(url)
+    path = None if refresh else lite_location(url)
     query: dict[str, Any] = dict(include_terminal=show_all or bool(states), states=[JobState(s) for s in states] or None,
                  limit=None if filtered else limit, newest_first=True)
     if refresh and no_refresh:
@@ -92,7 +91,7 @@ def list_cmd(show_all: bool, states: tuple[str, ...], cluster_name: str | None, 
     records: Any
     lite = path is not None
     confirmed: dict[str, float | None] = {}
-    if path is not None and not os.path.exists(path):
+    if path is not None and store_absent(path):
         records = []  # nothing was ever submitted: no store to create just to list it
     elif path is not None:
         import sqlite3

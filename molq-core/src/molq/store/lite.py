@@ -1,9 +1,12 @@
-"""Read-only listing of a SQLite store with the standard library alone: a second reader of
-the one schema (:mod:`molq.store.schema`), so ``molq list`` does not pay for importing
-SQLAlchemy. Writes always go through the SQL store."""
+"""Read-only listing of a store without SQLAlchemy: a second reader of the one schema
+(:mod:`molq.store.schema`), so ``molq list`` does not pay for importing SQLAlchemy, the model
+and the plugins. A SQLite file is read with the standard library, a PostgreSQL store with
+psycopg alone. Writes always go through the SQL store."""
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,7 +19,9 @@ from molq.store.records import JOBS_TABLE, RECORD_COLUMNS, LiteRecord, row_to_li
 if TYPE_CHECKING:
     from molq.model import JobRecord
 
-__all__ = ["list_jobs", "sqlite_path"]
+__all__ = ["list_jobs", "lite_location", "sqlite_path", "store_absent"]
+
+_PG_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
 def sqlite_path(url: str) -> str | None:
@@ -26,6 +31,66 @@ def sqlite_path(url: str) -> str | None:
         return None
     path = url[len(prefix):]
     return path if path and path != ":memory:" else None
+
+
+def _pg_uri(url: str) -> str | None:
+    """The libpq URI of a PostgreSQL store URL (psycopg 3, the driver molq uses), or None."""
+    for scheme in _PG_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql://" + url[len(scheme):]
+    return None
+
+
+def lite_location(url: str) -> str | None:
+    """What :func:`list_jobs` can read for the store ``url``: a SQLite file's path, a
+    PostgreSQL store's libpq URI, or None (use the full store)."""
+    return sqlite_path(url) or _pg_uri(url)
+
+
+def store_absent(location: str) -> bool:
+    """Whether the store at ``location`` certainly holds nothing: a SQLite file not created
+    yet (listing it must not create it). A database server is never known to be absent."""
+    return _pg_uri(location) is None and not os.path.exists(location)
+
+
+def _hide_password(uri: str) -> str:
+    return re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", uri)
+
+
+def _pg_list(uri: str, sql: str, params: list[Any], convert: Any, query: dict[str, Any],
+             cluster_name: str | None) -> list[Any]:
+    try:
+        import psycopg
+    except ImportError:
+        psycopg = None  # type: ignore[assignment]
+    if psycopg is not None:
+        try:
+            conn = psycopg.connect(uri, connect_timeout=30)
+        except psycopg.OperationalError as exc:
+            # unreachable, refused, wrong credentials: the full store would say no more
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"the job store {_hide_password(uri)} failed: {text}") from None
+        except psycopg.Error:
+            conn = None  # a URI libpq does not take (an option only SQLAlchemy knows): full store
+        if conn is not None:
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION READ ONLY")
+                    cur = conn.execute(sql.replace("?", "%s"), params)
+                    names = [d.name for d in cur.description or ()]
+                    rows = cur.fetchall()  # tuples in one call: far cheaper than a row factory
+            except psycopg.errors.UndefinedTable:
+                return []  # a database molq has not used yet: nothing to list, nothing created
+            except psycopg.Error:
+                pass  # an older schema (the full store migrates it) or a hiccup: full store
+            else:
+                return [convert(dict(zip(names, row))) for row in rows]
+            finally:
+                conn.close()
+    # The full store: it says what to install, migrates an older schema, or names the fault.
+    from molq.store.read import list_records
+
+    return list_records(uri, cluster_name, lite=False, **query)
 
 
 def list_jobs(
@@ -38,11 +103,15 @@ def list_jobs(
     newest_first: bool = True,
     lite: bool = False,
 ) -> list[JobRecord] | list[LiteRecord]:
-    """Records from the SQLite file at ``path`` (read-only). ``lite=True`` returns
-    :class:`~molq.store.records.LiteRecord` objects, which need no :mod:`molq.model` import.
+    """Records from the SQLite file at ``path``, or the PostgreSQL store at the libpq URI
+    ``path`` (see :func:`lite_location`), read-only. ``lite=True`` returns
+    :class:`~molq.store.records.LiteRecord` objects, which need no :mod:`molq.model` import
+    (a PostgreSQL store this reader cannot read, say one of an older schema, is listed
+    through the full store instead, as :class:`~molq.model.JobRecord` objects).
 
     Raises :class:`~molq.errors.StoreError` for a file that is unreadable, not a SQLite
-    database, damaged, or lacks the jobs table or one of its columns."""
+    database, damaged, or lacks the jobs table or one of its columns, and for a database
+    server that cannot be reached or refuses the login."""
     where: list[str] = []
     params: list[Any] = []
     if cluster_name is not None:
@@ -60,6 +129,11 @@ def list_jobs(
         sql += " LIMIT ?"
         params.append(limit)
     convert = row_to_lite if lite else row_to_record
+    uri = _pg_uri(path)
+    if uri is not None:
+        query: dict[str, Any] = dict(include_terminal=include_terminal, states=states, limit=limit,
+                                     newest_first=newest_first)
+        return _pg_list(uri, sql, params, convert, query, cluster_name)  # type: ignore[return-value]
     try:
         conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
