@@ -101,3 +101,36 @@ def test_shared_outputs_follow_the_submitting_umask_when_asked(acct_cluster, ope
     out = work / "out.txt"
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 and out.read_text() == "secret\n0000\n"
     assert _readable_by_another_user([out]) == [str(out)]
+
+
+def test_over_ssh_outputs_are_private_and_the_command_keeps_the_login_umask(acct_cluster, ssh_login, open_base: Path) -> None:
+    from molq import Cluster, JobExecution, Submitor
+    from molq.store import JobStore
+
+    work = open_base / "work"
+    work.mkdir()
+    os.chmod(work, 0o777)
+    login_umask = subprocess.run(["ssh", "-F", ssh_login["config"], ssh_login["host"], "umask"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+    assert login_umask.isdigit()
+    control_dir = tempfile.mkdtemp(prefix="mqpriv-", dir="/tmp")  # sockets need short paths
+    cluster = Cluster("priv-over-ssh", "slurm", host=ssh_login["host"],
+                      transport_options={"config_file": ssh_login["config"], "control_dir": control_dir},
+                      scheduler_options={"env": acct_cluster.env})
+    store = JobStore(f"sqlite:///{open_base}/jobs.db")
+    try:
+        submitor = Submitor(cluster, store=store, jobs_dir=str(open_base / "jobs"))
+        job = submitor.submit_job(command="echo secret; echo mine > mine.txt; umask",
+                                  execution=JobExecution(cwd=str(work), output_file="out.txt", error_file="err.txt"))
+        assert job.wait(timeout=120).state.value == "succeeded"
+    finally:
+        store.close()
+        close = getattr(cluster.transport, "close", None)
+        if callable(close):
+            close()
+        shutil.rmtree(control_dir, ignore_errors=True)
+    out = work / "out.txt"
+    assert out.read_text() == f"secret\n{int(login_umask, 8):04o}\n"
+    assert [stat.S_IMODE((work / n).stat().st_mode) for n in ("out.txt", "err.txt")] == [0o600, 0o600]
+    assert stat.S_IMODE((work / "mine.txt").stat().st_mode) == 0o666 & ~int(login_umask, 8)
+    assert _readable_by_another_user([out, work / "err.txt"]) == []
