@@ -1,0 +1,189 @@
+"""A submitter killed with SIGKILL at every step, on the real SLURM clusters.
+
+The same crash points as tests/core/test_crash_points.py (``MOLQ_TEST_CRASH_AT``, see
+molq.engine.faults), plus the two moments inside ``sbatch`` that no Python hook can reach: the
+submitter dies while sbatch is still on its way to the controller (the job is accepted after
+its submitter is gone), and after sbatch accepted the job but before its answer was read. Those
+two use a stand-in ``sbatch`` (``binaries``) that kills its parent and runs the real sbatch.
+
+A fresh Submitor on the same store then finishes the work. Each job appends its name to
+``runs`` when its command completes; what SLURM still runs at the end is checked too. Counted
+per case: jobs run twice, lost (ran or still running without a record saying so), stuck (not
+final) and recorded with a wrong end. The goal is 0 for each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from molq import Cluster, JobState, Submitor
+from molq.engine.faults import POINTS
+from molq.model import JobRecord
+from molq.store import JobStore
+
+pytestmark = [pytest.mark.slurm]
+
+CHILD = r"""
+import sys
+from molq import Cluster, RetryPolicy, Submitor
+from molq.model import JobExecution, RetryBackoff
+
+tmp, scenario, conf, sbatch = sys.argv[1:5]
+options = {"env": {"SLURM_CONF": conf}}
+if sbatch != "-":
+    options["binaries"] = {"sbatch": sbatch}
+sub = Submitor(Cluster("crash", "slurm", scheduler_options=options), jobs_dir=tmp + "/jobs")
+retry = RetryPolicy(max_attempts=3, backoff=RetryBackoff(mode="fixed", initial_seconds=0.1))
+flaky = "if [ -e attempted ]; then true; else touch attempted; false; fi"
+here = JobExecution(cwd=tmp)
+
+def job(name, cmd="true", **kw):
+    return sub.submit_job(command=f"{cmd} && echo {name} >> {tmp}/runs", execution=here, **kw)
+
+if scenario == "submit":
+    job("A")
+    sub.watch_jobs(timeout=90, poll_interval=0.3)
+elif scenario == "cancel":
+    h = sub.submit_job(command=f"sleep 60; echo A >> {tmp}/runs", execution=here)
+    sub.cancel_job(h.job_id)
+elif scenario == "retry":
+    job("A", cmd=flaky, retry=retry)
+    sub.watch_jobs(timeout=90, poll_interval=0.3)
+elif scenario == "hold":
+    up = job("U", cmd=flaky, retry=retry)
+    job("D", after_success=[up.job_id])
+    sub.watch_jobs(timeout=90, poll_interval=0.3)
+elif scenario == "recover":  # a later process finds the work of a dead one
+    sub.watch_jobs(timeout=90, poll_interval=0.3)
+print("no crash")
+"""
+
+# Stand-ins for sbatch: the script arrives on stdin once the submitter waits for the answer.
+IN_FLIGHT = """#!/bin/sh
+# The submitter dies; the request reaches the controller a moment later.
+t="$0.$$"; cat > "$t"; kill -9 "$PPID"; sleep 1; {sbatch} "$@" < "$t" > "$t.out" 2>&1; rm -f "$t"
+"""
+ANSWERED = """#!/bin/sh
+# The controller accepted the job; the submitter dies before it reads the answer.
+t="$0.$$"; cat > "$t"; {sbatch} "$@" < "$t" > "$t.out" 2>&1; kill -9 "$PPID"; rm -f "$t"
+"""
+
+#: case -> the stages run by successive processes: (scenario, crash point or None, sbatch stand-in)
+CASES: dict[str, list[tuple[str, str | None, str | None]]] = {
+    "submit:after-insert": [("submit", "submit:after-insert", None)],
+    "sbatch:in-flight": [("submit", None, IN_FLIGHT)],
+    "sbatch:answered": [("submit", None, ANSWERED)],
+    "submit:after-scheduler": [("submit", "submit:after-scheduler", None)],
+    "refresh:after-observe": [("submit", "refresh:after-observe", None)],
+    "refresh:after-write": [("submit", "refresh:after-write", None)],
+    "cancel:after-command": [("cancel", "cancel:after-command", None)],
+    "retry:after-claim": [("retry", "retry:after-claim", None)],
+    "hold:after-claim": [("hold", "hold:after-claim", None)],
+    "adopt:after-find": [("submit", "submit:after-scheduler", None), ("recover", "adopt:after-find", None)],
+}
+
+#: What each case must end with: job name -> (final state, times its command completed).
+EXPECTED: dict[str, dict[str, tuple[JobState, int]]] = {
+    "submit:after-insert": {"A": (JobState.FAILED, 0)},  # never reached SLURM; it says so
+    "cancel:after-command": {"A": (JobState.CANCELLED, 0)},
+    "hold:after-claim": {"U": (JobState.SUCCEEDED, 1), "D": (JobState.SUCCEEDED, 1)},
+}
+DEFAULT_EXPECTED = {"A": (JobState.SUCCEEDED, 1)}
+
+#: Cases where accounting changes how recovery decides: run on both clusters.
+BOTH_CLUSTERS = {"sbatch:in-flight", "sbatch:answered", "submit:after-scheduler", "adopt:after-find"}
+
+
+def test_every_crash_point_has_a_case() -> None:
+    assert {at for stages in CASES.values() for _, at, _ in stages if at} == set(POINTS)
+
+
+def _params() -> list[object]:
+    out: list[object] = []
+    for case in CASES:
+        out.append(pytest.param(case, "acct", id=f"{case}-acct"))
+        if case in BOTH_CLUSTERS:
+            out.append(pytest.param(case, "noacct", id=f"{case}-noacct"))
+    return out
+
+
+def _alive_tagged(cluster, tags: set[str]) -> list[str]:
+    """SLURM jobs of this test that are not finished: (id, state) of those with our tags."""
+    proc = cluster.run("squeue", "--noheader", "--me", "--states=PENDING,RUNNING,SUSPENDED,CONFIGURING",
+                       "--Format=JobID:|,State:|,Comment:|")
+    assert proc.returncode == 0, proc.stderr
+    alive = []
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 3 and parts[2] in tags:
+            alive.append(f"{parts[0]} {parts[1]}")
+    return alive
+
+
+@pytest.mark.parametrize(("case", "which"), _params())
+def test_a_crash_at_each_step_on_slurm_loses_and_duplicates_nothing(
+    case: str, which: str, tmp_path: Path, acct_cluster, noacct_cluster
+) -> None:
+    cluster = acct_cluster if which == "acct" else noacct_cluster
+    sbatch = shutil.which("sbatch")
+    assert sbatch
+    env = {**os.environ, "MOLQ_HOME": str(tmp_path / "home")}
+    for n, (scenario, at, stand_in) in enumerate(CASES[case]):
+        script = "-"
+        if stand_in:
+            path = tmp_path / f"sbatch-{n}"
+            path.write_text(stand_in.replace("{sbatch}", sbatch))
+            path.chmod(0o700)
+            script = str(path)
+        child_env = {**env, "MOLQ_TEST_CRASH_AT": at} if at else env
+        child = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), scenario, cluster.conf, script],
+                               env=child_env, capture_output=True, text=True, timeout=150)
+        assert child.returncode == -9, f"the child was not killed ({case}): {child.stdout}{child.stderr}"
+    store = JobStore(f"sqlite:///{tmp_path}/home/jobs.db")
+    sub = Submitor(Cluster("crash", "slurm", scheduler_options={"env": dict(cluster.env)}), store=store,
+                   jobs_dir=str(tmp_path / "jobs"))
+    try:
+        stuck = 0
+        try:
+            sub.watch_jobs(timeout=90, poll_interval=0.3)
+        except TimeoutError:
+            pass
+        records = store.list_jobs("crash", include_terminal=True)
+        stuck = sum(not r.is_terminal for r in records)
+        tags = {f"molq-{r.job_id}" for r in records}
+        time.sleep(1.0)  # a job recorded final must not be running, nor finish now
+        runs = (tmp_path / "runs").read_text().split() if (tmp_path / "runs").exists() else []
+        alive = _alive_tagged(cluster, tags)
+        finals: dict[str, JobRecord] = {}
+        for r in sorted(records, key=lambda r: (r.root_job_id, r.attempt)):
+            name = r.command_display.split("echo ")[-1].split()[0]
+            finals[name] = r  # the latest attempt of each job
+        expected = EXPECTED.get(case, DEFAULT_EXPECTED)
+        twice = sum(runs.count(name) > 1 for name in set(runs))
+        lost = len(alive) + sum(name not in finals for name in set(runs))
+        wrong = 0
+        for name, (state, times) in expected.items():
+            rec = finals.get(name)
+            if rec is None:
+                lost += 1
+                continue
+            wrong += rec.state != state or runs.count(name) != times
+        story = {n: (r.state.value, r.failure_reason) for n, r in finals.items()}
+        print(f"{case} on {cluster.name}: ran twice {twice}, lost {lost}, stuck {stuck}, wrong end {wrong}")
+        assert (twice, lost, stuck, wrong) == (0, 0, 0, 0), (case, story, runs, alive)
+        if case == "submit:after-insert":
+            assert "never ran" in (finals["A"].failure_reason or "")
+    finally:
+        tags = {f"molq-{r.job_id}" for r in store.list_jobs("crash", include_terminal=True)}
+        leftovers = [r.scheduler_job_id for r in store.list_jobs("crash") if r.scheduler_job_id]
+        leftovers += [line.split()[0] for line in _alive_tagged(cluster, tags)]
+        if leftovers:
+            cluster.run("scancel", *leftovers)
+        sub.close()
+        store.close()
