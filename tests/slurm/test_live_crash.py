@@ -27,7 +27,7 @@ from molq.engine.faults import POINTS
 from molq.model import JobRecord
 from molq.store import JobStore
 
-pytestmark = [pytest.mark.slurm]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CHILD = r"""
 import sys
@@ -185,5 +185,124 @@ def test_a_crash_at_each_step_on_slurm_loses_and_duplicates_nothing(
         leftovers += [line.split()[0] for line in _alive_tagged(cluster, tags)]
         if leftovers:
             cluster.run("scancel", *leftovers)
+        sub.close()
+        store.close()
+
+
+RANDOM_SUBMITTER = r"""
+import sys
+from molq import Cluster, Submitor
+from molq.model import JobExecution
+tmp, conf, trial = sys.argv[1:4]
+sub = Submitor(Cluster("chaos", "slurm", scheduler_options={"env": {"SLURM_CONF": conf}}), jobs_dir=tmp + "/jobs")
+sub.list_jobs()
+print("ready", flush=True)
+prev = None
+for i in range(6):
+    token = f"{trial}-{i}"
+    h = sub.submit_job(argv=["sh", "-c", 'echo "$0" >> "$1"', token, tmp + "/runs"], metadata={"token": token},
+                       after_success=[prev] if prev and i % 2 else None, execution=JobExecution(cwd=tmp))
+    prev = h.job_id
+    sub.refresh_jobs()
+sub.watch_jobs(None, timeout=90, poll_interval=0.3)
+"""
+
+
+@pytest.mark.parametrize("which", ["acct", "noacct"])
+def test_random_sigkills_of_slurm_submitters_never_run_a_job_twice_nor_record_a_wrong_end(
+    which: str, tmp_path: Path, acct_cluster, noacct_cluster
+) -> None:
+    import random
+
+    cluster = acct_cluster if which == "acct" else noacct_cluster
+    rng = random.Random(1313)
+    env = {**os.environ, "MOLQ_HOME": str(tmp_path / "home")}
+    trials = 6
+    for trial in range(trials):
+        proc = subprocess.Popen([sys.executable, "-c", RANDOM_SUBMITTER, str(tmp_path), cluster.conf, f"t{trial}"],
+                                env=env, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere in its submissions and refreshes
+        proc.kill()
+        proc.wait()
+    store = JobStore(f"sqlite:///{tmp_path}/home/jobs.db")
+    sub = Submitor(Cluster("chaos", "slurm", scheduler_options={"env": dict(cluster.env)}), store=store,
+                   jobs_dir=str(tmp_path / "jobs"))
+    try:
+        try:
+            sub.watch_jobs(None, timeout=120, poll_interval=0.3)
+        except TimeoutError:
+            pass
+        records = store.list_jobs("chaos", include_terminal=True)
+        time.sleep(1.0)
+        runs = (tmp_path / "runs").read_text().split() if (tmp_path / "runs").exists() else []
+        alive = _alive_tagged(cluster, {f"molq-{r.job_id}" for r in records})
+        tokens = {r.metadata["token"] for r in records}
+        twice = sum(runs.count(t) > 1 for t in set(runs))
+        lost = len(alive) + len(set(runs) - tokens)
+        stuck = sum(not r.is_terminal for r in records)
+        wrong = 0
+        for r in records:
+            n = runs.count(r.metadata["token"])
+            if r.state == JobState.SUCCEEDED:
+                wrong += n != 1
+            elif r.state == JobState.FAILED:
+                # Never ran (interrupted, or its dependency can never be satisfied).
+                wrong += n != 0
+            elif r.is_terminal:
+                wrong += 1
+        print(f"random kills on {cluster.name}: {trials} trials, {len(records)} jobs, {len(runs)} runs: "
+              f"ran twice {twice}, lost {lost}, stuck {stuck}, wrong end {wrong}")
+        story = [(r.metadata["token"], r.state.value, r.failure_reason) for r in records]
+        assert records and (twice, lost, stuck, wrong) == (0, 0, 0, 0), (story, runs, alive)
+    finally:
+        leftovers = [r.scheduler_job_id for r in store.list_jobs("chaos") if r.scheduler_job_id]
+        if leftovers:
+            cluster.run("scancel", *leftovers)
+        sub.close()
+        store.close()
+
+
+SLOW_SBATCH = """#!/bin/sh
+# sbatch that takes a while to answer, as a busy controller does.
+t="$0.$$"; cat > "$t"; sleep 2; {sbatch} "$@" < "$t"; s=$?; rm -f "$t"; exit $s
+"""
+
+
+def test_a_cancel_racing_a_slow_sbatch_cancels_the_job_slurm_accepted(tmp_path: Path, acct_cluster) -> None:
+    sbatch = shutil.which("sbatch")
+    assert sbatch
+    stand_in = tmp_path / "slow-sbatch"
+    stand_in.write_text(SLOW_SBATCH.replace("{sbatch}", sbatch))
+    stand_in.chmod(0o700)
+    env = {**os.environ, "MOLQ_HOME": str(tmp_path / "home")}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), "submit", acct_cluster.conf, str(stand_in)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = JobStore(f"sqlite:///{tmp_path}/home/jobs.db")
+    sub = Submitor(Cluster("crash", "slurm", scheduler_options={"env": dict(acct_cluster.env)}), store=store,
+                   jobs_dir=str(tmp_path / "jobs"))
+    try:
+        deadline = time.monotonic() + 30
+        while not (records := store.list_jobs("crash", include_terminal=True)):
+            assert time.monotonic() < deadline, "the child never stored its job"
+            time.sleep(0.05)
+        (record,) = records
+        assert record.state == JobState.CREATED  # sbatch is still on its way
+        sub.cancel_job(record.job_id)  # waits for the submission, then cancels what SLURM accepted
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        final = store.get_job("crash", record.job_id)
+        time.sleep(1.0)
+        runs = (tmp_path / "runs").read_text().split() if (tmp_path / "runs").exists() else []
+        alive = _alive_tagged(acct_cluster, {f"molq-{record.job_id}"})
+        assert final.scheduler_job_id and final.state == JobState.CANCELLED, (final.state, final.failure_reason)
+        assert runs == [] and alive == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        leftovers = [r.scheduler_job_id for r in store.list_jobs("crash") if r.scheduler_job_id]
+        if leftovers:
+            acct_cluster.run("scancel", *leftovers)
         sub.close()
         store.close()
