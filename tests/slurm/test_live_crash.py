@@ -3,8 +3,9 @@
 The same crash points as tests/core/test_crash_points.py (``MOLQ_TEST_CRASH_AT``, see
 molq.engine.faults), plus the two moments inside ``sbatch`` that no Python hook can reach: the
 submitter dies while sbatch is still on its way to the controller (the job is accepted after
-its submitter is gone), and after sbatch accepted the job but before its answer was read. Those
-two use a stand-in ``sbatch`` (``binaries``) that kills its parent and runs the real sbatch.
+its submitter is gone), after sbatch accepted the job but before its answer was read, and while
+it was writing the script to sbatch's stdin (sbatch submits the part it got). Those use a
+stand-in ``sbatch`` (``binaries``) that kills its parent and runs the real sbatch.
 
 A fresh Submitor on the same store then finishes the work. Each job appends its name to
 ``runs`` when its command completes; what SLURM still runs at the end is checked too. Counted
@@ -73,12 +74,17 @@ ANSWERED = """#!/bin/sh
 # The controller accepted the job; the submitter dies before it reads the answer.
 t="$0.$$"; cat > "$t"; {sbatch} "$@" < "$t" > "$t.out" 2>&1; kill -9 "$PPID"; rm -f "$t"
 """
+CUT_SHORT = """#!/bin/sh
+# The submitter died while writing the script to sbatch: sbatch got only its first part.
+t="$0.$$"; cat > "$t"; kill -9 "$PPID"; sed '/molq_rc=/,$d' "$t" | {sbatch} "$@" > "$t.out" 2>&1; rm -f "$t"
+"""
 
 #: case -> the stages run by successive processes: (scenario, crash point or None, sbatch stand-in)
 CASES: dict[str, list[tuple[str, str | None, str | None]]] = {
     "submit:after-insert": [("submit", "submit:after-insert", None)],
     "sbatch:in-flight": [("submit", None, IN_FLIGHT)],
     "sbatch:answered": [("submit", None, ANSWERED)],
+    "sbatch:cut-short": [("submit", None, CUT_SHORT)],
     "submit:after-scheduler": [("submit", "submit:after-scheduler", None)],
     "refresh:after-observe": [("submit", "refresh:after-observe", None)],
     "refresh:after-write": [("submit", "refresh:after-write", None)],
@@ -91,6 +97,7 @@ CASES: dict[str, list[tuple[str, str | None, str | None]]] = {
 #: What each case must end with: job name -> (final state, times its command completed).
 EXPECTED: dict[str, dict[str, tuple[JobState, int]]] = {
     "submit:after-insert": {"A": (JobState.FAILED, 0)},  # never reached SLURM; it says so
+    "sbatch:cut-short": {"A": (JobState.FAILED, 0)},  # SLURM ran a part of the script: none of it ran
     "cancel:after-command": {"A": (JobState.CANCELLED, 0)},
     "hold:after-claim": {"U": (JobState.SUCCEEDED, 1), "D": (JobState.SUCCEEDED, 1)},
 }
