@@ -233,8 +233,10 @@ def test_random_sigkills_of_slurm_submitters_never_run_a_job_twice_nor_record_a_
         proc.kill()
         proc.wait()
     store = JobStore(f"sqlite:///{tmp_path}/home/jobs.db")
-    sub = Submitor(Cluster("chaos", "slurm", scheduler_options={"env": dict(cluster.env)}), store=store,
-                   jobs_dir=str(tmp_path / "jobs"))
+    # A job whose submitter died after creating its directory may have an sbatch still on its
+    # way: "never ran" waits for the command timeout (molq.engine.adopt.in_flight); 10 s, not 60.
+    options = {"env": dict(cluster.env), "command_timeout": 10}
+    sub = Submitor(Cluster("chaos", "slurm", scheduler_options=options), store=store, jobs_dir=str(tmp_path / "jobs"))
     try:
         try:
             sub.watch_jobs(None, timeout=120, poll_interval=0.3)
