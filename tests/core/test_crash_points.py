@@ -41,6 +41,8 @@ elif scenario == "cancel":
 elif scenario == "retry":
     job("A", cmd=flaky, retry=retry, execution=here)
     sub.watch_jobs(timeout=60)
+elif scenario == "recover":  # a later process finds the work of a dead one
+    sub.watch_jobs(timeout=60)
 elif scenario == "hold":
     up = job("U", cmd=flaky, retry=retry, execution=here)
     job("D", after_success=[up.job_id])
@@ -56,7 +58,11 @@ SCENARIO = {
     "cancel:after-command": "cancel",
     "retry:after-claim": "retry",
     "hold:after-claim": "hold",
+    "adopt:after-find": "submit",
 }
+
+#: Points met only by a later process: first a crash that leaves work to recover.
+BEFORE = {"adopt:after-find": "submit:after-scheduler"}
 
 
 def test_every_crash_point_has_a_case():
@@ -70,11 +76,13 @@ def _runs(tmp: Path) -> list[str]:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_crash_at_each_point_loses_and_duplicates_nothing(tmp_path, point, monkeypatch):
-    env = {**os.environ, "MOLQ_HOME": str(tmp_path / "home"), "MOLQ_TEST_CRASH_AT": point}
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "home"))  # the same host spool as the child
-    child = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), SCENARIO[point]], env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert child.returncode == -9, f"the child did not reach {point}: {child.stdout}{child.stderr}"
+    stages = [(SCENARIO[point], BEFORE[point]), ("recover", point)] if point in BEFORE else [(SCENARIO[point], point)]
+    for scenario, at in stages:
+        env = {**os.environ, "MOLQ_HOME": str(tmp_path / "home"), "MOLQ_TEST_CRASH_AT": at}
+        child = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), scenario], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert child.returncode == -9, f"the child did not reach {at}: {child.stdout}{child.stderr}"
     store = JobStore(f"sqlite:///{tmp_path}/home/jobs.db")
     sub = Submitor(Cluster("crash", "local"), store=store, jobs_dir=str(tmp_path / "jobs"))
     try:

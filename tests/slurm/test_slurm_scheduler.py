@@ -125,7 +125,8 @@ def test_options_map_onto_the_runner() -> None:
     sched = SlurmScheduler(LocalTransport(), options)
     assert sched.binaries == {"squeue": "/opt/bin/squeue"}
     assert sched.extra_submit_args == ("--x",)
-    assert sched.env == {"SLURM_CONF": "/c", "SLURM_TIME_FORMAT": "standard"}  # user wins
+    # the user's values win; SLURM_UMASK makes the output files private (molq_slurm.privacy)
+    assert sched.env == {"SLURM_CONF": "/c", "SLURM_TIME_FORMAT": "standard", "SLURM_UMASK": "0077"}
     assert (sched.retry.attempts, sched.retry.initial_delay, sched.retry.factor, sched.retry.command_timeout) == (4, 0.1, 3, 12)
 
 

@@ -136,6 +136,10 @@ class Scheduler(Protocol):
     transport: Transport
     cheap_status: bool
     host_bound: bool
+    @property
+    def submit_in_flight_seconds(self) -> float:
+        """How long a submit command may still reach the scheduler after its submitter died."""
+        ...
 
     def capabilities(self) -> SchedulerCapabilities: ...
 
@@ -206,6 +210,11 @@ class SchedulerBase:
     #: else (the local scheduler on this host): only that host may reconcile, retry or cancel
     #: its jobs. Another host sharing the store cannot see them, so must never count a miss.
     host_bound: bool = False
+    @property
+    def submit_in_flight_seconds(self) -> float:
+        """How long after its submitter died a submit command may still reach the scheduler (a
+        killed process does not take its child sbatch with it); 0 when submission is in-process."""
+        return 0.0
 
     def submit_many(self, items: Sequence[tuple[JobSpec, str]]) -> list[str | BaseException]:
         out: list[str | BaseException] = []

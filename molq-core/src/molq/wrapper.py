@@ -177,6 +177,15 @@ def render_wrapper_body(
     return "\n".join(lines) + "\n"
 
 
+def read_whole(body: str) -> str:
+    """``body`` as one compound command. A shell runs nothing of a compound command before it
+    has read all of it, so a script that reached the scheduler cut short (its submitter was
+    killed while writing it to the submit command's stdin) fails with a syntax error instead of
+    running its first lines: the job never records a start, nor ends "completed" without
+    having run the user's command."""
+    return "{\n" + body + "}\n"
+
+
 @attrs.frozen
 class LocalWrapping:
     """What the local scheduler adds to the wrapper: the job's umask (molq's own files are

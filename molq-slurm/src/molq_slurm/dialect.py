@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import attrs
@@ -50,6 +50,7 @@ from molq_slurm._parse import (
     parse_time,
 )
 from molq_slurm.options import SlurmOptions
+from molq_slurm.privacy import PRIVATE_UMASK, restore_umask_line
 from molq_slurm.states import map_state, normalize_state
 
 __all__ = ["SlurmDialect", "DEPENDENCY_KEYWORDS", "SLURM_JOB_ID_FILE"]
@@ -246,11 +247,15 @@ class SlurmDialect(BatchDialect):
         default_account: str | None = None,
         use_accounting: bool | None = None,
         mail_type: str = "END,FAIL",
+        user_umask: Callable[[], int | None] | None = None,
     ) -> None:
         self.default_partition = default_partition
         self.default_account = default_account
         self.use_accounting = use_accounting
         self.mail_type = mail_type
+        # Set: output files are private (sbatch runs with SLURM_UMASK=0077) and the wrapper
+        # gives the user's command this umask back (see molq_slurm.privacy).
+        self.user_umask = user_umask
         self._expected: Mapping[str, _Expected] = {}
 
     @classmethod
@@ -353,10 +358,15 @@ class SlurmDialect(BatchDialect):
 
     def wrapper_pre_run(self, spec: JobSpec) -> str:
         # Record which SLURM job this directory belongs to, for people and for recovery.
-        return (
+        line = (
             f'printf "%s\\n" "${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-}}}}" '
             f'> "$molq_dir/{SLURM_JOB_ID_FILE}" 2>/dev/null || true'
         )
+        mask = self.user_umask() if self.user_umask is not None else None
+        return line if mask is None else line + "\n" + restore_umask_line(mask)
+
+    def command_env(self) -> dict[str, str]:
+        return {"SLURM_UMASK": PRIVATE_UMASK} if self.user_umask is not None else {}
 
     # -- submission --------------------------------------------------------------------------
     def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:

@@ -44,6 +44,10 @@ class SlurmOptions(SchedulerOptions):
       ``sacct`` (use ``scontrol`` and the wrapper's exit-code file); ``None`` (default):
       try ``sacct`` and fall back when the cluster reports accounting as disabled.
     * ``mail_type`` -- ``--mail-type`` used when a job sets ``scheduling.email``.
+    * ``private_outputs`` -- ``True`` (default): the job's output and error files are created
+      0600 wherever they are, while the user's command keeps the user's umask; ``False``:
+      SLURM's own behaviour, the files follow the submitting umask (for outputs shared with a
+      group). A ``SLURM_UMASK`` in ``env`` is used as given instead.
     * ``command_timeout`` -- seconds one SLURM command may take.
     * ``retry_attempts``, ``retry_initial_delay``, ``retry_factor`` -- how a command that
       failed transiently (controller not answering, socket timeout) is retried.
@@ -56,6 +60,7 @@ class SlurmOptions(SchedulerOptions):
     env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("SlurmOptions.env")(v), hash=False)
     use_accounting: bool | None = None
     mail_type: str = attrs.field(default="END,FAIL", validator=optional_name("SlurmOptions.mail_type"))
+    private_outputs: bool = True
     command_timeout: float = attrs.field(default=60.0, validator=positive_number("SlurmOptions.command_timeout"))
     retry_attempts: int = attrs.field(default=3)
     retry_initial_delay: float = attrs.field(default=0.5)
@@ -68,6 +73,8 @@ class SlurmOptions(SchedulerOptions):
                 f"SlurmOptions.binaries: unknown command(s) {', '.join(unknown)}; "
                 f"molq runs {', '.join(SLURM_COMMANDS)}"
             )
+        if not isinstance(self.private_outputs, bool):
+            raise ConfigError(f"SlurmOptions.private_outputs must be true or false, got {self.private_outputs!r}")
         if self.use_accounting is not None and not isinstance(self.use_accounting, bool):
             raise ConfigError(f"SlurmOptions.use_accounting must be true, false or unset, got {self.use_accounting!r}")
         if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int) or self.retry_attempts < 1:

@@ -15,6 +15,7 @@ from molq.transport import Transport
 
 from molq_slurm.dialect import SlurmDialect
 from molq_slurm.options import SlurmOptions
+from molq_slurm.privacy import LoginUmask
 
 __all__ = ["SlurmScheduler", "TIME_FORMAT_ENV"]
 
@@ -37,8 +38,11 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
     ('slurm', 'SlurmDialect')
     """
     options = options or SlurmOptions()
+    dialect = SlurmDialect.from_options(options)
+    if options.private_outputs and "SLURM_UMASK" not in options.env:
+        dialect.user_umask = LoginUmask(transport)
     return BatchScheduler(
-        SlurmDialect.from_options(options),
+        dialect,
         transport,
         binaries=dict(options.binaries),
         extra_submit_args=options.extra_sbatch_args,

@@ -67,9 +67,9 @@ class BatchDialect:
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:
         lines = [self.shebang, *self.render_directives(spec, job_dir)]
-        return "\n".join(lines) + "\n" + wrapper.render_wrapper_body(
+        return "\n".join(lines) + "\n" + wrapper.read_whole(wrapper.render_wrapper_body(
             spec, job_dir, pre_run=self.wrapper_pre_run(spec)
-        )
+        ))
 
     # -- submission --------------------------------------------------------------------------
     def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:

@@ -89,6 +89,12 @@ class BatchScheduler(SchedulerBase):
     def job_id_file(self) -> str | None:
         return self.dialect.job_id_file
 
+    @property
+    def submit_in_flight_seconds(self) -> float:
+        """How long a submit command may still reach the scheduler after its submitter died
+        (a killed process does not take its sbatch/qsub with it): the command's time limit."""
+        return self.retry.command_timeout
+
     # -- plumbing ----------------------------------------------------------------------------
     def _argv(self, argv: Sequence[str]) -> list[str]:
         argv = list(argv)

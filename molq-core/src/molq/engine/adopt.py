@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from molq import wrapper
 from molq.engine.context import EngineContext, PendingEvent
+from molq.engine.faults import crash_point
 from molq.errors import SchedulerError, TransportError
 from molq.identity import host_identity as host_name
 from molq.identity import pid_alive
@@ -65,6 +66,21 @@ def _job_dir_files(ctx: EngineContext, records: Sequence[JobRecord]) -> dict[str
     return out
 
 
+def in_flight(ctx: EngineContext, record: JobRecord, now: float) -> bool:
+    """Whether a submit command of ``record`` may still reach the scheduler: its submitter got
+    as far as the job directory (created just before the scheduler is called), within the time
+    a submit command of this scheduler may take (``submit_in_flight_seconds``, none when the
+    scheduler submits inside the submitter's own process)."""
+    grace = ctx.scheduler.submit_in_flight_seconds
+    age = now - max(record.created_at or 0, record.updated_at or 0)
+    if age >= grace or not record.job_dir:
+        return False
+    try:
+        return ctx.target.transport.exists(record.job_dir)
+    except (TransportError, OSError):
+        return True  # no answer is no evidence: decide on a later pass
+
+
 def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: list[PendingEvent]) -> list[str]:
     """Adopt, finish or fail the orphans among ``created`` records, from every source; the ids
     of the jobs this ended (their retry policies apply)."""
@@ -77,6 +93,7 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
     except (SchedulerError, TransportError) as exc:
         log.warning("%s: could not look for interrupted submissions: %s", ctx.cluster_name, exc)
         return ended
+    crash_point("adopt:after-find")
     rest = [r for r in found_orphans if r.job_id not in found]
     try:
         files = _job_dir_files(ctx, rest) if rest else {}
@@ -110,6 +127,8 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
             # will tell; until then no decision.
             log.warning("job %s started after an interrupted submission; waiting for its exit code",
                         record.job_id)
+            continue
+        if in_flight(ctx, record, now):
             continue
         held = ctx.store.internals(ctx.cluster_name, record.job_id).held
         if held is not None and held.startswith(RELEASING):

@@ -22,6 +22,7 @@ POINTS = (
     "cancel:after-command",       # the scheduler was asked to stop the jobs, nothing recorded
     "retry:after-claim",          # the next attempt is recorded, not submitted
     "hold:after-claim",           # a held job was taken for release, not submitted
+    "adopt:after-find",           # the scheduler named the orphans' jobs, nothing recorded
 )
 
 
