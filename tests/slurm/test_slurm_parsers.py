@@ -560,7 +560,12 @@ def test_any_job_name_survives_directive_quoting(name: str) -> None:
 
 
 def _sacct(*rows: str) -> CommandResult:
-    return CommandResult(("sacct",), 0, "".join(r + "\n" for r in rows), "")
+    """sacct's answer for rows given as ``JobID|...|Submit|Comment``: the usage fields molq also
+    asks for (DerivedExitCode ... NodeList, before Comment) are empty."""
+    def full(row: str) -> str:
+        head = row.split("|", 8)
+        return "|".join([*head[:8], *[""] * 9, head[8]])
+    return CommandResult(("sacct",), 0, "".join(full(r) + "\n" for r in rows), "")
 
 
 def test_for_jobs_drops_records_of_another_job_under_the_same_id() -> None:

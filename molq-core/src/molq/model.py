@@ -18,7 +18,9 @@ import attrs
 # JobState lives in its own small module so that `molq list` can read records without
 # importing this one (defining the attrs classes below costs tens of milliseconds).
 from molq._states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from molq.causes import EndCause, to_cause
 from molq.errors import ConfigError
+from molq.usage import Usage, to_usage
 
 __all__ = [
     "DependencyCondition",
@@ -648,6 +650,10 @@ class JobRecord:
     next_retry_at: float | None = None
     retried_by: str | None = None
     cleaned_at: float | None = None
+    #: Why a terminal job ended (None while active, and for records older than end causes).
+    end_cause: EndCause | None = attrs.field(default=None, converter=to_cause)
+    #: What it used, where the scheduler reports it.
+    usage: Usage | None = attrs.field(default=None, converter=to_usage, hash=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -854,6 +860,11 @@ class SchedulerStatus:
     #: The job waits on a dependency that can never be satisfied (e.g. SLURM's
     #: ``DependencyNeverSatisfied``): the engine cancels it and records why.
     dependency_never_satisfied: bool = False
+    #: Why a terminal job ended, from the backend's own evidence (None: derive it from the
+    #: state and exit status, see :func:`molq.causes.cause_from_exit`).
+    end_cause: EndCause | None = attrs.field(default=None, converter=to_cause)
+    #: What the job used, where the scheduler reports it.
+    usage: Usage | None = attrs.field(default=None, hash=False)
 
 
 # The seed API calls the terminal answer of a scheduler a TerminalStatus.
