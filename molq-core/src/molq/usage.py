@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Usage", "to_usage", "format_bytes", "format_seconds"]
+__all__ = ["Usage", "to_usage", "usage_lines", "format_bytes", "format_seconds"]
 
 
 def _opt_float(value: Any) -> float | None:
@@ -86,6 +86,33 @@ class Usage:
         are ignored."""
         names = {a.name for a in attrs.fields(Usage)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def usage_lines(usage: Usage) -> list[tuple[str, str]]:
+    """What a job used, as ``(label, value)`` lines in the manner of SLURM's ``seff``."""
+    lines: list[tuple[str, str]] = []
+    if usage.nodes:
+        lines.append(("nodes", usage.nodes))
+    if usage.cpus is not None:
+        lines.append(("cores", str(usage.cpus)))
+    if usage.gpus:
+        lines.append(("GPUs", str(usage.gpus)))
+    if usage.elapsed_seconds is not None:
+        lines.append(("wall time", format_seconds(usage.elapsed_seconds)))
+    if usage.cpu_seconds is not None:
+        lines.append(("CPU utilized", format_seconds(usage.cpu_seconds)))
+    eff = usage.cpu_efficiency
+    if eff is not None:
+        core_wall = (usage.cpus or 0) * (usage.elapsed_seconds or 0.0)
+        lines.append(("CPU efficiency", f"{eff * 100:.1f}% of {format_seconds(core_wall)} core-walltime"))
+    if usage.max_rss_bytes is not None:
+        lines.append(("memory utilized", format_bytes(usage.max_rss_bytes)))
+    mem = usage.memory_efficiency
+    if mem is not None:
+        lines.append(("memory efficiency", f"{mem * 100:.1f}% of {format_bytes(usage.requested_memory_bytes)}"))
+    elif usage.requested_memory_bytes is not None:
+        lines.append(("memory requested", format_bytes(usage.requested_memory_bytes)))
+    return lines
 
 
 def to_usage(value: Any) -> Usage | None:
