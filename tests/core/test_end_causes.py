@@ -190,3 +190,25 @@ def test_cause_and_usage_are_stored_shown_and_in_events(submitor, tmp_path) -> N
     assert "end cause: exit_code" in text.stdout and "wall time:" in text.stdout, text.stdout
     data = json.loads(subprocess.run([*run, "--json"], capture_output=True, text=True, timeout=60).stdout)
     assert data["end_cause"] == "exit_code" and data["usage"]["cpus"] == 1
+
+
+def test_cli_retry_rules_are_checked_before_anything_is_stored(submitor) -> None:
+    def molq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "molq", *args], capture_output=True, text=True, timeout=60)
+
+    for bad in (["--retry-on", "ooom"], ["--grow-memory", "0.5"], ["--retry-on", ","]):
+        proc = molq("submit", *bad, "--", "true")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert ("--retry-on" in proc.stderr or "--grow-memory" in proc.stderr), proc.stderr
+    assert submitor.store.list_jobs("local", include_terminal=True) == []
+    proc = molq("submit", "--retry-on", "oom,timeout", "--grow-memory", "2", "--cpus", "1", "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.split()[0]
+    rec = submitor.store.get_job("local", job_id)  # the CLI's default cluster
+    policy = submitor.store.internals(rec.cluster_name, rec.job_id).retry
+    assert policy is not None and policy.max_attempts == 2
+    assert policy.retry_on_causes == (EndCause.OUT_OF_MEMORY, EndCause.TIME_LIMIT)
+    assert policy.on_out_of_memory is not None and policy.on_out_of_memory.memory == 2.0
+    shown = molq("show", job_id)
+    assert "resources: cpus=1" in shown.stdout, shown.stdout
+

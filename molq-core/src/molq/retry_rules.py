@@ -21,7 +21,7 @@ from molq.errors import ConfigError
 if TYPE_CHECKING:
     from molq.model import JobRecord, JobResources, RetryPolicy
 
-__all__ = ["Grow", "Resubmit", "RetryPlan", "plan_retry", "grown_resources"]
+__all__ = ["Grow", "Resubmit", "RetryPlan", "plan_retry", "grown_resources", "policy_from_options"]
 
 
 def _factor(name: str):  # type: ignore[no-untyped-def]
@@ -166,3 +166,35 @@ def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecor
             cap_t = grow.cap_time()
             changes["time_limit"] = Duration(min(new_t, cap_t) if cap_t is not None else new_t)
     return attrs.evolve(resources, **changes) if changes else resources
+
+
+def policy_from_options(retries: int, retry_on: str | None = None, grow_memory: float | None = None,
+                        grow_time: float | None = None) -> RetryPolicy | None:
+    """The policy of ``molq submit --retries N --retry-on oom,timeout --grow-memory 1.5``
+    (None: no retries). ``--retry-on`` alone allows one retry. Invalid values raise
+    :class:`ConfigError` naming the option, before anything is stored or submitted."""
+    from molq.causes import parse_causes
+    from molq.model import RetryPolicy
+
+    if not retries and retry_on is None and grow_memory is None and grow_time is None:
+        return None
+    kwargs: dict[str, Any] = {"max_attempts": retries + 1 if retries else 2}
+    if retry_on is not None:
+        try:
+            kwargs["retry_on_causes"] = parse_causes(retry_on)
+        except ValueError as exc:
+            raise ConfigError(f"--retry-on: {exc}") from None
+        if not kwargs["retry_on_causes"]:
+            raise ConfigError("--retry-on: name at least one end cause (e.g. oom,timeout)")
+    for option, factor, field, base in (("--grow-memory", grow_memory, "on_out_of_memory", Grow(memory=1.5, max="64G")),
+                                        ("--grow-time", grow_time, "on_time_limit", Grow(time=2.0, max="48h"))):
+        if factor is None:
+            continue
+        try:
+            if base.memory is not None:
+                kwargs[field] = attrs.evolve(base, memory=factor)
+            else:
+                kwargs[field] = attrs.evolve(base, time=factor)
+        except ConfigError as exc:
+            raise ConfigError(f"{option}: {exc}") from None
+    return RetryPolicy(**kwargs)

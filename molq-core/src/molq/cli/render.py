@@ -224,6 +224,25 @@ def usage_json(rec: Any) -> dict[str, Any] | None:
     return to_usage(usage).to_dict()  # type: ignore[union-attr]
 
 
+def resources_text(spec: dict[str, Any]) -> str:
+    """What a stored attempt asked for (``cpus=2 memory=1.5G time=02:00:00``), or ``-``."""
+    res = spec.get("resources") or {}
+    parts = []
+    if res.get("cpu_count"):
+        parts.append(f"cpus={res['cpu_count']}")
+    if res.get("memory"):
+        from molq.model import Memory
+
+        parts.append(f"memory={Memory(int(res['memory'])).to_slurm()}")
+    if res.get("gpu_count"):
+        parts.append(f"gpus={res['gpu_count']}" + (f":{res['gpu_type']}" if res.get("gpu_type") else ""))
+    if res.get("time_limit"):
+        from molq.model import Duration
+
+        parts.append(f"time={Duration(int(res['time_limit'])).to_slurm()}")
+    return " ".join(parts) or "-"
+
+
 def echo_usage(rec: Any) -> None:
     """``molq show``'s usage block, like SLURM's seff (nothing when none was reported)."""
     usage = getattr(rec, "usage", None)
