@@ -212,3 +212,41 @@ def test_cli_retry_rules_are_checked_before_anything_is_stored(submitor) -> None
     shown = molq("show", job_id)
     assert "resources: cpus=1" in shown.stdout, shown.stdout
 
+
+
+def test_report_counts_causes_hours_and_offenders() -> None:
+    local = Submitor(Cluster("local"))
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1: pass"
+    jobs = [local.submit_job(argv=[sys.executable, "-c", burn], execution=_named("burn"),
+                             resources=JobResources(cpu_count=1)),
+            local.submit_job(argv=["sleep", "1"], execution=_named("nap"), resources=JobResources(cpu_count=2)),
+            local.submit_job(command="exit 3", execution=_named("bad"))]
+    recs = [j.wait(timeout=60) for j in jobs]
+    local.close()
+
+    def molq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "molq", *args], capture_output=True, text=True, timeout=60)
+
+    proc = molq("report", "--since", "1d", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["schema"] == 1 and data["by"] == "cause"
+    assert data["total"]["jobs"] == 3
+    assert data["total"]["causes"] == {"completed": 2, "exit_code": 1}
+    assert data["total"]["states"] == {"failed": 1, "succeeded": 2}
+    hours = sum(r.usage.core_hours or 0 for r in recs if r.usage is not None)
+    assert data["total"]["core_hours"] == pytest.approx(hours, abs=1e-3)
+    # the two-core sleeper used next to none of its cores: the worst offender
+    assert [o["job_id"] for o in data["offenders"]] == [recs[1].job_id]
+    by_name = json.loads(molq("report", "--by", "name", "--name", "b*", "--json").stdout)
+    assert set(by_name["groups"]) == {"burn", "bad"}
+    text = molq("report", "--by", "state")
+    assert text.returncode == 0 and "3 finished job(s)" in text.stdout and "worst offenders" in text.stdout
+    bad = molq("report", "--since", "soon")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--since" in bad.stderr
+
+
+def _named(name: str):  # type: ignore[no-untyped-def]
+    from molq import JobExecution
+
+    return JobExecution(job_name=name)
