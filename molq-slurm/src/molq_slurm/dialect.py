@@ -229,6 +229,13 @@ def _id_key(sid: str) -> tuple[int, str]:
     return (int(head.group()) if head else 1 << 62, sid)
 
 
+def _maybe_memory_kill(status: SchedulerStatus) -> bool:
+    """A final FAILED status with SIGKILL and no cause of its own: how an OverMemoryKill looks
+    from squeue (the job's own record; the step that says more is in accounting only)."""
+    return (status.state == JobState.FAILED and status.exit_signal == 9 and status.end_cause is None
+            and normalize_state(status.raw_state) == "FAILED")
+
+
 def _is_submit(argv: Sequence[str]) -> bool:
     return bool(argv) and ("--parsable" in argv or argv[0].rsplit("/", 1)[-1].endswith("sbatch"))
 
@@ -476,7 +483,15 @@ class SlurmDialect(BatchDialect):
             for sid, by_part in parts.items()
             if sid not in doubtful
         }
+        # A job squeue shows FAILED by SIGKILL may have been killed over its memory by
+        # OverMemoryKill (no cgroup): only accounting's steps (state, MaxRSS) tell, so such a job
+        # is "ended" here and accounting says how -- the one case where this refresh asks sacct
+        # for a job squeue still lists. Without accounting squeue's word stands.
+        killed = {sid for sid, st in statuses.items() if self.use_accounting is not False and _maybe_memory_kill(st)}
+        statuses = {sid: st for sid, st in statuses.items() if sid not in killed}
         answer = self._answer(statuses, read, wanted)
+        if killed:
+            answer = attrs.evolve(answer, ended=answer.ended | frozenset(killed))
         return attrs.evolve(answer, unreadable=answer.unreadable | doubtful) if doubtful else answer
 
     @staticmethod
