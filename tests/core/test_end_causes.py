@@ -250,3 +250,21 @@ def _named(name: str):  # type: ignore[no-untyped-def]
     from molq import JobExecution
 
     return JobExecution(job_name=name)
+
+
+def test_profiles_accept_the_same_retry_rules(tmp_path) -> None:
+    from molq import ConfigError
+    from molq.config import load_config
+    from molq.retry_rules import Grow
+
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.hpc]\nscheduler = "local"\n[profiles.hpc.retry]\nmax_attempts = 3\n'
+                    'retry_on_causes = ["oom", "timeout"]\non_out_of_memory = { memory = 2.0, max = "32G" }\n')
+    policy = load_config(str(path)).profiles["hpc"].retry
+    assert policy is not None and policy.retry_on_causes == (EndCause.OUT_OF_MEMORY, EndCause.TIME_LIMIT)
+    assert policy.on_out_of_memory == Grow(memory=2.0, max="32G")
+    for bad in ('retry_on_causes = ["ooom"]', 'on_out_of_memory = { memory = 0.5 }',
+                'on_time_limit = { time = 2.0, max = "soon" }'):
+        path.write_text(f'[profiles.hpc]\nscheduler = "local"\n[profiles.hpc.retry]\n{bad}\n')
+        with pytest.raises(ConfigError, match="hpc"):
+            load_config(str(path))
