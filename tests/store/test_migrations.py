@@ -105,3 +105,18 @@ def test_older_postgres_store_is_migrated(pg_url, version, tmp_path):
     store = JobStore(pg_url)
     _check_migrated(store, lease=False)
     store.close()
+
+
+def test_read_only_listing_of_a_store_not_migrated_yet(tmp_path):
+    # `molq list` reads SQLite directly, without migrating: the columns added since read as NULL.
+    from molq.store.lite import list_jobs
+
+    path = _v2_file(tmp_path / "jobs.db")
+    JobStore(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        for column in NEW_IN_4:
+            conn.execute(f"ALTER TABLE molq_jobs DROP COLUMN {column}")
+        conn.execute("UPDATE molq_meta SET value='3' WHERE key='schema_version'")
+    rows = list_jobs(str(path), None, include_terminal=True, lite=True)
+    assert sorted((r.job_id, r.end_cause, r.usage) for r in rows) == [("old-down", None, None), ("old-up", None, None)]
+    assert {r.job_id: r.state for r in list_jobs(str(path), None, include_terminal=True)}["old-up"] == JobState.SUCCEEDED
