@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "corpus"))
 
 from fakecmd import FakeCommands, load_samples, on_path, sample_answers  # noqa: E402
 from molq import Cluster, Submitor  # noqa: E402
+from molq.causes import EndCause, cause_from_exit  # noqa: E402
 from molq.errors import SchedulerError, SubmitError  # noqa: E402
 from molq.evidence import CancelOutcome  # noqa: E402
 from molq.model import JobState  # noqa: E402
@@ -106,6 +107,17 @@ def _check(actual: Any, want: dict[str, Any], what: str) -> None:
     for key in ("exit_code", "exit_signal"):
         if key in want:
             assert getattr(actual, key) == _none(want[key]), f"{what}: {key}"
+    if "end_cause" in want:
+        # Evidence may leave the cause to what its state and exit status imply.
+        cause = actual.end_cause or cause_from_exit(actual.state, actual.exit_code, actual.exit_signal)
+        assert cause == EndCause(want["end_cause"]), f"{what}: end_cause {cause}"
+    for key, value in want.get("usage", {}).items():
+        assert actual.usage is not None, f"{what}: no usage"
+        got = getattr(actual.usage, key)
+        if isinstance(value, float):
+            assert got == pytest.approx(value, rel=1e-3), f"{what}: usage.{key}"
+        else:
+            assert got == value, f"{what}: usage.{key}"
 
 
 def _params(kind: str, engine_key: str | None = None) -> list[Any]:

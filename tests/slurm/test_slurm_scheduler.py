@@ -204,7 +204,7 @@ def test_ambiguous_submission_is_not_resent(tmp_path: Path, spec_factory) -> Non
 
 @pytest.mark.parametrize("file_code, expected", [("137", (137, 9)), ("9", (9, None)), (None, (9, None))])
 def test_sacct_minus_128_is_corrected_from_the_exit_code_file(tmp_path: Path, file_code, expected) -> None:
-    sacct = fake_command(tmp_path, "sacct", "print('5|5|FAILED|9:0|1700000000|1700000010|None|1699999999|')")
+    sacct = fake_command(tmp_path, "sacct", "print('5|5|FAILED|9:0|1700000000|1700000010|None|1699999999||||||||||')")
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     if file_code is not None:

@@ -12,6 +12,7 @@ from molq.model import JobState
 from molq.store import SCHEMA_VERSION, JobStore
 
 DATA = Path(__file__).parent / "data"
+NEW_IN_4 = ("end_cause", "usage_json")
 NEW_IN_3 = ("cancel_requested_at", "confirmed_at")
 NEW_IN_2 = ("target_json", "missing_since")
 
@@ -29,7 +30,7 @@ def _columns(path: Path) -> set[str]:
 
 
 def _check_migrated(store: JobStore, *, lease: bool = True) -> None:
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     up = store.get_job("c", "old-up")
     assert (up.state, up.scheduler_job_id, up.exit_code, up.metadata) == (JobState.SUCCEEDED, "123", 0, {"k": "v"})
     assert [t.new_state for t in store.get_transitions("c", "old-up")] == [
@@ -44,6 +45,11 @@ def _check_migrated(store: JobStore, *, lease: bool = True) -> None:
     assert store.transition("c", "old-down", JobState.CREATED, JobState.CANCELLED, confirmed_at=6.0)
     info = store.internals("c", "old-down")
     assert (info.cancel_requested_at, info.confirmed_at) == (5.0, 6.0)
+    # an old record has no end cause nor usage; both can be written now
+    assert (up.end_cause, up.usage) == (None, None)
+    assert store.update_job("c", "old-up", end_cause="completed", usage_json='{"cpu_seconds": 4.5}')
+    up = store.get_job("c", "old-up")
+    assert (up.end_cause, up.usage.cpu_seconds) == ("completed", 4.5)
 
 
 def test_version_2_store_is_migrated(tmp_path):
@@ -52,7 +58,21 @@ def test_version_2_store_is_migrated(tmp_path):
     store = JobStore(f"sqlite:///{path}")
     _check_migrated(store)
     store.close()
-    assert set(NEW_IN_3) <= _columns(path)
+    assert set(NEW_IN_3) | set(NEW_IN_4) <= _columns(path)
+
+
+def test_version_3_store_is_migrated(tmp_path):
+    path = _v2_file(tmp_path / "jobs.db")
+    JobStore(f"sqlite:///{path}").close()  # to the current version...
+    with sqlite3.connect(path) as conn:  # ...then back to version 3's layout
+        for column in NEW_IN_4:
+            conn.execute(f"ALTER TABLE molq_jobs DROP COLUMN {column}")
+        conn.execute("UPDATE molq_meta SET value='3' WHERE key='schema_version'")
+    assert not set(NEW_IN_4) & _columns(path)
+    store = JobStore(f"sqlite:///{path}")
+    _check_migrated(store)
+    store.close()
+    assert set(NEW_IN_4) <= _columns(path)
 
 
 def test_version_1_store_is_migrated(tmp_path):
@@ -85,3 +105,18 @@ def test_older_postgres_store_is_migrated(pg_url, version, tmp_path):
     store = JobStore(pg_url)
     _check_migrated(store, lease=False)
     store.close()
+
+
+def test_read_only_listing_of_a_store_not_migrated_yet(tmp_path):
+    # `molq list` reads SQLite directly, without migrating: the columns added since read as NULL.
+    from molq.store.lite import list_jobs
+
+    path = _v2_file(tmp_path / "jobs.db")
+    JobStore(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        for column in NEW_IN_4:
+            conn.execute(f"ALTER TABLE molq_jobs DROP COLUMN {column}")
+        conn.execute("UPDATE molq_meta SET value='3' WHERE key='schema_version'")
+    rows = list_jobs(str(path), None, include_terminal=True, lite=True)
+    assert sorted((r.job_id, r.end_cause, r.usage) for r in rows) == [("old-down", None, None), ("old-up", None, None)]
+    assert {r.job_id: r.state for r in list_jobs(str(path), None, include_terminal=True)}["old-up"] == JobState.SUCCEEDED

@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "SchedulerCapabilities": "molq.model",
     "SchedulerStatus": "molq.model",
     "TerminalStatus": "molq.model",
+    "EndCause": "molq.causes",
+    "Usage": "molq.usage",
     "JobSpec": "molq.model",
     # events
     "EventType": "molq.events",
@@ -124,6 +126,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from molq_ssh import SshTransport, SshTransportOptions
 
+    from molq.causes import EndCause
     from molq.cluster import Cluster, Project, Workspace
     from molq.config import MolqConfig, MolqProfile, load_config, load_profile, save_config
     from molq.errors import (
@@ -166,3 +169,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from molq.store import JobStore
     from molq.submitor import JobHandle, Submitor
     from molq.transport import LocalTransport, Transport
+    from molq.usage import Usage

@@ -146,6 +146,7 @@ def aggregate_parts(parts: Sequence[tuple[str, SchedulerStatus]], *, kind: str =
         reason=reason,
         started_at=min(starts) if starts else None,
         finished_at=max(ends) if ends else None,
+        end_cause=worst.end_cause,  # the cause of the part whose end describes the job
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import cattrs
 
+from molq.causes import EndCause, parse_causes
 from molq.errors import ConfigError
 from molq.model import Duration, JobScheduling, Memory
 
@@ -23,6 +24,9 @@ def converter(human: bool = False) -> cattrs.Converter:
     conv.register_unstructure_hook(Duration, (lambda d: d.to_slurm()) if human else (lambda d: d.seconds))
     conv.register_structure_hook(Duration, lambda v, _t: Duration.parse(v))
 
+    # End causes may be spelled with their short names ("oom", "timeout") in profiles.
+    conv.register_structure_hook(EndCause, lambda v, _t: _cause(v))
+
     base_sched = cattrs.gen.make_dict_structure_fn(JobScheduling, conv, _cattrs_forbid_extra_keys=True)
 
     def structure_scheduling(value: Any, _t: Any) -> JobScheduling:
@@ -33,6 +37,13 @@ def converter(human: bool = False) -> cattrs.Converter:
 
     conv.register_structure_hook(JobScheduling, structure_scheduling)
     return conv
+
+
+def _cause(value: Any) -> EndCause:
+    try:
+        return parse_causes([value])[0]
+    except (ValueError, IndexError):
+        raise ConfigError(f"unknown end cause {value!r}") from None
 
 
 def unstructure(obj: Any, *, human: bool = False) -> Any:

@@ -18,6 +18,11 @@ Layout of a job directory::
     begun         local jobs only: created exclusively before anything runs, so a job is
                   started at most once (see molq.local)
     exit_unknown  local jobs only: the exit code could not be written (a full disk)
+    usage         local jobs only: the shell's ``times``; its second line is the user and system
+                  CPU time of the job's processes (``0m4.98s 0m0.01s``), written before exit_code
+    oom_killed    local jobs only: the job died of SIGKILL while the kernel's OOM killer killed
+                  a process in the wrapper's memory cgroup (``oom_kill`` of cgroup v1
+                  ``memory.oom_control`` or v2 ``memory.events``)
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ INLINE_SCRIPT_FILE = "script"
 NEVER_RAN_FILE = "never_ran"
 BEGUN_FILE = "begun"
 EXIT_UNKNOWN_FILE = "exit_unknown"
+USAGE_FILE = "usage"
+OOM_KILLED_FILE = "oom_killed"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 
@@ -120,6 +127,18 @@ def render_wrapper_body(
             "molq_handover() {",
             local.handover if local.handover else "    :",
             "}",
+            # The OOM kills counted in the wrapper's memory cgroup (v1 memory.oom_control, else
+            # v2 memory.events: both have an "oom_kill N" line), builtins only; empty where the
+            # machine has neither.
+            "molq_oom_count() {",
+            "    molq_oomn=; molq_cg=/sys/fs/cgroup/memory.events",
+            "    { while IFS= read -r molq_l; do case $molq_l in",
+            '        *:memory:*) molq_cg="/sys/fs/cgroup/memory${molq_l#*:memory:}/memory.oom_control"; break ;;',
+            '        0::*) molq_cg="/sys/fs/cgroup${molq_l#0::}/memory.events" ;;',
+            "    esac; done; } 2>/dev/null < /proc/self/cgroup",
+            '    { while read -r molq_k molq_v; do [ "$molq_k" != oom_kill ] || molq_oomn=$molq_v; done; } '
+            '2>/dev/null < "$molq_cg"',
+            "}",
         ]
         done = "molq_handover; exit 127"
     if redirect:
@@ -155,6 +174,8 @@ def render_wrapper_body(
         lines.append(f"export {key}={q(value)}")
     if pre_run:
         lines.append(pre_run)
+    if local is not None:
+        lines.append("molq_oom_count; molq_oom0=$molq_oomn")
     if spec.cwd:
         cd = f"cd {q(spec.cwd)}"
         lines.append(
@@ -167,6 +188,15 @@ def render_wrapper_body(
         # A full disk: say that the code is unknown (an empty file needs no data block).
         lines += [
             "umask 077",
+            # CPU time of the job's processes (the shell's children: the second line of `times`);
+            # a SIGKILL that coincides with a new OOM kill in the cgroup is the
+            # kernel's doing. Both before the exit code, whose presence says the job ended.
+            f'{{ times; }} 2>/dev/null > "$molq_dir/{USAGE_FILE}$molq_task" || :',
+        ]
+        lines += [
+            "molq_oom_count",
+            'if [ "$molq_rc" = 137 ] && [ -n "$molq_oomn" ] && [ "$molq_oomn" != "$molq_oom0" ]; then '
+            f'true 2>/dev/null > "$molq_dir/{OOM_KILLED_FILE}$molq_task"; fi',
             f'printf "%s\\n" "$molq_rc" 2>/dev/null > "$molq_dir/{EXIT_CODE_FILE}$molq_task" || '
             f'true 2>/dev/null > "$molq_dir/{EXIT_UNKNOWN_FILE}$molq_task"',
             "molq_handover",
@@ -208,6 +238,18 @@ def parse_exit_code(text: str | None) -> int | None:
     if not text.lstrip("-").isdigit():
         return None
     return int(text)
+
+
+def parse_times_line(text: str | None) -> float | None:
+    """CPU seconds (user + system) from a line of the shell's ``times`` (``0m4.980s 0m0.010s``)."""
+    import re
+
+    if not text:
+        return None
+    found = re.findall(r"(\d+)m(\d+(?:[.,]\d+)?)s", text)
+    if len(found) != 2:
+        return None
+    return sum(int(m) * 60 + float(sec.replace(",", ".")) for m, sec in found)
 
 
 def parse_started(text: str | None, mtime: float | None = None) -> tuple[float | None, int | None] | None:

@@ -25,7 +25,7 @@ from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import SourceAnswer, aggregate_parts
 from molq.model import TERMINAL_STATES, JobState, SchedulerStatus
 
-from molq_lsf.states import LSF_STATES, classify_exit, is_known_state, map_state
+from molq_lsf.states import LSF_STATES, classify_exit, end_cause, is_known_state, map_state
 
 __all__ = [
     "BjobsRecord",
@@ -351,6 +351,7 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
         reason=reason,
         started_at=started_at,
         finished_at=finished_at if state in TERMINAL_STATES else None,
+        end_cause=end_cause(raw, rec.exit_reason, code, signal) if state in TERMINAL_STATES else None,
         # LSF keeps such a job pending forever; the engine cancels it and says why.
         dependency_never_satisfied=state == JobState.QUEUED and _NEVER_RE.search(rec.pend_reason) is not None,
     )

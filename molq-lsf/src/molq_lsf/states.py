@@ -16,9 +16,12 @@ otherwise, so that molq never finalises a job it does not understand.
 
 from __future__ import annotations
 
+from molq.causes import EndCause
 from molq.model import JobState
 
 __all__ = [
+    "TERM_CAUSES",
+    "end_cause",
     "LSF_STATES",
     "TIMEOUT_REASONS",
     "CANCEL_REASONS",
@@ -58,6 +61,70 @@ CANCEL_REASONS = frozenset(
 #: Termination reasons of a run that was killed and put back in the queue (``brequeue``):
 #: the job is pending again, so such a record is never final.
 REQUEUE_REASONS = frozenset({"TERM_REQUEUE_OWNER", "TERM_REQUEUE_ADMIN"})
+
+
+#: Why an ``EXIT`` job ended, by its termination reason (the keywords of "Termination reasons
+#: displayed by bacct, bhist, and bjobs" in the LSF administration guide). A reason not here
+#: leaves the exit code to tell.
+TERM_CAUSES: dict[str, EndCause] = {
+    "TERM_ADMIN": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_FORCE_ADMIN": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_OWNER": EndCause.CANCELLED_BY_USER,
+    "TERM_FORCE_OWNER": EndCause.CANCELLED_BY_USER,
+    # bkill -b: a bulk kill, by the owner or an administrator -- LSF does not say which
+    "TERM_BUCKET_KILL": EndCause.UNKNOWN,
+    "TERM_RUNLIMIT": EndCause.TIME_LIMIT,
+    "TERM_CPULIMIT": EndCause.TIME_LIMIT,
+    "TERM_DEADLINE": EndCause.TIME_LIMIT,
+    "TERM_MEMLIMIT": EndCause.OUT_OF_MEMORY,
+    "TERM_SWAP": EndCause.OUT_OF_MEMORY,
+    "TERM_PREEMPT": EndCause.PREEMPTED,
+    # a cloud host taken back by its provider: the job's resources were taken away
+    "TERM_RC_RECLAIM": EndCause.PREEMPTED,
+    "TERM_ZOMBIE": EndCause.NODE_FAILURE,
+    "TERM_CWD_NOTEXIST": EndCause.LAUNCH_FAILED,
+    "TERM_PRE_EXEC_FAIL": EndCause.LAUNCH_FAILED,
+    "TERM_DATA": EndCause.LAUNCH_FAILED,
+    "TERM_CSM_ALLOC": EndCause.LAUNCH_FAILED,
+    # an orphan: a job whose dependency can no longer be met, killed by LSF
+    "TERM_ORPHAN_SYSTEM": EndCause.DEPENDENCY_NEVER_SATISFIED,
+    "TERM_EXTERNAL_SIGNAL": EndCause.SIGNAL,
+    # limits and policies of the site's enforced by LSF
+    "TERM_LOAD": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_WINDOW": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_PROCESSLIMIT": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_THREADLIMIT": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_CHKPNT": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_MC_RECALL": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_REMOVE_HUNG_JOB": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_RMS": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_KUBE": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    "TERM_OTHER": EndCause.UNKNOWN,
+    "TERM_UNKNOWN": EndCause.UNKNOWN,
+}
+
+
+def end_cause(stat: str, exit_reason: str | None, exit_code: int | None, exit_signal: int | None) -> EndCause | None:
+    """Why a DONE or EXIT job ended (None for any other state).
+
+    >>> end_cause("EXIT", "TERM_MEMLIMIT: job killed after reaching LSF memory usage limit", 137, 9)
+    <EndCause.OUT_OF_MEMORY: 'out_of_memory'>
+    >>> end_cause("EXIT", "", 2, None)
+    <EndCause.EXIT_CODE: 'exit_code'>
+    """
+    raw = stat.strip().upper()
+    if raw == "DONE":
+        return EndCause.COMPLETED
+    if raw != "EXIT":
+        return None
+    keyword = reason_keyword(exit_reason)
+    if keyword in TERM_CAUSES:
+        return TERM_CAUSES[keyword]
+    if exit_signal:
+        return EndCause.SIGNAL
+    if exit_code:
+        return EndCause.EXIT_CODE
+    return EndCause.UNKNOWN
 
 
 def is_known_state(raw: str) -> bool:

@@ -36,6 +36,7 @@ from molq_pbs.states import (
     FinishedJob,
     classify_pbspro_finished,
     classify_torque_completed,
+    end_cause,
     is_finished_state,
     map_state,
 )
@@ -504,6 +505,8 @@ class PbsProDialect(PbsDialectBase):
             reason=reason,
             started_at=started,
             finished_at=finished,
+            end_cause=end_cause(job, state, sig, flavor="pbspro"),
+            usage=parse.usage_from_record(record),
         )
 
     def queue_argv(self, user: str | None) -> list[str]:
@@ -597,6 +600,8 @@ class TorqueDialect(PbsDialectBase):
             reason=reason,
             started_at=started,
             finished_at=parse.parse_pbs_time(record.get("comp_time")),
+            end_cause=end_cause(job, state, sig, flavor="torque"),
+            usage=parse.usage_from_record(record),
         )
 
     def queue_argv(self, user: str | None) -> list[str]:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from molq.usage import Usage
+
 __all__ = [
     "JobRecords",
     "parse_qstat_json",
@@ -225,6 +227,36 @@ def parse_hms(value: str | None) -> int | None:
     for part in parts:
         total = total * 60 + int(part)
     return total
+
+
+_PBS_UNITS = {"b": 1, "w": 8, "kb": 1 << 10, "kw": 8 << 10, "mb": 1 << 20, "mw": 8 << 20,
+              "gb": 1 << 30, "gw": 8 << 30, "tb": 1 << 40, "tw": 8 << 40}
+
+
+def parse_size(value: str | None) -> int | None:
+    """Bytes of a PBS size (``resources_used.mem = 37428kb``, ``Resource_List.mem = 4gb``)."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?[bw])?\s*", str(value).lower())
+    if not match:
+        return None
+    return int(match.group(1)) * _PBS_UNITS[match.group(2) or "b"]
+
+
+def usage_from_record(record: Mapping[str, str]) -> Usage | None:
+    """What a finished job used, from its ``resources_used.*`` and ``Resource_List.*``."""
+    ncpus = parse_int(record.get("resources_used.ncpus") or record.get("Resource_List.ncpus"))
+    host = record.get("exec_host") or None
+    usage = Usage(
+        elapsed_seconds=parse_hms(record.get("resources_used.walltime")),
+        cpu_seconds=parse_hms(record.get("resources_used.cput")),
+        cpus=ncpus or None,
+        max_rss_bytes=parse_size(record.get("resources_used.mem")),
+        requested_memory_bytes=parse_size(record.get("Resource_List.mem")),
+        gpus=parse_int(record.get("Resource_List.ngpus")) or None,
+        nodes=host,
+    )
+    return None if usage.is_empty() else usage
 
 
 def parse_int(value: str | None) -> int | None:

@@ -24,9 +24,13 @@ from __future__ import annotations
 import signal as _signal
 
 import attrs
+from molq.causes import EndCause
 from molq.model import JobState
 
 __all__ = [
+    "PBSPRO_EXEC_CAUSES",
+    "TORQUE_EXEC_CAUSES",
+    "end_cause",
     "PBSPRO_STATES",
     "TORQUE_STATES",
     "PBSPRO_EXEC_CODES",
@@ -132,6 +136,88 @@ TORQUE_EXEC_CODES: dict[int, str] = {
     -14: "JOB_EXEC_PROLOGUE: prologue failed",
 }
 TORQUE_WALLTIME_CODE = -11
+
+
+#: Why a job with a negative PBS Pro ``Exit_status`` ended (codes as in :data:`PBSPRO_EXEC_CODES`).
+PBSPRO_EXEC_CAUSES: dict[int, EndCause] = {
+    -1: EndCause.LAUNCH_FAILED,
+    -2: EndCause.LAUNCH_FAILED,
+    -3: EndCause.LAUNCH_FAILED,
+    # MoM restarted or its node went down under the job
+    -4: EndCause.NODE_FAILURE,
+    -5: EndCause.NODE_FAILURE,
+    -6: EndCause.NODE_FAILURE,
+    -7: EndCause.LAUNCH_FAILED,
+    -10: EndCause.LAUNCH_FAILED,
+    -11: EndCause.NODE_FAILURE,
+    -12: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    -13: EndCause.LAUNCH_FAILED,
+    -14: EndCause.NODE_FAILURE,
+    # requeued to restart from a checkpoint: what a checkpointing preemption does
+    -15: EndCause.PREEMPTED,
+    -16: EndCause.LAUNCH_FAILED,
+    -17: EndCause.LAUNCH_FAILED,
+    -18: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    -19: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    -20: EndCause.NODE_FAILURE,
+    -21: EndCause.LAUNCH_FAILED,
+    -22: EndCause.LAUNCH_FAILED,
+    -23: EndCause.LAUNCH_FAILED,
+    # killed by MoM for using more CPUs than requested: a limit of the site's, not a signal
+    -24: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    -25: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    -26: EndCause.OUT_OF_MEMORY,
+    -27: EndCause.OUT_OF_MEMORY,
+    -28: EndCause.TIME_LIMIT,
+    -29: EndCause.TIME_LIMIT,
+    -30: EndCause.LAUNCH_FAILED,
+}
+
+#: Why a job with a negative Torque ``exit_status`` ended (codes as in :data:`TORQUE_EXEC_CODES`).
+TORQUE_EXEC_CAUSES: dict[int, EndCause] = {
+    -1: EndCause.LAUNCH_FAILED,
+    -2: EndCause.LAUNCH_FAILED,
+    -3: EndCause.LAUNCH_FAILED,
+    -4: EndCause.NODE_FAILURE,
+    -5: EndCause.NODE_FAILURE,
+    -6: EndCause.NODE_FAILURE,
+    -7: EndCause.LAUNCH_FAILED,
+    -8: EndCause.LAUNCH_FAILED,
+    -9: EndCause.LAUNCH_FAILED,
+    -10: EndCause.OUT_OF_MEMORY,
+    -11: EndCause.TIME_LIMIT,
+    -12: EndCause.TIME_LIMIT,
+    -13: EndCause.LAUNCH_FAILED,
+    -14: EndCause.LAUNCH_FAILED,
+}
+
+
+def end_cause(job: FinishedJob, state: JobState, exit_signal: int | None, *, flavor: str = "pbspro") -> EndCause:
+    """Why a finished PBS job ended, from its classification (:func:`classify_pbspro_finished`,
+    :func:`classify_torque_completed`) and ``Exit_status`` conventions.
+
+    >>> end_cause(FinishedJob(exit_status=-27), JobState.FAILED, None)
+    <EndCause.OUT_OF_MEMORY: 'out_of_memory'>
+    >>> end_cause(FinishedJob(exit_status=265), JobState.FAILED, 9)
+    <EndCause.SIGNAL: 'signal'>
+    """
+    es = job.exit_status
+    codes = TORQUE_EXEC_CAUSES if flavor == "torque" else PBSPRO_EXEC_CAUSES
+    if state == JobState.TIMED_OUT:
+        return EndCause.TIME_LIMIT
+    if _dependency_deleted(job):
+        return EndCause.DEPENDENCY_NEVER_SATISFIED
+    if state == JobState.SUCCEEDED:
+        return EndCause.COMPLETED
+    if state == JobState.CANCELLED:
+        return EndCause.UNKNOWN  # qdel by whom: PBS does not say in the record molq reads
+    if es is not None and es < 0:
+        return codes.get(es, EndCause.UNKNOWN)
+    if exit_signal:
+        return EndCause.SIGNAL  # 256 + N (the top shell killed) or 128 + N (a child of it)
+    if es:
+        return EndCause.EXIT_CODE
+    return EndCause.UNKNOWN
 
 
 def is_finished_state(raw: str, flavor: str = "pbspro") -> bool:

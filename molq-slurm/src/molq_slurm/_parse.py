@@ -6,9 +6,11 @@ import re
 from datetime import datetime
 
 from molq import wrapper
+from molq.causes import EndCause
 from molq.model import JobState, SchedulerStatus
+from molq.usage import Usage
 
-from molq_slurm.states import FAILURE_DESCRIPTIONS, is_known_state, map_state, normalize_state
+from molq_slurm.states import END_CAUSES, FAILURE_DESCRIPTIONS, is_known_state, map_state, normalize_state
 
 #: Values SLURM prints for "no time" / "no value".
 _EMPTY = {"", "N/A", "NONE", "UNKNOWN", "(NULL)", "INVALID"}
@@ -109,6 +111,85 @@ def describe(raw_state: str, slurm_reason: str | None, exit_code: int | None, ex
     return "; ".join(parts) or None
 
 
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def _memory(text: str | None, default_unit: str) -> tuple[int | None, str]:
+    if blank(text):
+        return None, ""
+    assert text is not None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGTP]?)([cn]?)\s*", text)
+    if not match:
+        return None, ""
+    unit = match.group(2) or default_unit
+    return int(float(match.group(1)) * _UNITS.get(unit, 1)), match.group(3)
+
+
+def parse_rss(text: str | None) -> int | None:
+    """MaxRSS in bytes (sacct prints ``204800K``; a bare number is bytes)."""
+    return _memory(text, "")[0]
+
+
+def parse_req_mem(text: str | None, cpus: int | None, nodes: int = 1) -> int | None:
+    """The job's requested memory in bytes, for all its CPUs or nodes."""
+    value, per = _memory(text, "M")
+    if value is None or value == 0:
+        return None
+    if per == "c":
+        return value * (cpus or 1)
+    return value * max(nodes, 1)
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds of a SLURM duration: ``MM:SS.mmm``, ``HH:MM:SS``, ``D-HH:MM:SS`` (TotalCPU,
+    Elapsed) or plain seconds (ElapsedRaw)."""
+    if blank(text):
+        return None
+    assert text is not None
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    match = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", text)
+    if not match:
+        return None
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def tres_count(tres: str | None, name: str) -> int | None:
+    """The count of ``name`` (``gres/gpu``, ``node``) in a TRES list ``cpu=2,gres/gpu=1``."""
+    if blank(tres):
+        return None
+    assert tres is not None
+    total = None
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if (key == name or key.startswith(name + ":")) and value.isdigit():
+            if key == name:
+                return int(value)
+            total = (total or 0) + int(value)  # only typed entries (gres/gpu:a100=2)
+    return total
+
+
+def make_usage(
+    *, elapsed: str | None, total_cpu: str | None, cpus: str | None, req_mem: str | None,
+    max_rss: int | None, tres: str | None, nodes: str | None,
+) -> Usage | None:
+    """A job's usage from its sacct allocation record and the peak RSS of its steps."""
+    ncpus = int(cpus) if cpus and cpus.strip().isdigit() else None
+    node_count = tres_count(tres, "node") or 1
+    usage = Usage(
+        elapsed_seconds=parse_duration(elapsed),
+        cpu_seconds=parse_duration(total_cpu),
+        cpus=ncpus or None,
+        max_rss_bytes=max_rss,
+        requested_memory_bytes=parse_req_mem(req_mem, ncpus, node_count),
+        gpus=tres_count(tres, "gres/gpu"),
+        nodes=None if blank(nodes) or (nodes or "").strip() == "None assigned" else (nodes or "").strip(),
+    )
+    return None if usage.is_empty() else usage
+
+
 def make_status(
     raw_state: str,
     *,
@@ -117,8 +198,12 @@ def make_status(
     exit_signal: int | None = None,
     start: str | None = None,
     end: str | None = None,
+    end_cause: EndCause | None = None,
+    usage: Usage | None = None,
 ) -> SchedulerStatus:
-    """One job's status from the fields every SLURM command prints."""
+    """One job's status from the fields every SLURM command prints. ``end_cause`` is the
+    caller's reading of the evidence only accounting has (see :func:`states.end_cause`); the
+    state's own cause (:data:`states.END_CAUSES`) is used without it."""
     started_at = parse_time(start)
     finished_at = parse_time(end)
     name = normalize_state(raw_state)
@@ -143,6 +228,10 @@ def make_status(
             # Cancelled before it ran: SLURM stamps start = end = the cancel time.
             started_at = None
     never = name == "PENDING" and "DEPENDENCYNEVERSATISFIED" in (reason or "").upper()
+    if not state.is_terminal:
+        end_cause = usage = None
+    elif end_cause is None:
+        end_cause = END_CAUSES.get(name)
     return SchedulerStatus(
         state=state,
         raw_state=raw_state.strip(),
@@ -152,6 +241,8 @@ def make_status(
         started_at=started_at,
         finished_at=finished_at,
         dependency_never_satisfied=never,
+        end_cause=end_cause,
+        usage=usage,
     )
 
 

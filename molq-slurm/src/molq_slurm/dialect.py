@@ -5,8 +5,9 @@ Commands (one of each per refresh, whatever the number of jobs):
 * submit  -- ``sbatch --parsable job.sh`` (directives live in job.sh)
 * status  -- ``squeue --noheader --states=all --jobs=1,2,3 --Format=...``: active jobs, plus
   jobs that ended less than ``MinJobAge`` ago, with their exit status
-* final   -- ``sacct --parsable2 --noheader --allocations --jobs=... --starttime=...`` for jobs
-  that left squeue; when accounting is disabled, ``scontrol show job -o``; then the
+* final   -- ``sacct --parsable2 --noheader --duplicates --jobs=... --starttime=...`` for jobs
+  that left squeue (with their steps: the batch step's state and peak memory tell an
+  out-of-memory kill apart from any other signal); when accounting is disabled, ``scontrol show job -o``; then the
   wrapper's exit-code file (done by the shared runner)
 * cancel  -- ``scancel 1 2 3``
 * queue   -- ``squeue --noheader --me --Format=...``
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 import attrs
 from molq import wrapper
 from molq.batch import AccountingUnavailable, BatchDialect
+from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer, aggregate_parts
 from molq.model import (
@@ -46,12 +48,16 @@ from molq_slurm._parse import (
     exit_from_pair,
     exit_from_wait_status,
     make_status,
+    make_usage,
+    parse_req_mem,
+    parse_rss,
     parse_scontrol_record,
     parse_time,
+    tres_count,
 )
 from molq_slurm.options import SlurmOptions
 from molq_slurm.privacy import PRIVATE_UMASK, restore_umask_line
-from molq_slurm.states import map_state, normalize_state
+from molq_slurm.states import StepEvidence, end_cause, map_state, normalize_state
 
 __all__ = ["SlurmDialect", "DEPENDENCY_KEYWORDS", "SLURM_JOB_ID_FILE"]
 
@@ -74,7 +80,12 @@ STATUS_FIELDS = (
 )
 QUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "SubmitTime", "StartTime", "Name")
 ADOPT_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Comment")
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason", "Submit", "Comment")
+SACCT_FIELDS = (
+    "JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason", "Submit",
+    # why it ended and what it used: read from the same call (steps included)
+    "DerivedExitCode", "UID", "ReqMem", "MaxRSS", "ElapsedRaw", "TotalCPU", "AllocCPUS", "AllocTRES", "NodeList",
+    "Comment",
+)
 
 
 def _format(fields: Sequence[str]) -> str:
@@ -217,6 +228,13 @@ def _base_id(job_id: str) -> str:
 def _id_key(sid: str) -> tuple[int, str]:
     head = re.match(r"\d+", sid)
     return (int(head.group()) if head else 1 << 62, sid)
+
+
+def _maybe_memory_kill(status: SchedulerStatus) -> bool:
+    """A final FAILED status with SIGKILL and no cause of its own: how an OverMemoryKill looks
+    from squeue (the job's own record; the step that says more is in accounting only)."""
+    return (status.state == JobState.FAILED and status.exit_signal == 9 and status.end_cause is None
+            and normalize_state(status.raw_state) == "FAILED")
 
 
 def _is_submit(argv: Sequence[str]) -> bool:
@@ -475,7 +493,15 @@ class SlurmDialect(BatchDialect):
             for sid, by_part in parts.items()
             if sid not in doubtful
         }
+        # A job squeue shows FAILED by SIGKILL may have been killed over its memory by
+        # OverMemoryKill (no cgroup): only accounting's steps (state, MaxRSS) tell, so such a job
+        # is "ended" here and accounting says how -- the one case where this refresh asks sacct
+        # for a job squeue still lists. Without accounting squeue's word stands.
+        killed = {sid for sid, st in statuses.items() if self.use_accounting is not False and _maybe_memory_kill(st)}
+        statuses = {sid: st for sid, st in statuses.items() if sid not in killed}
         answer = self._answer(statuses, read, wanted)
+        if killed:
+            answer = attrs.evolve(answer, ended=answer.ended | frozenset(killed))
         return attrs.evolve(answer, unreadable=answer.unreadable | doubtful) if doubtful else answer
 
     @staticmethod
@@ -516,7 +542,8 @@ class SlurmDialect(BatchDialect):
             "sacct",
             "--parsable2",
             "--noheader",
-            "--allocations",
+            # Steps too (no --allocations): only they carry MaxRSS and, on older SLURM, the
+            # OUT_OF_MEMORY of a job whose allocation says FAILED or COMPLETED.
             # Every record of each id: a requeued job's attempts, and jobs that had the id
             # before a state reset. The parser keeps the one that is molq's job's latest.
             "--duplicates",
@@ -553,10 +580,20 @@ class SlurmDialect(BatchDialect):
         read = _read_rows(result, len(SACCT_FIELDS), "sacct")
         attempts: dict[str, dict[str, list[tuple[float | None, int, SchedulerStatus]]]] = {}
         kinds: dict[str, str] = {}
-        for order, cols in enumerate(read.rows):
-            job_id, raw_id, state, exit_pair, start, end, reason, submit = (c.strip() for c in cols[:-1])
+        # Each allocation record with the steps printed after it (sacct lists a job's steps
+        # right below it; a reused id's older job comes with its own steps).
+        records: list[tuple[list[str], list[list[str]]]] = []
+        for cols in read.rows:
+            job_id = cols[0].strip()
             if "." in job_id:
-                continue  # a step (123.batch); --allocations normally hides them
+                head = job_id.split(".", 1)[0]
+                if records and records[-1][0][0].strip() == head:
+                    records[-1][1].append(cols)
+                continue
+            records.append((cols, []))
+        for order, (cols, steps) in enumerate(records):
+            (job_id, raw_id, state, exit_pair, start, end, reason, submit, derived, uid, req_mem, _rss,
+             elapsed, total_cpu, cpus, tres, nodes) = (c.strip() for c in cols[:-1])
             base, kind, part = _split_job_id(job_id)
             if base in wanted:
                 sid = base
@@ -567,7 +604,23 @@ class SlurmDialect(BatchDialect):
             if self._foreign(sid, submit, cols[-1]):
                 continue
             exit_code, exit_signal = exit_from_pair(exit_pair)
-            status = make_status(state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start, end=end)
+            if exit_signal is None:
+                # The highest exit of the job's steps: a step killed by SIGKILL while the
+                # batch script carried on shows here only.
+                exit_signal_of_steps = exit_from_pair(derived)[1]
+            else:
+                exit_signal_of_steps = exit_signal
+            evidence = [StepEvidence(s[2].strip(), parse_rss(s[11].strip())) for s in steps]
+            rss = [e.max_rss_bytes for e in evidence if e.max_rss_bytes is not None]
+            ncpus = int(cpus) if cpus.isdigit() else None
+            cause = end_cause(
+                state, reason=reason, exit_signal=exit_signal_of_steps, owner_uid=uid, steps=evidence,
+                requested_memory_bytes=parse_req_mem(req_mem, ncpus, tres_count(tres, "node") or 1),
+            )
+            usage = make_usage(elapsed=elapsed, total_cpu=total_cpu, cpus=cpus, req_mem=req_mem,
+                               max_rss=max(rss) if rss else None, tres=tres, nodes=nodes)
+            status = make_status(state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start,
+                                 end=end, end_cause=cause, usage=usage)
             attempts.setdefault(sid, {}).setdefault(part, []).append((parse_time(submit), order, status))
             kinds[sid] = kind
         statuses = {
@@ -643,7 +696,11 @@ class SlurmDialect(BatchDialect):
         if from_file.exit_code is None or status.exit_code is None or from_file.exit_code != status.exit_code + 128:
             return status
         signal, text = wrapper.describe_exit(from_file.exit_code)
-        return attrs.evolve(status, exit_code=from_file.exit_code, exit_signal=signal, reason=text or status.reason)
+        cause = status.end_cause
+        if signal is not None and cause in (None, EndCause.EXIT_CODE):
+            cause = EndCause.SIGNAL  # the command died of a signal, it did not exit with a code
+        return attrs.evolve(status, exit_code=from_file.exit_code, exit_signal=signal, reason=text or status.reason,
+                            end_cause=cause)
 
     # -- cancel ------------------------------------------------------------------------------
     def cancel_argv(self, scheduler_ids: Sequence[str]) -> list[str]:

@@ -24,13 +24,25 @@ How the less common states are read, and why:
   CANCELLED on this cluster.
 * A state missing from this table (a newer SLURM) is kept raw and never treated as final:
   QUEUED if the job has no start time, RUNNING if it has one.
+
+Why a job ended (:class:`~molq.causes.EndCause`) comes from :data:`END_CAUSES` for the states
+that say it by name, and from the other evidence accounting keeps for FAILED and CANCELLED
+jobs; see :func:`end_cause`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import attrs
+from molq.causes import EndCause
 from molq.model import JobState
 
 __all__ = [
+    "END_CAUSES",
+    "REASON_CAUSES",
+    "StepEvidence",
+    "end_cause",
     "SHORT_TO_LONG",
     "STATE_MAP",
     "normalize_state",
@@ -109,6 +121,94 @@ FAILURE_DESCRIPTIONS: dict[str, str] = {
     "DEADLINE": "deadline reached",
     "REVOKED": "revoked (the federation runs it on another cluster)",
 }
+
+
+#: Final states whose name alone says why the job ended.
+END_CAUSES: dict[str, EndCause] = {
+    "COMPLETED": EndCause.COMPLETED,
+    "TIMEOUT": EndCause.TIME_LIMIT,
+    "DEADLINE": EndCause.TIME_LIMIT,
+    "OUT_OF_MEMORY": EndCause.OUT_OF_MEMORY,
+    "NODE_FAIL": EndCause.NODE_FAILURE,
+    # The nodes allocated to it failed to boot: the job never started.
+    "BOOT_FAIL": EndCause.LAUNCH_FAILED,
+    "PREEMPTED": EndCause.PREEMPTED,
+    # A federated sibling withdrawn by the federation, not by anyone's request.
+    "REVOKED": EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+}
+
+#: SLURM reasons (``Reason``, upper-cased) that say why a FAILED job failed.
+REASON_CAUSES: dict[str, EndCause] = {
+    "JOBLAUNCHFAILURE": EndCause.LAUNCH_FAILED,
+    "LAUNCH_FAILED_REQUEUED_HELD": EndCause.LAUNCH_FAILED,
+    "BADCONSTRAINTS": EndCause.LAUNCH_FAILED,
+    "NODEDOWN": EndCause.NODE_FAILURE,
+    "NODE_FAIL": EndCause.NODE_FAILURE,
+    "OUTOFMEMORY": EndCause.OUT_OF_MEMORY,
+}
+
+#: The signal SLURM's memory enforcement (``OverMemoryKill``) and the kernel's OOM killer send.
+_SIGKILL = 9
+
+
+@attrs.frozen
+class StepEvidence:
+    """What accounting says about one step of a job (``123.batch``, ``123.0``)."""
+
+    state: str
+    max_rss_bytes: int | None = None
+
+
+def end_cause(
+    raw_state: str,
+    *,
+    reason: str | None = None,
+    exit_signal: int | None = None,
+    owner_uid: str | None = None,
+    steps: Sequence[StepEvidence] = (),
+    requested_memory_bytes: int | None = None,
+) -> EndCause | None:
+    """Why a job in final state ``raw_state`` ended, from SLURM's evidence (None: the state and
+    exit status say all there is, see :func:`molq.causes.cause_from_exit`).
+
+    * a state named in :data:`END_CAUSES` says it;
+    * a step that ended OUT_OF_MEMORY means the job ran out of memory, whatever the job's own
+      record says (older SLURM marks only the step);
+    * without cgroups, ``JobAcctGatherParams=OverMemoryKill`` kills a job over its memory with
+      SIGKILL: the job is FAILED ``0:9`` (or its step CANCELLED) and a step's MaxRSS is above
+      the request -- out of memory, not a plain signal;
+    * ``CANCELLED by <uid>``: by the job's owner (``owner_uid``) or by someone else (root, an
+      operator, SLURM itself);
+    * a FAILED job's reason may name a launch or node failure.
+
+    >>> end_cause("CANCELLED by 0", owner_uid="1000")
+    <EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM: 'cancelled_by_admin_or_system'>
+    >>> end_cause("FAILED", exit_signal=9, steps=[StepEvidence("CANCELLED by 0", 300 << 20)],
+    ...           requested_memory_bytes=256 << 20)
+    <EndCause.OUT_OF_MEMORY: 'out_of_memory'>
+    """
+    name = normalize_state(raw_state)
+    if name in END_CAUSES and name != "COMPLETED":
+        return END_CAUSES[name]
+    if any(normalize_state(step.state) == "OUT_OF_MEMORY" for step in steps):
+        return EndCause.OUT_OF_MEMORY
+    if name in ("FAILED", "CANCELLED") and requested_memory_bytes:
+        killed = exit_signal == _SIGKILL or any(normalize_state(st.state) == "CANCELLED" for st in steps)
+        over = any(st.max_rss_bytes is not None and st.max_rss_bytes > requested_memory_bytes for st in steps)
+        if killed and over:
+            return EndCause.OUT_OF_MEMORY
+    if name == "COMPLETED":
+        return EndCause.COMPLETED
+    if name == "CANCELLED":
+        who = raw_state.strip().split(" by ", 1)
+        if len(who) != 2 or not owner_uid:
+            return None  # who cancelled it is not known
+        if who[1].strip() == owner_uid.strip():
+            return EndCause.CANCELLED_BY_USER
+        return EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM
+    if name == "FAILED":
+        return REASON_CAUSES.get((reason or "").strip().upper())
+    return None
 
 
 def normalize_state(raw: str) -> str:

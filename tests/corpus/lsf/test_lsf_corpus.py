@@ -122,6 +122,8 @@ def test_status_evidence(name, fake, submitor):
             assert want["reason"] in (got.reason or ""), f"{name}: {sid}: {got.reason!r}"
         if "raw_state" in want:
             assert got.raw_state == want["raw_state"], f"{name}: {sid}"
+        if "end_cause" in want:
+            assert got.end_cause is not None and got.end_cause.value == want["end_cause"], f"{name}: {sid}"
         assert job_ids[sid] not in seen.absent
     for sid in expect.get("no_evidence", []):
         assert job_ids[sid] not in seen.statuses and job_ids[sid] not in seen.absent, f"{name}: {sid}"
@@ -154,6 +156,8 @@ def test_refresh_records(name, fake, submitor):
         assert rec.state.value == want["state"], f"{name}: {sid}: {rec.state}"
         if rec.state.is_terminal and "exit_code" in want:
             assert rec.exit_code == want["exit_code"], f"{name}: {sid}"
+        if rec.state.is_terminal and "end_cause" in want:
+            assert rec.end_cause is not None and rec.end_cause.value == want["end_cause"], f"{name}: {sid}"
     for sid in [*expect.get("no_evidence", [])]:
         rec = submitor.get_job(job_ids[sid])
         internal = submitor.store.get_internal("c", job_ids[sid])

@@ -111,6 +111,10 @@ def check_status(expect: dict[str, Any], status: Any, where: str, reason: str | 
         assert status.exit_code == expect["exit_code"], (where, status)
     if "exit_signal" in expect:
         assert status.exit_signal == expect["exit_signal"], (where, status)
+    if "end_cause" in expect:
+        assert status.end_cause is not None and status.end_cause.value == expect["end_cause"], (where, status)
+    for key, value in expect.get("usage", {}).items():
+        assert status.usage is not None and getattr(status.usage, key) == value, (where, key, status.usage)
     if "reason_contains" in expect:
         said = reason if reason is not None else getattr(status, "reason", None)
         assert expect["reason_contains"].lower() in (said or "").lower(), (where, status, said)

@@ -24,6 +24,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("molq.cli.logs_cmd", "logs", "Print a job's standard output (or error)."),
     "queue": ("molq.cli.queue_cmd", "queue", "Show the scheduler's own queue (all your jobs)."),
     "cleanup": ("molq.cli.cleanup_cmd", "cleanup", "Remove old job directories and records."),
+    "report": ("molq.cli.report", "report", "Report how finished jobs ended and what they used."),
     "daemon": ("molq.cli.daemon_cmd", "daemon", "Run, start, stop or inspect the daemon that advances jobs."),
     "profile": ("molq.cli.profiles", "profile", "Manage profiles in ~/.molq/config.toml."),
     "plugins": ("molq.cli.plugins_cmd", "plugins", "List discovered plugins and load errors."),

@@ -203,7 +203,60 @@ def record_json(rec: Any, *, now: float | None = None) -> dict[str, Any]:
         "elapsed_seconds": None if run_time is None else round(run_time, 3),
         "next_retry_at": iso(rec.next_retry_at),
         "metadata": rec.metadata,
+        "end_cause": cause_text(rec),
+        "usage": usage_json(rec),
     })
+
+
+def cause_text(rec: Any) -> str | None:
+    """A record's end cause as its string (records read without the model carry the string)."""
+    cause = getattr(rec, "end_cause", None)
+    return None if cause is None else str(getattr(cause, "value", cause))
+
+
+def usage_json(rec: Any) -> dict[str, Any] | None:
+    """A record's usage as plain data, efficiencies included (None when none was reported)."""
+    usage = getattr(rec, "usage", None)
+    if usage is None:
+        return None
+    from molq.usage import to_usage
+
+    return to_usage(usage).to_dict()  # type: ignore[union-attr]
+
+
+def resources_text(spec: dict[str, Any]) -> str:
+    """What a stored attempt asked for (``cpus=2 memory=1.5G time=02:00:00``), or ``-``."""
+    res = spec.get("resources") or {}
+    parts = []
+    if res.get("cpu_count"):
+        parts.append(f"cpus={res['cpu_count']}")
+    if res.get("memory"):
+        from molq.model import Memory
+
+        parts.append(f"memory={Memory(int(res['memory'])).to_slurm()}")
+    if res.get("gpu_count"):
+        parts.append(f"gpus={res['gpu_count']}" + (f":{res['gpu_type']}" if res.get("gpu_type") else ""))
+    if res.get("time_limit"):
+        from molq.model import Duration
+
+        parts.append(f"time={Duration(int(res['time_limit'])).to_slurm()}")
+    return " ".join(parts) or "-"
+
+
+def echo_usage(rec: Any) -> None:
+    """``molq show``'s usage block, like SLURM's seff (nothing when none was reported)."""
+    usage = getattr(rec, "usage", None)
+    if usage is None:
+        return
+    from molq.usage import to_usage, usage_lines
+
+    lines = usage_lines(to_usage(usage))  # type: ignore[arg-type]
+    if not lines:
+        return
+    click.echo("\nusage:")
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"  {key.rjust(width)}: {safe(value)}")
 
 
 def transition_json(tr: Any) -> dict[str, Any]:

@@ -49,6 +49,10 @@ def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
 @click.option("--after", multiple=True, metavar="ID", shell_complete=complete_job_ids,
               help="Start after this job ended, whatever the result.")
 @click.option("--retries", type=click.IntRange(min=0), default=0, help="Extra attempts on failure.")
+@click.option("--retry-on", metavar="CAUSES",
+              help="Retry only these end causes, e.g. oom,timeout (implies one retry without --retries).")
+@click.option("--grow-memory", type=float, metavar="FACTOR",
+              help="Retry an out-of-memory job with its memory times FACTOR (default 1.5, at most 64G).")
 @click.option("--command", "shell_command", metavar="TEXT",
               help="Run this shell command line (pipes, redirections, $VARS), e.g. 'make && ./run > out'.")
 @click.option("--script", "script_file", type=click.Path(exists=True, dir_okay=False, readable=True),
@@ -63,7 +67,8 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
            account: str | None, qos: str | None, nodes: int | None, array_spec: str | None,
            name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
            after_failure: tuple[str, ...], after_started: tuple[str, ...], after: tuple[str, ...],
-           retries: int, shell_command: str | None, script_file: str | None, dry_run: bool, wait: bool,
+           retries: int, retry_on: str | None, grow_memory: float | None,
+           shell_command: str | None, script_file: str | None, dry_run: bool, wait: bool,
            as_json: bool, command: tuple[str, ...]) -> int:
     """Submit a job and print its id.
 
@@ -72,7 +77,8 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     (`--script run.sh`). Without -p/-c the job goes to the default profile, whose defaults
     (partition, time, ...) apply; options given here override them.
     """
-    from molq.model import JobExecution, JobResources, JobScheduling, RetryPolicy, Script
+    from molq.model import JobExecution, JobResources, JobScheduling, Script
+    from molq.retry_rules import policy_from_options
     from molq.submitor import Submitor
 
     given = [what for what, value in (("a command after --", command), ("--command", shell_command),
@@ -105,7 +111,7 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     job: dict[str, Any] = dict(
         argv=list(command) if command else None, command=shell_command, script=script,
         resources=resources, scheduling=scheduling, execution=execution,
-        retry=RetryPolicy(max_attempts=retries + 1) if retries else None, **deps,
+        retry=policy_from_options(retries, retry_on, grow_memory), **deps,
     )
     if dry_run:
         click.echo(_job_script(submitor, job), nl=False)

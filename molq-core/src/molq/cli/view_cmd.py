@@ -211,7 +211,9 @@ def show(job_id: str, no_refresh: bool, as_json: bool) -> int:
         ("scheduler id", rec.scheduler_job_id or "-"), ("name", rec.job_name or "-"),
         ("command", rec.command_display), ("cwd", rec.cwd or "-"), ("job dir", rec.job_dir or "-"),
         ("attempt", f"{rec.attempt} (root {rec.root_job_id[:8]})"),
+        ("resources", render.resources_text(sub.store.internals(rec.cluster_name, rec.job_id).spec)),
         ("exit code", "-" if rec.exit_code is None else str(rec.exit_code)),
+        ("end cause", render.cause_text(rec) or "-"),
         ("reason", rec.failure_reason or "-"),
         ("submitted", f"{render.iso(rec.submitted_at)} ({render.ago(rec.submitted_at)})" if rec.submitted_at else "-"),
         ("started", render.iso(rec.started_at) or "-"), ("finished", render.iso(rec.finished_at) or "-"),
@@ -223,6 +225,7 @@ def show(job_id: str, no_refresh: bool, as_json: bool) -> int:
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         click.echo(f"{key.rjust(width)}: {render.safe(value)}")
+    render.echo_usage(rec)
     click.echo("\ntransitions:")
     for t in transitions:
         old = t.old_state.value if t.old_state else "-"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from molq import wrapper
+from molq.causes import EndCause, cause_from_exit
 from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.faults import crash_point
 from molq.errors import SchedulerError, TransportError
@@ -119,7 +120,7 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
                 "completed" if code == 0 else f"ended with {text or f'exit code {code}'}")
             if ctx.transition(record, state, reason=reason, pending=pending, exit_code=code, exit_signal=sig,
                               failure_reason=None if code == 0 else reason, finished_at=now,
-                              raw_state="exit_code_file"):
+                              raw_state="exit_code_file", end_cause=str(cause_from_exit(state, code, sig))):
                 ended.append(record.job_id)
             continue
         if seen.get(wrapper.STARTED_FILE) is not None:
@@ -138,6 +139,6 @@ def adopt_orphans(ctx: EngineContext, created: Sequence[JobRecord], pending: lis
                                  held="waiting for its dependencies (an interrupted release is retried)")
             continue
         if ctx.transition(record, JobState.FAILED, reason=NEVER_RAN, pending=pending,
-                          failure_reason=NEVER_RAN, finished_at=now):
+                          failure_reason=NEVER_RAN, finished_at=now, end_cause=EndCause.LAUNCH_FAILED.value):
             ended.append(record.job_id)
     return ended

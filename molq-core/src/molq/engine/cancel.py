@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 
+from molq.causes import EndCause
 from molq.engine.adopt import adopt_orphans, submitter_at_work
 from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.decide import JobView
@@ -113,7 +114,8 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
             # molq held it back itself: it never reached the scheduler, nothing to stop there.
             # Taking the hold first means no other process can release it meanwhile.
             ctx.transition(rec, JobState.CANCELLED, reason="cancelled by user (before it was submitted)",
-                           failure_reason="cancelled by user", finished_at=time.time())
+                           failure_reason="cancelled by user", finished_at=time.time(),
+                           end_cause=EndCause.CANCELLED_BY_USER.value)
             active.remove(rec)
     unresolved: list[JobRecord] = []
     if any(r.scheduler_job_id is None for r in active):

@@ -14,6 +14,9 @@ The rules, and why:
 * A cancel is recorded only when confirmed: a job whose stop molq requested ends CANCELLED when a
   source says it was cancelled or killed by a signal after the request, or when it vanished from
   every source after the request. A job that ended by itself keeps its real end.
+* Every terminal decision records an end cause (:mod:`molq.causes`): the backend's, else the
+  one the state and exit status imply; ``cancelled_by_user`` for a confirmed cancel of molq's,
+  ``lost`` for LOST, ``dependency_never_satisfied`` for a dependency that cannot be met.
 * ABSENT counts a miss; the job becomes LOST only after :data:`LOST_AFTER_MISSES` misses spread
   over at least :data:`LOST_AFTER_SECONDS`, so a lagging accounting database or a controller
   restart cannot end it.
@@ -22,11 +25,13 @@ The rules, and why:
 from __future__ import annotations
 
 import enum
+import json
 import signal
 from typing import Any
 
 import attrs
 
+from molq.causes import EndCause, cause_from_exit
 from molq.model import JobRecord, JobState, SchedulerStatus
 
 __all__ = [
@@ -119,14 +124,24 @@ def _killed_by_cancel(view: JobView, status: SchedulerStatus) -> bool:
     return status.state == JobState.FAILED and status.exit_signal in _STOP_SIGNALS
 
 
+def usage_fields(status: SchedulerStatus) -> dict[str, Any]:
+    """The store column for a status's usage (nothing when it reports none)."""
+    if status.usage is None or status.usage.is_empty():
+        return {}
+    return {"usage_json": json.dumps(status.usage.to_dict())}
+
+
 def _finish(view: JobView, status: SchedulerStatus, now: float) -> Decision:
     state = status.state
     reason = status.reason
+    cause = status.end_cause or cause_from_exit(state, status.exit_code, status.exit_signal)
     if _killed_by_cancel(view, status):
-        state, reason = JobState.CANCELLED, "cancelled by user"
+        state, reason, cause = JobState.CANCELLED, "cancelled by user", EndCause.CANCELLED_BY_USER
     elif state == JobState.SUCCEEDED:
         reason = reason or "completed"
     fields: dict[str, Any] = {
+        "end_cause": (cause or EndCause.UNKNOWN).value,
+        **usage_fields(status),
         "raw_state": status.raw_state or None,
         "exit_code": status.exit_code,
         "exit_signal": status.exit_signal,
@@ -150,6 +165,7 @@ def _alive(view: JobView, status: SchedulerStatus, now: float) -> Decision | Non
         return Decision(view.job_id, view.state, JobState.FAILED, reason, {
             "raw_state": status.raw_state or None, "failure_reason": reason, "finished_at": now,
             "missing_count": 0, "missing_since": None,
+            "end_cause": EndCause.DEPENDENCY_NEVER_SATISFIED.value,
         }, cancel_first=True)
     raw = status.raw_state or None
     target = status.state
@@ -175,6 +191,7 @@ def _missed(view: JobView, now: float) -> Decision | None:
         reason = "cancelled by user (the scheduler no longer knows the job)"
         return Decision(view.job_id, view.state, JobState.CANCELLED, reason, {
             "failure_reason": "cancelled by user", "finished_at": now, "missing_count": 0, "missing_since": None,
+            "end_cause": EndCause.CANCELLED_BY_USER.value,
         })
     misses = view.missing_count + 1
     since = view.missing_since or now
@@ -182,7 +199,7 @@ def _missed(view: JobView, now: float) -> Decision | None:
         return Decision(view.job_id, view.state, JobState.LOST,
                         f"the scheduler no longer knows job {view.scheduler_job_id} and left no final state",
                         {"failure_reason": "lost: the scheduler has no record of the job and no exit code was written",
-                         "finished_at": now, "missing_count": misses})
+                         "finished_at": now, "missing_count": misses, "end_cause": EndCause.LOST.value})
     return Decision(view.job_id, view.state, None, None, {"missing_count": misses, "missing_since": since})
 
 
@@ -209,7 +226,7 @@ def decide(view: JobView, evidence: Evidence, now: float) -> Decision | None:
             reason = "cancelled by user (the scheduler reports the job ended)"
             return Decision(view.job_id, view.state, JobState.CANCELLED, reason, {
                 "failure_reason": "cancelled by user", "finished_at": now, "missing_count": 0,
-                "missing_since": None,
+                "missing_since": None, "end_cause": EndCause.CANCELLED_BY_USER.value,
             })
         fields = _clear_misses(view)  # known to the scheduler: not missing; how it ended comes later
         return Decision(view.job_id, view.state, None, None, fields) if fields else None

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Sequence
 
+from molq.causes import EndCause
 from molq.engine.context import EngineContext
 from molq.engine.faults import crash_point
 from molq.engine.prepare import dependency_verdict, may_retry, prepare, stored_request
@@ -63,13 +64,15 @@ def release_held(ctx: EngineContext, records: Sequence[JobRecord]) -> int:
         crash_point("hold:after-claim")
         moved += 1
         if verdict is False:
-            ctx.transition(record, JobState.FAILED, reason=why, failure_reason=why, finished_at=time.time())
+            ctx.transition(record, JobState.FAILED, reason=why, failure_reason=why, finished_at=time.time(),
+                           end_cause=EndCause.DEPENDENCY_NEVER_SATISFIED.value)
             continue
         try:
             sub = prepare(ctx, stored_request(ctx, record.job_id), job_id=record.job_id)
         except ConfigError as exc:
             ctx.transition(record, JobState.FAILED, reason=f"cannot be submitted: {exc}",
-                           failure_reason=f"cannot be submitted: {exc}", finished_at=time.time())
+                           failure_reason=f"cannot be submitted: {exc}", finished_at=time.time(),
+                           end_cause=EndCause.LAUNCH_FAILED.value)
             continue
         if sub.held is not None:  # an upstream got a new attempt meanwhile: hold again
             ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=JobState.CREATED, held=sub.held)

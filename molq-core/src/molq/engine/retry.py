@@ -25,8 +25,10 @@ from molq.events import EventType
 from molq.identity import host_identity as host_name
 from molq.model import (
     JobRecord,
+    JobResources,
     RetryPolicy,
 )
+from molq.retry_rules import RetryPlan, grown_resources, plan_retry
 
 log = logging.getLogger("molq.engine")
 
@@ -46,19 +48,30 @@ def schedule_retry(ctx: EngineContext, job_id: str, pending: list[PendingEvent] 
     """After ``job_id`` ended: set the due time of its next attempt, if its policy wants one."""
     record = ctx.store.get_job(ctx.cluster_name, job_id)
     policy = retry_policy(ctx, job_id)
-    if policy is None or not policy.should_retry(record):
+    if policy is None:
+        return
+    plan = _plan(ctx, policy, record)
+    if plan is None:
         return
     # Counted from the attempt's end, not from when a refresh noticed it: an end noticed late
-    # (no molq process was looking) is not retried later for that.
+    # (no molq process was looking) is not retried later for that. A run that does not count
+    # (preempted, node failure) goes again at once: no backoff.
     now = time.time()
     ended = record.finished_at if record.finished_at is not None and record.finished_at <= now else now
-    due = ended + policy.backoff.delay(record.attempt)
+    due = ended + policy.backoff.delay(record.attempt) if plan.counted else now
     ctx.store.update_job(ctx.cluster_name, job_id, next_retry_at=due)
-    data: dict[str, Any] = {"due_at": due, "attempt": record.attempt + 1}
+    data: dict[str, Any] = {"due_at": due, "attempt": record.attempt + 1,
+                            "end_cause": record.end_cause.value if record.end_cause else None,
+                            "counted": plan.counted}
     if pending is not None:
         pending.append(PendingEvent(job_id, None, None, EventType.JOB_RETRYING, data))
     else:
         ctx.emit(EventType.JOB_RETRYING, job_id, record=record, **data)
+
+
+def _plan(ctx: EngineContext, policy: RetryPolicy, record: JobRecord) -> RetryPlan | None:
+    family = tuple(ctx.store.get_retry_family(ctx.cluster_name, record.root_job_id))
+    return plan_retry(policy, record, family)
 
 
 def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRecord]:
@@ -82,8 +95,15 @@ def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
     the upstreams' latest attempts). None if another process retries it, or it cannot be."""
     spec = ctx.store.internals(ctx.cluster_name, failed.job_id).spec
     new_id = uuid.uuid4().hex
+    request = stored_request(ctx, failed.job_id)
+    policy = retry_policy(ctx, failed.job_id)
+    plan = _plan(ctx, policy, failed) if policy is not None else None
+    if plan is not None and plan.grow is not None:
+        # The next attempt asks for more of what this one ran out of; its row records it.
+        grown = grown_resources(request.resources or JobResources(), plan.grow, failed)
+        request = attrs.evolve(request, resources=grown)
     try:
-        sub = prepare(ctx, stored_request(ctx, failed.job_id), job_id=new_id, attempt_of=failed)
+        sub = prepare(ctx, request, job_id=new_id, attempt_of=failed)
     except ConfigError as exc:
         if ctx.store.claim_retry(ctx.cluster_name, failed.job_id, "none"):
             ctx.store.update_job(ctx.cluster_name, failed.job_id,

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
+from molq.causes import EndCause
 from molq.engine.context import EngineContext
 from molq.engine.faults import crash_point
 from molq.engine.prepare import JobRequest, prepare
@@ -117,7 +118,8 @@ def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
     except (SchedulerError, TransportError, ConfigError, OSError) as exc:
         message = (getattr(exc, "stderr", "") or str(exc)).strip()
         ctx.transition(record, JobState.FAILED, reason=f"submission failed: {message}",
-                       failure_reason=f"submission failed: {message}", finished_at=time.time())
+                       failure_reason=f"submission failed: {message}", finished_at=time.time(),
+                       end_cause=EndCause.LAUNCH_FAILED.value)
         if isinstance(exc, SubmitError):
             raise
         raise SubmitError(f"submitting to {ctx.cluster_name} failed: {message}",

@@ -326,7 +326,16 @@ class HostSpool(ScriptSpool):
             cancelled=os.path.exists(wrapper.join_path(d, queue.CANCELLED_FILE)),
             exit_unknown=os.path.exists(wrapper.join_path(d, wrapper.EXIT_UNKNOWN_FILE)),
             started_at=started_at, finished_at=finished_at,
+            usage=self._times_line(wrapper.join_path(d, wrapper.USAGE_FILE)) if code is not None else None,
+            oom_killed=code is not None and os.path.exists(wrapper.join_path(d, wrapper.OOM_KILLED_FILE)),
+            cpus=info.get("cpus"),
         )
+
+    def _times_line(self, path: str) -> str | None:
+        """The children's line (the second) of the wrapper's ``times`` output."""
+        text = self._read(path)
+        lines = (text or "").split("\n")
+        return lines[1] if len(lines) > 1 else None
 
     def cancel(self, sids: Sequence[str], grace: float, max_cpus: int) -> None:
         spool = self.path

@@ -14,7 +14,9 @@ import re
 import attrs
 
 from molq import wrapper
+from molq.causes import EndCause, cause_from_exit
 from molq.model import JobState, QueueEntry, SchedulerStatus
+from molq.usage import Usage
 
 __all__ = ["JobFacts", "status_from", "entry_name", "entry_sid", "queue_line", "parse_queue",
            "SID_RE", "CANCELLED_FILE", "NEVER_RAN_FILE"]
@@ -38,6 +40,21 @@ class JobFacts:
     exit_unknown: bool = False  # the wrapper could not write its exit code
     started_at: float | None = None
     finished_at: float | None = None
+    usage: str | None = None  # the CPU-time line of the wrapper's `times`
+    oom_killed: bool = False  # SIGKILL with a new OOM kill in the wrapper's cgroup
+    cpus: int | None = None  # cores the job was given
+
+
+#: SIGKILL: what the kernel's OOM killer sends.
+_SIGKILL = 9
+
+
+def _usage(f: JobFacts) -> Usage | None:
+    elapsed = None
+    if f.started_at is not None and f.finished_at is not None:
+        elapsed = max(f.finished_at - f.started_at, 0.0)
+    usage = Usage(elapsed_seconds=elapsed, cpu_seconds=wrapper.parse_times_line(f.usage), cpus=f.cpus)
+    return None if usage.cpu_seconds is None else usage
 
 
 def status_from(f: JobFacts) -> SchedulerStatus | None:
@@ -50,18 +67,24 @@ def status_from(f: JobFacts) -> SchedulerStatus | None:
         # Only a signal death can be a cancel: the marker counts just then.
         if sig is not None and f.cancelled:
             return SchedulerStatus(JobState.CANCELLED, "cancelled", code, sig, "cancelled",
-                                   started_at=f.started_at, finished_at=f.finished_at)
+                                   started_at=f.started_at, finished_at=f.finished_at,
+                                   end_cause=EndCause.CANCELLED_BY_USER, usage=_usage(f))
+        cause = cause_from_exit(JobState.SUCCEEDED if code == 0 else JobState.FAILED, code, sig)
+        if sig == _SIGKILL and f.oom_killed:
+            cause, reason = EndCause.OUT_OF_MEMORY, "killed by the kernel's out-of-memory killer (SIGKILL)"
         return SchedulerStatus(JobState.SUCCEEDED if code == 0 else JobState.FAILED, "exited", code, sig,
-                               reason, started_at=f.started_at, finished_at=f.finished_at)
+                               reason, started_at=f.started_at, finished_at=f.finished_at,
+                               end_cause=cause, usage=_usage(f))
     if f.never_ran is not None:
-        return SchedulerStatus(JobState.FAILED, "never_ran", None, None, f.never_ran.strip())
+        return SchedulerStatus(JobState.FAILED, "never_ran", None, None, f.never_ran.strip(),
+                               end_cause=EndCause.LAUNCH_FAILED)
     if f.running or f.alive:
         return SchedulerStatus(JobState.RUNNING, "running", started_at=f.started_at)
     if f.claimed:
         return SchedulerStatus(JobState.QUEUED, "starting")
     if f.cancelled:
         return SchedulerStatus(JobState.CANCELLED, "cancelled", None, None, "cancelled",
-                               started_at=f.started_at)
+                               started_at=f.started_at, end_cause=EndCause.CANCELLED_BY_USER)
     if f.exit_unknown:
         return None  # it ended, but its exit code could not be written (a full disk)
     # Neither queued, running nor finished: the wrapper died without writing its exit code

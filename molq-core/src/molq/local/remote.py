@@ -135,11 +135,14 @@ class ScriptSpool:
             if tag == "J":
                 sid, _, flags = rest.partition(" ")
                 facts[sid] = {"queued": "q" in flags, "claimed": "c" in flags, "running": "r" in flags,
-                              "alive": "a" in flags, "cancelled": "x" in flags, "exit_unknown": "u" in flags}
+                              "alive": "a" in flags, "cancelled": "x" in flags, "exit_unknown": "u" in flags,
+                              "oom_killed": "o" in flags}
             elif tag == "F":
                 sid, name, value = (rest.split(" ", 2) + ["", ""])[:3]
                 if sid in facts and name in ("exit_code", "never_ran"):
                     facts[sid][name] = value + "\n"  # reported only once the line was complete
+                elif sid in facts and name == "usage":
+                    facts[sid]["usage"] = value
             elif tag == "T":
                 mtime, _, path = rest.partition(" ")
                 head, _, name = path.rpartition("/")

@@ -8,10 +8,12 @@ from typing import Any, Literal
 import attrs
 
 from molq._states import JobState
+from molq.causes import EndCause, parse_causes
 from molq.errors import ConfigError
 from molq.model._checks import _positive_int
 from molq.model.records import JobRecord
 from molq.model.submission import JobExecution, JobResources, JobScheduling
+from molq.retry_rules import Grow, Resubmit, plan_retry
 
 
 @attrs.frozen
@@ -44,6 +46,15 @@ def _opt_int_tuple(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(int(v) for v in value)
 
 
+def _opt_causes(value: Any) -> tuple[EndCause, ...] | None:
+    if value is None:
+        return None
+    try:
+        return parse_causes(value)
+    except ValueError as exc:
+        raise ConfigError(f"retry_on_causes: {exc}") from None
+
+
 @attrs.frozen
 class RetryPolicy:
     """How many attempts a job gets and which outcomes are retried."""
@@ -57,12 +68,18 @@ class RetryPolicy:
     )
     backoff: RetryBackoff = RetryBackoff()
 
-    def should_retry(self, record: JobRecord) -> bool:
-        if record.attempt >= self.max_attempts or record.state not in self.retry_on_states:
-            return False
-        if self.retry_on_exit_codes is not None and record.state == JobState.FAILED:
-            return record.exit_code in self.retry_on_exit_codes
-        return True
+    #: Retry exactly these end causes (instead of ``retry_on_states``/``retry_on_exit_codes``).
+    retry_on_causes: tuple[EndCause, ...] | None = attrs.field(default=None, converter=_opt_causes)
+    #: Per-cause rules (:mod:`molq.retry_rules`): how the next attempt differs, if at all.
+    on_out_of_memory: Grow | None = attrs.field(factory=lambda: Grow(memory=1.5, max="64G"))
+    on_time_limit: Grow | None = attrs.field(factory=lambda: Grow(time=2.0, max="48h"))
+    on_preempted: Resubmit | None = attrs.field(factory=lambda: Resubmit(count_as_attempt=False))
+    on_node_failure: Resubmit | None = attrs.field(factory=lambda: Resubmit(count_as_attempt=False))
+
+    def should_retry(self, record: JobRecord, family: tuple[JobRecord, ...] = ()) -> bool:
+        """Whether ``record`` gets another attempt (``family``: its retry family, for the
+        attempts that did not count); see :func:`molq.retry_rules.plan_retry`."""
+        return plan_retry(self, record, family) is not None
 
 
 @attrs.frozen

@@ -9,7 +9,9 @@ from typing import Literal
 import attrs
 
 from molq._states import TERMINAL_STATES, JobState
+from molq.causes import EndCause, to_cause
 from molq.model.submission import DependencyCondition
+from molq.usage import Usage, to_usage
 
 # Legal moves of the state machine; the store refuses anything else.
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -100,6 +102,10 @@ class JobRecord:
     next_retry_at: float | None = None
     retried_by: str | None = None
     cleaned_at: float | None = None
+    #: Why a terminal job ended (None while active, and for records older than end causes).
+    end_cause: EndCause | None = attrs.field(default=None, converter=to_cause)
+    #: What it used, where the scheduler reports it.
+    usage: Usage | None = attrs.field(default=None, converter=to_usage, hash=False)
 
     @property
     def is_terminal(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from molq._states import JobState
+from molq.causes import EndCause, to_cause
 from molq.errors import ConfigError
 from molq.model.submission import (
     DEPENDENCY_CONDITIONS,
@@ -17,6 +18,7 @@ from molq.model.submission import (
     JobScheduling,
     Script,
 )
+from molq.usage import Usage
 
 # Fields a scheduler may or may not honour, named as users write them.
 CAPABILITY_FIELDS: dict[str, str] = {
@@ -92,6 +94,11 @@ class SchedulerStatus:
     #: The job waits on a dependency that can never be satisfied (e.g. SLURM's
     #: ``DependencyNeverSatisfied``): the engine cancels it and records why.
     dependency_never_satisfied: bool = False
+    #: Why a terminal job ended, from the backend's own evidence (None: derive it from the
+    #: state and exit status, see :func:`molq.causes.cause_from_exit`).
+    end_cause: EndCause | None = attrs.field(default=None, converter=to_cause)
+    #: What the job used, where the scheduler reports it.
+    usage: Usage | None = attrs.field(default=None, hash=False)
 
 
 # The seed API calls the terminal answer of a scheduler a TerminalStatus.

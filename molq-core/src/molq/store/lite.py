@@ -140,6 +140,16 @@ def list_jobs(
         raise StoreError(f"cannot read the job store {path}: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
+        try:
+            return [convert(row) for row in conn.execute(sql, params)]  # type: ignore[return-value]
+        except sqlite3.OperationalError as exc:
+            if "no such column" not in str(exc):
+                raise
+        # A store of an older schema, not migrated yet (this reader never writes): the columns
+        # added since read as NULL.
+        present = {r[1] for r in conn.execute(f"PRAGMA table_info({JOBS_TABLE})")}
+        cols = [c if c in present else f"NULL AS {c}" for c in RECORD_COLUMNS]
+        sql = sql.replace(", ".join(RECORD_COLUMNS), ", ".join(cols), 1)
         return [convert(row) for row in conn.execute(sql, params)]  # type: ignore[return-value]
     except sqlite3.Error as exc:
         raise StoreError(

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 __all__ = ["JOBS_TABLE", "RECORD_COLUMNS", "LiteRecord", "row_to_lite", "row_to_record"]
 
 JOBS_TABLE = JOBS.name
+# Columns decoded into another attribute: metadata_json -> metadata, usage_json -> usage.
+_JSON_COLUMNS = ("metadata_json", "usage_json")
 
 
 def _fields(m: Mapping[str, Any]) -> dict[str, Any]:
-    data = {name: m[name] for name in RECORD_COLUMNS if name != "metadata_json"}
+    data = {name: m[name] for name in RECORD_COLUMNS if name not in _JSON_COLUMNS}
     data["state"] = JobState(data["state"])
     data["metadata"] = json.loads(m["metadata_json"] or "{}")
+    data["usage"] = json.loads(m["usage_json"]) if m["usage_json"] else None
     if data["attempt"] is None:
         data["attempt"] = 1
     if data["command_display"] is None:
@@ -39,7 +42,7 @@ class LiteRecord:
     """A read-only job record with the attributes of :class:`~molq.model.JobRecord`, for
     printing listings without importing the model."""
 
-    __slots__ = (*(c for c in RECORD_COLUMNS if c != "metadata_json"), "metadata")
+    __slots__ = (*(c for c in RECORD_COLUMNS if c not in _JSON_COLUMNS), "metadata", "usage")
 
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():

@@ -16,7 +16,8 @@ __all__ = [
 ]
 
 # 1: first release. 2: target_json, missing_since. 3: cancel_requested_at, confirmed_at, held.
-SCHEMA_VERSION = 3
+# 4: end_cause, usage_json.
+SCHEMA_VERSION = 4
 
 ColumnType = Literal["str", "text", "int", "float"]
 
@@ -114,6 +115,9 @@ JOBS = Table(
         # why molq holds the submission back itself (an upstream may still retry); NULL for a
         # job handed to the scheduler as soon as it was stored
         _t("held"),
+        # why a terminal job ended (molq.causes.EndCause), and what it used (molq.usage.Usage)
+        _s("end_cause", 32),
+        _t("usage_json"),
     ),
     (
         Index("ix_molq_jobs_cluster_state", ("cluster_name", "state")),
@@ -155,12 +159,13 @@ LEASES = Table("molq_leases", (
 
 TABLES = (META, JOBS, TRANSITIONS, DEPENDENCIES, LEASES)
 
-# The jobs-table columns a JobRecord is built from (metadata_json decodes to .metadata).
+# The jobs-table columns a JobRecord is built from (metadata_json decodes to .metadata,
+# usage_json to .usage).
 RECORD_COLUMNS = [
     "job_id", "cluster_name", "scheduler", "state", "root_job_id", "attempt",
     "previous_attempt_job_id", "retry_group_id", "profile_name", "scheduler_job_id", "raw_state",
     "created_at", "submitted_at", "started_at", "finished_at", "updated_at", "exit_code",
     "exit_signal", "failure_reason", "cwd", "job_dir", "command_type", "command_display",
-    "job_name", "metadata_json", "next_retry_at", "retried_by", "cleaned_at",
+    "job_name", "metadata_json", "next_retry_at", "retried_by", "cleaned_at", "end_cause", "usage_json",
 ]
 assert set(RECORD_COLUMNS) <= set(JOBS.column_names())

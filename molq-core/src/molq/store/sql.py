@@ -92,9 +92,11 @@ def _sqlite_cas_sql(columns: tuple[str, ...]) -> str:
 
 
 def _record_from_values(row: dict[str, Any]) -> JobRecord:
-    data: dict[str, Any] = {name: row.get(name) for name in RECORD_COLUMNS if name != "metadata_json"}
+    data: dict[str, Any] = {name: row.get(name) for name in RECORD_COLUMNS
+                            if name not in ("metadata_json", "usage_json")}
     data["state"] = JobState(data["state"])
     data["metadata"] = json.loads(row.get("metadata_json") or "{}")
+    data["usage"] = row.get("usage_json")  # JobRecord decodes the JSON text
     data["attempt"] = data["attempt"] or 1
     data["command_display"] = data["command_display"] or ""
     return JobRecord(**data)

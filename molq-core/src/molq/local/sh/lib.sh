@@ -377,7 +377,12 @@ molq_facts() {
     [ ! -e "$d/started" ] || flags="${flags}s"
     [ ! -e "$d/cancelled" ] || flags="${flags}x"
     [ ! -e "$d/exit_unknown" ] || flags="${flags}u"
+    [ ! -e "$d/oom_killed" ] || flags="${flags}o"
     printf 'J %s %s\n' "$sid" "${flags:--}"
+    # The CPU time of the job's processes: the second line of the wrapper's `times`.
+    if [ -f "$d/usage" ] && { IFS= read -r v && IFS= read -r v; } 2>/dev/null < "$d/usage"; then
+        printf 'F %s usage %s\n' "$sid" "$v"
+    fi
     for n in exit_code never_ran; do
         # A file counts once its line is complete (the exit code is one write ending in \n).
         if [ -f "$d/$n" ] && molq_line "$d/$n"; then printf 'F %s %s %s\n' "$sid" "$n" "$v"; fi
