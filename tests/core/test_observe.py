@@ -164,6 +164,21 @@ def test_accounting_alive_evidence_is_kept(jobs):
     assert obs.statuses["j1"].state == JobState.RUNNING and "j1" not in obs.absent
 
 
+def test_accounting_that_lags_the_queue_is_overruled_by_the_wrapper_exit_file(jobs):
+    """The job left the queue and its wrapper wrote exit 7, but accounting still says it runs
+    (slurmdbd records the end a moment later): the end is the exit file's, not 'running'."""
+    with open(f"{jobs[0].job_dir}/exit_code", "w") as fh:
+        fh.write("7\n")
+    obs = _sched({"queue": (0, "", ""), "accounting": (0, "1 R\n2 PD\n", "")}).observe(jobs)
+    assert (obs.statuses["j1"].state, obs.statuses["j1"].exit_code) == (JobState.FAILED, 7)
+    assert obs.statuses["j2"].state == JobState.QUEUED  # no exit file: accounting's word stands
+    # An emptied exit file (a new attempt started) is no evidence of an end.
+    with open(f"{jobs[0].job_dir}/exit_code", "w") as fh:
+        fh.write("")
+    obs = _sched({"queue": (0, "", ""), "accounting": (0, "1 R\n", "")}).observe(jobs)
+    assert obs.statuses["j1"].state == JobState.RUNNING
+
+
 def test_cancel_outcomes(jobs):
     assert set(_sched({"cancel": (0, "", "")}).cancel_many(jobs).values()) == {CancelOutcome.REQUESTED}
     out = _sched({"cancel": (1, "", "scancel: error: Kill job error on job id 2: Job/step already completed\n")}

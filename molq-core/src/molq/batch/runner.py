@@ -353,7 +353,11 @@ class BatchScheduler(SchedulerBase):
         # a cross-check of accounting codes the dialect calls ambiguous.
         unresolved = [sid for sid in sids if sid not in resolved]
         ambiguous = [sid for sid, st in resolved.items() if st.state.is_terminal and dialect.exit_code_ambiguous(st)]
-        wanted = [by_sid[sid] for sid in unresolved + ambiguous]
+        # Accounting is written after the controller lets a job go: for a moment it can still
+        # say PENDING/RUNNING for a job that has left the queue. The wrapper's exit file (emptied
+        # when an attempt starts) then tells the end the accounting will record.
+        lagging = [sid for sid, st in resolved.items() if not st.state.is_terminal]
+        wanted = [by_sid[sid] for sid in unresolved + ambiguous + lagging]
         try:
             files = read_exit_files(self.transport, wanted)
         except (TransportError, OSError) as exc:
@@ -368,6 +372,10 @@ class BatchScheduler(SchedulerBase):
             from_file = files.get(by_sid[sid].job_id)
             if from_file is not None:
                 resolved[sid] = dialect.refine_exit(resolved[sid], from_file)
+        for sid in lagging:
+            from_file = files.get(by_sid[sid].job_id)
+            if from_file is not None:
+                resolved[sid] = from_file
         return resolved, absent, problems
 
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
