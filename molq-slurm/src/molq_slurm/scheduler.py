@@ -37,7 +37,7 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
     ('slurm', 'SlurmDialect')
     """
     options = options or SlurmOptions()
-    return BatchScheduler(
+    scheduler = BatchScheduler(
         SlurmDialect.from_options(options),
         transport,
         binaries=dict(options.binaries),
@@ -51,3 +51,5 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
         ),
         sleep=sleep,
     )
+    scheduler.pacing = options.pacing()
+    return scheduler
