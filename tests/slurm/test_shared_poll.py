@@ -182,3 +182,25 @@ def test_profile_keys_set_the_pacing_and_bad_values_are_refused() -> None:
         _ = Cluster("p", "slurm", scheduler_options={"poll_interval": 10, "poll_interval_max": 5}).scheduler_impl
     with pytest.raises(ConfigError, match="commands_per_minute"):
         _ = Cluster("p", "slurm", scheduler_options={"commands_per_minute": 0}).scheduler_impl
+
+
+def test_daemon_status_says_the_scheduler_is_failing(fakes: FakeCommands, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    fakes.set("sbatch", "101\n")
+    fakes.set("squeue", _controller_down())
+    a, _b = _pair(tmp_path, PacingPolicy(min_interval=1.0, backoff_initial=120.0, backoff_max=240.0))
+    a.submit_job(command="true")
+    a.refresh_jobs()
+    env = dict(os.environ, MOLQ_STORE_URL=f"sqlite:///{tmp_path}/jobs.db")
+    proc = subprocess.run([sys.executable, "-m", "molq", "daemon", "status", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr  # no daemon runs; the status is still printed
+    (entry,) = [c for c in json.loads(proc.stdout)["clusters"] if c["name"] == "shared"]
+    assert "polling paused" in entry["scheduler_problem"]
+    assert "Unable to contact slurm controller" in entry["scheduler_problem"]
+    text = subprocess.run([sys.executable, "-m", "molq", "daemon", "status"], env=env,
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "shared: scheduler failing (1 in a row" in text
