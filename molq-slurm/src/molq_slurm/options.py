@@ -53,6 +53,8 @@ class SlurmOptions(SchedulerOptions):
       and changes) and the longest (while nothing moves).
     * ``commands_per_minute`` -- status commands all molq processes on the store may run per
       minute against this cluster.
+    * ``max_array_size`` -- the cluster's ``MaxArraySize`` (largest array index + 1) instead of
+      the value ``scontrol show config`` reports; arrays reaching it are split into several.
     """
 
     binaries: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("SlurmOptions.binaries")(v), hash=False)
@@ -69,6 +71,7 @@ class SlurmOptions(SchedulerOptions):
     poll_interval: float = attrs.field(default=2.0, validator=positive_number("SlurmOptions.poll_interval"))
     poll_interval_max: float = attrs.field(default=30.0, validator=positive_number("SlurmOptions.poll_interval_max"))
     commands_per_minute: int = attrs.field(default=60, validator=positive_number("SlurmOptions.commands_per_minute"))
+    max_array_size: int | None = attrs.field(default=None)
 
     def pacing(self) -> PacingPolicy:
         """These options' polling limits (:mod:`molq.pacing`)."""
@@ -79,6 +82,9 @@ class SlurmOptions(SchedulerOptions):
 
     def __attrs_post_init__(self) -> None:
         self.pacing()  # refuse an inconsistent pair of intervals when the profile is read
+        if self.max_array_size is not None and (isinstance(self.max_array_size, bool) or not isinstance(
+                self.max_array_size, int) or self.max_array_size < 1):
+            raise ConfigError(f"SlurmOptions.max_array_size must be a whole number >= 1, got {self.max_array_size!r}")
         unknown = sorted(set(self.binaries) - set(SLURM_COMMANDS))
         if unknown:
             raise ConfigError(

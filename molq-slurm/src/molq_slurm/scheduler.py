@@ -52,4 +52,5 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
         sleep=sleep,
     )
     scheduler.pacing = options.pacing()
+    scheduler.array_limit = options.max_array_size
     return scheduler

@@ -21,6 +21,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("molq.cli.commands", "show", "Show one job: record, transitions, retries, dependencies."),
     "watch": ("molq.cli.commands", "watch", "Follow jobs until every one is finished."),
     "cancel": ("molq.cli.commands", "cancel", "Cancel jobs."),
+    "resubmit": ("molq.cli.resubmit_cmd", "resubmit", "Submit an ended job again (--failed-tasks: an array's failed tasks)."),
     "logs": ("molq.cli.commands", "logs", "Print a job's standard output (or error)."),
     "queue": ("molq.cli.commands", "queue", "Show the scheduler's own queue (all your jobs)."),
     "cleanup": ("molq.cli.commands", "cleanup", "Remove old job directories and records."),

@@ -16,7 +16,7 @@ import attrs
 
 from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.faults import crash_point
-from molq.engine.prepare import prepare, stored_request
+from molq.engine.prepare import JobRequest, prepare, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
 from molq.events import EventType
@@ -71,13 +71,14 @@ def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRec
     return started
 
 
-def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
+def resubmit(ctx: EngineContext, failed: JobRecord, request: JobRequest | None = None) -> JobRecord | None:
     """The next attempt of ``failed``, with the same spec and dependencies (recompiled against
-    the upstreams' latest attempts). None if another process retries it, or it cannot be."""
+    the upstreams' latest attempts), or ``request`` instead of the stored one (the failed tasks
+    of an array only). None if another process retries it, or it cannot be."""
     spec = ctx.store.internals(ctx.cluster_name, failed.job_id).spec
     new_id = uuid.uuid4().hex
     try:
-        sub = prepare(ctx, stored_request(ctx, failed.job_id), job_id=new_id, attempt_of=failed)
+        sub = prepare(ctx, request or stored_request(ctx, failed.job_id), job_id=new_id, attempt_of=failed)
     except ConfigError as exc:
         if ctx.store.claim_retry(ctx.cluster_name, failed.job_id, "none"):
             ctx.store.update_job(ctx.cluster_name, failed.job_id,
