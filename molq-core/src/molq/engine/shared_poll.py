@@ -6,8 +6,8 @@ asks :func:`open_gate` before running status commands. The gate reads and update
 cluster's shared record (:class:`~molq.pacing.ClusterPace`) in one atomic store operation and
 says whether this refresh polls or uses what the store already holds:
 
-* **shared answer** -- a poll's decisions are in the store once it ends; a job updated no later
-  than that is described there as the poll found it. A waiting loop's refresh whose jobs are
+* **shared answer** -- a poll's decisions are in the store once it ends; a job submitted before
+  the poll began and updated no later than its end is described there as the poll found it. A waiting loop's refresh whose jobs are
   all described so, within the current interval, polls nothing. So does one while another
   process is polling (it holds the claim), and any less than ``min_interval`` after the last
   poll: a new submission waits at most that long for its first answer. A refresh the user asked
@@ -68,6 +68,18 @@ def policy_of(ctx: EngineContext) -> PacingPolicy | None:
     if not isinstance(policy, PacingPolicy) or not hasattr(ctx.store, "update_pace"):
         return None
     return policy
+
+
+def _covered(p: ClusterPace, records: Sequence[JobRecord]) -> bool:
+    """Whether the last poll describes every record: none was submitted after the poll began
+    (it may have missed it) and none was changed after its decisions were written (by anyone
+    else: a cancel request, a resubmission)."""
+    if p.written_at is None or p.polled_at is None:
+        return False
+    for r in records:
+        if max(r.submitted_at or 0.0, r.created_at or 0.0) > p.polled_at or (r.updated_at or 0.0) > p.written_at:
+            return False
+    return True
 
 
 def _newest_change(records: Sequence[JobRecord]) -> float:
@@ -177,7 +189,7 @@ def open_gate(ctx: EngineContext, records: Sequence[JobRecord], *, waiting: bool
             verdict.append("budget")
             return None
         probing = p.failures > 0  # the pause is over: this poll is the probe
-        covered = p.written_at is not None and newest <= p.written_at
+        covered = _covered(p, records)
         if not probing:
             if covered and now - last < (max(p.interval, policy.min_interval) if waiting else policy.min_interval):
                 verdict.append("reuse")
