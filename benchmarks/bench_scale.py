@@ -106,7 +106,8 @@ def waiting_processes(bench: Bench, url: str, processes: int, wait: float, inter
     shim = bench.workdir / "shim"
     shim.mkdir(exist_ok=True)
     log = bench.workdir / "squeue.log"
-    (shim / "squeue").write_text(f"#!/bin/sh\necho x >> {shlex.quote(str(log))}\nexec {shlex.quote(real)} \"$@\"\n")
+    (shim / "squeue").write_text(f"#!/bin/sh\ndate +%s.%N >> {shlex.quote(str(log))}\n"
+                                 f"exec {shlex.quote(real)} \"$@\"\n")
     (shim / "squeue").chmod(0o755)
     env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ['PATH']}")
     name = "scale-wait"
@@ -129,10 +130,15 @@ def waiting_processes(bench: Bench, url: str, processes: int, wait: float, inter
             bad = [e for p, e in zip(procs, errors, strict=True) if p.returncode != 0]
             if bad:
                 raise SystemExit(f"a waiting process failed: {bad[0][-500:]}")
-            calls = len(log.read_text().splitlines())
+            stamps = sorted(float(line) for line in log.read_text().split())
+            calls = len(stamps)
+            # The rate while they wait: from the first call to the last (process start-up on a
+            # loaded machine is not waiting).
+            span = stamps[-1] - stamps[0] if calls > 1 else 0.0
+            rate = (calls - 1) * 60 / span if span else 0.0
             label = f"shared (interval {interval:g} s)" if shared == "1" else "unshared (each on its own)"
-            print(f"    {label:28s}: {calls:4d} calls in {seconds:5.1f} s = {calls * 60 / seconds:6.1f}/min"
-                  + (f"   (one per interval: {60 / interval:.1f}/min)" if shared == "1" else ""))
+            print(f"    {label:28s}: {calls:4d} calls in {span:5.1f} s of waiting = {rate:6.1f}/min "
+                  f"(run {seconds:.1f} s)" + (f"   one per interval: {60 / interval:.1f}/min" if shared == "1" else ""))
     finally:
         bench.scancel(bench.created)
         submitor.close()
