@@ -30,7 +30,7 @@ def _columns(path: Path) -> set[str]:
 
 
 def _check_migrated(store: JobStore, *, lease: bool = True) -> None:
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     up = store.get_job("c", "old-up")
     assert (up.state, up.scheduler_job_id, up.exit_code, up.metadata) == (JobState.SUCCEEDED, "123", 0, {"k": "v"})
     assert [t.new_state for t in store.get_transitions("c", "old-up")] == [

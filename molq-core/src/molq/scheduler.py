@@ -22,6 +22,7 @@ from molq.model import (
     SchedulerCapabilities,
     SchedulerStatus,
 )
+from molq.pacing import PacingPolicy
 from molq.transport import Transport
 
 __all__ = [
@@ -210,6 +211,10 @@ class SchedulerBase:
     #: else (the local scheduler on this host): only that host may reconcile, retry or cancel
     #: its jobs. Another host sharing the store cannot see them, so must never count a miss.
     host_bound: bool = False
+    #: The cluster's polling limits, shared by every process on the store
+    #: (:mod:`molq.engine.shared_poll`); None: every refresh polls (cheap or local schedulers).
+    pacing: PacingPolicy | None = None
+
     @property
     def submit_in_flight_seconds(self) -> float:
         """How long after its submitter died a submit command may still reach the scheduler (a

@@ -329,6 +329,14 @@ class Submitor:
         """
         return _loops.watch(self._ctx, job_ids, timeout=timeout, poll_interval=poll_interval)
 
+    def rerun_failed_tasks(self, job_id: str) -> JobHandle:
+        """Re-run only the tasks of an ended array job that did not succeed (exit code other
+        than 0, or none), as the job's next attempt, in one submission."""
+        from molq.engine.rerun import rerun_failed_tasks
+
+        record = rerun_failed_tasks(self._ctx, job_id)
+        return JobHandle(self, record.root_job_id, record.scheduler_job_id)
+
     def cancel_job(self, job_id: str) -> None:
         """Cancel the latest active attempt of a job (and any retry it was waiting for).
         A job that already finished keeps its final state."""

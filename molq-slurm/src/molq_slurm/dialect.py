@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 import attrs
 from molq import wrapper
+from molq.arrays import owner_of
 from molq.batch import AccountingUnavailable, BatchDialect
 from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
@@ -419,13 +420,34 @@ class SlurmDialect(BatchDialect):
             command=list(result.argv),
         )
 
+    # -- arrays beyond MaxArraySize (molq.array_runner) --------------------------------------
+    def limits_argv(self) -> list[str]:
+        return ["scontrol", "show", "config"]
+
+    def parse_max_array_size(self, result: CommandResult) -> int | None:
+        """``MaxArraySize = 1001`` from ``scontrol show config`` (the largest index + 1)."""
+        if result.returncode != 0:
+            self._raise(result, "scontrol")
+        match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", result.stdout, re.MULTILINE)
+        if match is None:
+            raise SchedulerError("scontrol show config printed no MaxArraySize",
+                                 stderr=result.stderr, command=list(result.argv))
+        return int(match.group(1))
+
+    def array_offset_line(self, offset: int) -> str:
+        # Before the wrapper reads the index: the job and molq's per-task files see the index
+        # the user asked for, not the part's shifted one.
+        return (f'[ -z "${{SLURM_ARRAY_TASK_ID:-}}" ] || '
+                f'export SLURM_ARRAY_TASK_ID=$((SLURM_ARRAY_TASK_ID + {int(offset)}))')
+
     # -- identity ----------------------------------------------------------------------------
     def for_jobs(self, jobs: Sequence[TrackedJob]) -> SlurmDialect:
         """A copy whose parsers drop records of other jobs under the same ids: a record whose
         comment is another molq tag, or that was submitted well before molq submitted the job."""
         bound = copy.copy(self)
         bound._expected = {
-            j.scheduler_job_id: _Expected(f"molq-{j.job_id}", j.submitted_at) for j in jobs if j.scheduler_job_id
+            j.scheduler_job_id: _Expected(f"molq-{owner_of(j.job_id)}", j.submitted_at)
+            for j in jobs if j.scheduler_job_id
         }
         return bound
 

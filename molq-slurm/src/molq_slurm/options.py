@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import attrs
 from molq.errors import ConfigError
+from molq.pacing import PacingPolicy
 from molq.scheduler import SchedulerOptions, optional_name, positive_number, string_list, string_map
 
 __all__ = ["SlurmOptions", "SLURM_COMMANDS"]
@@ -51,6 +52,13 @@ class SlurmOptions(SchedulerOptions):
     * ``command_timeout`` -- seconds one SLURM command may take.
     * ``retry_attempts``, ``retry_initial_delay``, ``retry_factor`` -- how a command that
       failed transiently (controller not answering, socket timeout) is retried.
+    * ``poll_interval`` / ``poll_interval_max`` -- seconds between two status polls of the
+      cluster by all molq processes on the store together: the shortest (after submissions
+      and changes) and the longest (while nothing moves).
+    * ``commands_per_minute`` -- status commands all molq processes on the store may run per
+      minute against this cluster.
+    * ``max_array_size`` -- the cluster's ``MaxArraySize`` (largest array index + 1) instead of
+      the value ``scontrol show config`` reports; arrays reaching it are split into several.
     """
 
     binaries: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("SlurmOptions.binaries")(v), hash=False)
@@ -65,8 +73,23 @@ class SlurmOptions(SchedulerOptions):
     retry_attempts: int = attrs.field(default=3)
     retry_initial_delay: float = attrs.field(default=0.5)
     retry_factor: float = attrs.field(default=2.0)
+    poll_interval: float = attrs.field(default=2.0, validator=positive_number("SlurmOptions.poll_interval"))
+    poll_interval_max: float = attrs.field(default=30.0, validator=positive_number("SlurmOptions.poll_interval_max"))
+    commands_per_minute: int = attrs.field(default=60, validator=positive_number("SlurmOptions.commands_per_minute"))
+    max_array_size: int | None = attrs.field(default=None)
+
+    def pacing(self) -> PacingPolicy:
+        """These options' polling limits (:mod:`molq.pacing`)."""
+        try:
+            return PacingPolicy(self.poll_interval, self.poll_interval_max, self.commands_per_minute)
+        except ConfigError as exc:
+            raise ConfigError(f"SlurmOptions: {exc}") from None
 
     def __attrs_post_init__(self) -> None:
+        self.pacing()  # refuse an inconsistent pair of intervals when the profile is read
+        if self.max_array_size is not None and (isinstance(self.max_array_size, bool) or not isinstance(
+                self.max_array_size, int) or self.max_array_size < 1):
+            raise ConfigError(f"SlurmOptions.max_array_size must be a whole number >= 1, got {self.max_array_size!r}")
         unknown = sorted(set(self.binaries) - set(SLURM_COMMANDS))
         if unknown:
             raise ConfigError(

@@ -41,7 +41,7 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
     dialect = SlurmDialect.from_options(options)
     if options.private_outputs and "SLURM_UMASK" not in options.env:
         dialect.user_umask = LoginUmask(transport)
-    return BatchScheduler(
+    scheduler = BatchScheduler(
         dialect,
         transport,
         binaries=dict(options.binaries),
@@ -55,3 +55,6 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
         ),
         sleep=sleep,
     )
+    scheduler.pacing = options.pacing()
+    scheduler.array_limit = options.max_array_size
+    return scheduler

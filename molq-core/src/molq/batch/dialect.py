@@ -85,6 +85,20 @@ class BatchDialect:
     def parse_submit(self, result: CommandResult) -> str:
         raise NotImplementedError
 
+    # -- arrays beyond the site's limit (molq.array_runner) ----------------------------------
+    def limits_argv(self) -> list[str] | None:
+        """The command that shows the site's array limit, or None (never split)."""
+        return None
+
+    def parse_max_array_size(self, result: CommandResult) -> int | None:
+        """The largest array index + 1 the site accepts, from :meth:`limits_argv`'s answer."""
+        return None
+
+    def array_offset_line(self, offset: int) -> str | None:
+        """Shell that adds ``offset`` to the scheduler's task index of a split array's part,
+        or None when this scheduler's arrays are never split."""
+        return None
+
     # -- identity ----------------------------------------------------------------------------
     def for_jobs(self, jobs: Sequence[TrackedJob]) -> BatchDialect:
         """This dialect, told which jobs the next status/accounting/fallback answers are about

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from molq import wrapper
+from molq import array_runner, wrapper
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files
@@ -81,6 +81,8 @@ class BatchScheduler(SchedulerBase):
         self._accounting_unavailable_at: float | None = None
         self._login_user: str | None = None
         self._found_programs: set[str] = set()
+        #: The array limit from the profile, instead of the site's (molq.array_runner).
+        self.array_limit: int | None = None
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
@@ -224,19 +226,27 @@ class BatchScheduler(SchedulerBase):
         create(path, script, mode=0o700)
         return path
 
-    def submit(self, spec: JobSpec, job_dir: str) -> str:
+    def submit(self, spec: JobSpec, job_dir: str, *, script: str | None = None) -> str:
         # A submission is not retried blindly: a timeout may hide an accepted job. Only
         # failures the dialect calls transient (refused before acceptance) are retried.
+        if script is None:
+            parts = array_runner.plan(self, spec)  # an array above the site's limit: several
+            if parts is not None:
+                return array_runner.submit_parts(self, spec, job_dir, parts)
         stdin_argv = self.dialect.submit_stdin_argv(spec)
         if stdin_argv is None:
-            path = self.write_job_files(spec, job_dir)
+            if script is not None:
+                self._write_inline_script(spec, job_dir)
+                path = self._write_job_sh(job_dir, script)
+            else:
+                path = self.write_job_files(spec, job_dir)
             result = self.run(self._with_extra(self.dialect.submit_argv(path, spec)), is_submission=True)
             return self.dialect.parse_submit(result)
         # The script travels on stdin; job.sh in the job directory is molq's copy for people
         # and tools, written while the scheduler answers. An inline script is different: the
         # job runs it from the job directory, so it is in place before anything is submitted.
         self._write_inline_script(spec, job_dir)
-        script = self.dialect.render_script(spec, job_dir)
+        script = script if script is not None else self.dialect.render_script(spec, job_dir)
 
         def keep_copy() -> None:
             try:
@@ -278,6 +288,9 @@ class BatchScheduler(SchedulerBase):
         not know, accounting (or the fallback source when the scheduler keeps no accounting)
         and the wrapper's exit-code files. Never raises for a failed query: it is reported in
         ``problems`` and its jobs get no evidence."""
+        split = array_runner.expand(jobs)  # a split array: evidence per part, then per job
+        if split is not None:
+            return array_runner.combine_observation(self.observe(split[0], since=since), split[1])
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
         if not by_sid:
             return Observation()
@@ -394,6 +407,9 @@ class BatchScheduler(SchedulerBase):
     def cancel_many(self, jobs: Sequence[TrackedJob]) -> dict[str, CancelOutcome]:
         """Ask the scheduler to stop ``jobs``; what it answered, by molq job id. Raises
         :class:`SchedulerError` when the cancel failed or was refused."""
+        split = array_runner.expand(jobs)
+        if split is not None:
+            return array_runner.combine_cancel(self.cancel_many(split[0]), split[1])
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
         out: dict[str, CancelOutcome] = {}
         for chunk in _chunk_by_cost(list(by_sid.values()), self.dialect):

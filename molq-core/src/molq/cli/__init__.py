@@ -21,6 +21,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("molq.cli.view_cmd", "show", "Show one job: record, transitions, retries, dependencies."),
     "watch": ("molq.cli.view_cmd", "watch", "Follow jobs until every one is finished."),
     "cancel": ("molq.cli.cancel_cmd", "cancel", "Cancel jobs."),
+    "resubmit": ("molq.cli.resubmit_cmd", "resubmit", "Submit an ended job again (--failed-tasks: an array's failed tasks)."),
     "logs": ("molq.cli.logs_cmd", "logs", "Print a job's standard output (or error)."),
     "queue": ("molq.cli.queue_cmd", "queue", "Show the scheduler's own queue (all your jobs)."),
     "cleanup": ("molq.cli.cleanup_cmd", "cleanup", "Remove old job directories and records."),

@@ -239,6 +239,7 @@ def _status_data() -> dict[str, Any]:
     from molq.cli.common import open_store
     from molq.daemon import daemon_files, lease_holder, read_status, running
     from molq.engine.loops import daemon_lease_name
+    from molq.engine.shared_poll import pace_summary
 
     files = daemon_files(_store_url())
     info = running(files)
@@ -265,6 +266,8 @@ def _status_data() -> dict[str, Any]:
             "lease_owner": holder[0] if holder else None,
             "lease_host": host, "lease_pid": pid,
             "lease_expires_at": render.iso(holder[1]) if holder else None,
+            # the circuit breaker's state when the scheduler is failing (molq.engine.shared_poll)
+            "scheduler_problem": pace_summary(store, name, now=now),
             "_last_refresh": entry.get("last_refresh_at"), "_next_retry": min(retries) if retries else None,
         })
     started = status.get("started_at") or (info.started_at if info else None)
@@ -318,6 +321,9 @@ def status_cmd(as_json: bool) -> int:
                          _holder_text(c)])
         click.echo("")
         click.echo(render.table(["CLUSTER", "ACTIVE", "LAST REFRESH", "RESULT", "NEXT RETRY", "LEASE HELD BY"], rows))
+        for c in data["clusters"]:
+            if c["scheduler_problem"]:
+                click.echo(f"{c['name']}: {c['scheduler_problem']}")
     return 0 if data["running"] else 3
 
 

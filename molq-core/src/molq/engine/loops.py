@@ -64,7 +64,7 @@ def watch(ctx: EngineContext, job_ids: Sequence[str] | None = None, timeout: flo
     last_states: dict[str, Any] = {}
     done: dict[str, JobRecord] = {}
     while True:
-        refresh(ctx)
+        refresh(ctx, waiting=True)
         retry_due: list[float] = []
         open_roots = [r for r in roots if r not in done]
         latest = store.latest_attempts(cluster, open_roots)
@@ -174,7 +174,7 @@ def run_daemon(
 def _one_round(ctx: EngineContext, on_refresh: Callable[[RefreshResult], None] | None) -> None:
     started = time.monotonic()
     try:
-        result = refresh(ctx)
+        result = refresh(ctx, waiting=True)
     except MolqError as exc:
         log.error("%s: refresh failed: %s", ctx.cluster_name, exc)
         return
@@ -312,7 +312,7 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
         on_lease(ctx, True)
     started = time.monotonic()
     try:
-        result = refresh(ctx)
+        result = refresh(ctx, waiting=True)
     except Exception as exc:  # noqa: BLE001 - scheduler down, store locked: log it, go on
         if isinstance(exc, MolqError):
             log.error("%s: refresh failed: %s", name, exc)

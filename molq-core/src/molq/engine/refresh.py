@@ -9,7 +9,9 @@ Steps:
 1. read the cluster's active records (one query), plus LOST records that later evidence may
    correct (at most every :data:`LOST_RECHECK_SECONDS`);
 2. recover interrupted submissions (:mod:`molq.engine.adopt`);
-3. one :meth:`~molq.scheduler.Scheduler.observe` for all tracked jobs;
+3. one :meth:`~molq.scheduler.Scheduler.observe` for all tracked jobs, unless the cluster's
+   shared poll record says the store already holds a recent enough answer, the command budget
+   is spent or the circuit breaker pauses polling (:mod:`molq.engine.shared_poll`);
 4. :func:`~molq.engine.decide.decide` for each job; jobs whose dependency can never be satisfied
    are cancelled at the scheduler first;
 5. write every decision in one store transaction, then emit events;
@@ -30,8 +32,10 @@ from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.faults import crash_point
 from molq.engine.hold import release_held
 from molq.engine.retry import run_due_retries, schedule_retry
+from molq.engine.shared_poll import open_gate
 from molq.errors import SchedulerError, TransportError
 from molq.events import EventType
+from molq.evidence import Observation
 from molq.identity import host_identity as host_name
 from molq.model import JobRecord, JobState
 from molq.store.types import RELEASING
@@ -59,13 +63,15 @@ class RefreshResult:
 class RefreshPass:
     """One refresh of ``ctx``'s cluster (see the module docstring)."""
 
-    def __init__(self, ctx: EngineContext, *, now: float | None = None) -> None:
+    def __init__(self, ctx: EngineContext, *, now: float | None = None, waiting: bool = False) -> None:
         self.ctx = ctx
+        self.waiting = waiting
         self.now = time.time() if now is None else now
         self.pending: list[PendingEvent] = []
         self.ended: list[str] = []
         self.has_retry: dict[str, bool] = {}
         self.problems: list[str] = []
+        self.observation: Observation | None = None
 
     def run(self) -> RefreshResult:
         ctx = self.ctx
@@ -90,6 +96,7 @@ class RefreshPass:
             views[record.job_id] = rules.JobView.of(record, missing_count=row.missing_count,
                                                     missing_since=row.missing_since,
                                                     cancel_requested_at=row.cancel_requested_at)
+        lost_checked_at = ctx.lost_checked_at
         for record in self._lost_to_recheck():
             records[record.job_id] = record
             views[record.job_id] = rules.JobView.of(record)
@@ -97,8 +104,18 @@ class RefreshPass:
         try:
             if created:
                 self.ended.extend(adopt_orphans(ctx, created, self.pending))
-            if records:
-                changed = self.reconcile(list(records.values()), views)
+            gate = open_gate(ctx, list(records.values()), waiting=self.waiting)
+            self.problems.extend(gate.problems)
+            if gate.polls:
+                written = False
+                try:
+                    changed = self.reconcile(list(records.values()), views)
+                    written = True
+                finally:
+                    # A refresh that broke off recorded nothing the others could use.
+                    gate.close(self.observation if written else None, changed)
+            else:
+                ctx.lost_checked_at = lost_checked_at  # re-examined by the next real poll
         finally:
             ctx.emit_pending(self.pending)
         # Retries first: a held dependent must see its upstream's next attempt scheduled.
@@ -133,6 +150,7 @@ class RefreshPass:
         jobs = [ctx.tracked(r) for r in records]
         since = min((j.submitted_at for j in jobs if j.submitted_at), default=None)
         observation = ctx.scheduler.observe(jobs, since=(since - 60) if since else None)
+        self.observation = observation
         crash_point("refresh:after-observe")
         for problem in observation.problems:
             log.warning("%s: %s; jobs without an answer keep their state", ctx.cluster_name, problem)
@@ -181,6 +199,8 @@ class RefreshPass:
         return tr is not None
 
 
-def refresh(ctx: EngineContext) -> RefreshResult:
-    """Reconcile every active job of ``ctx``'s cluster and start the retries that are due."""
-    return RefreshPass(ctx).run()
+def refresh(ctx: EngineContext, *, waiting: bool = False) -> RefreshResult:
+    """Reconcile every active job of ``ctx``'s cluster and start the retries that are due.
+    ``waiting``: called by a loop (``watch``, the daemon), which polls at the cluster's
+    adaptive interval shared with every process on the store (:mod:`molq.engine.shared_poll`)."""
+    return RefreshPass(ctx, waiting=waiting).run()

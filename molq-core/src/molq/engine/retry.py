@@ -18,7 +18,7 @@ import attrs
 
 from molq.engine.context import EngineContext, PendingEvent
 from molq.engine.faults import crash_point
-from molq.engine.prepare import prepare, stored_request
+from molq.engine.prepare import JobRequest, prepare, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
 from molq.events import EventType
@@ -90,12 +90,13 @@ def run_due_retries(ctx: EngineContext, now: float | None = None) -> list[JobRec
     return started
 
 
-def resubmit(ctx: EngineContext, failed: JobRecord) -> JobRecord | None:
+def resubmit(ctx: EngineContext, failed: JobRecord, request: JobRequest | None = None) -> JobRecord | None:
     """The next attempt of ``failed``, with the same spec and dependencies (recompiled against
-    the upstreams' latest attempts). None if another process retries it, or it cannot be."""
+    the upstreams' latest attempts), or ``request`` instead of the stored one (the failed tasks
+    of an array only). None if another process retries it, or it cannot be."""
     spec = ctx.store.internals(ctx.cluster_name, failed.job_id).spec
     new_id = uuid.uuid4().hex
-    request = stored_request(ctx, failed.job_id)
+    request = request or stored_request(ctx, failed.job_id)
     policy = retry_policy(ctx, failed.job_id)
     plan = _plan(ctx, policy, failed) if policy is not None else None
     if plan is not None and plan.grow is not None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
-    "DEPENDENCIES", "JOBS", "LEASES", "META", "RECORD_COLUMNS", "SCHEMA_VERSION", "TABLES",
+    "DEPENDENCIES", "JOBS", "LEASES", "META", "PACE", "RECORD_COLUMNS", "SCHEMA_VERSION", "TABLES",
     "Column", "Index", "Table",
 ]
 
 # 1: first release. 2: target_json, missing_since. 3: cancel_requested_at, confirmed_at, held.
-# 4: end_cause, usage_json.
-SCHEMA_VERSION = 4
+# 4: end_cause, usage_json. 5: molq_pace (one row per cluster: shared polls, command budget,
+# circuit breaker).
+SCHEMA_VERSION = 5
 
 ColumnType = Literal["str", "text", "int", "float"]
 
@@ -157,7 +158,15 @@ LEASES = Table("molq_leases", (
     _f("expires_at", nullable=False),
 ))
 
-TABLES = (META, JOBS, TRANSITIONS, DEPENDENCIES, LEASES)
+# One row per cluster: the polling record every process shares (molq.pacing.ClusterPace as
+# JSON), updated by compare-and-set on ``version``.
+PACE = Table("molq_pace", (
+    _s("cluster_name", 255, primary_key=True, nullable=False),
+    _i("version", nullable=False, default=0),
+    _t("pace_json", nullable=False, default="{}"),
+))
+
+TABLES = (META, JOBS, TRANSITIONS, DEPENDENCIES, LEASES, PACE)
 
 # The jobs-table columns a JobRecord is built from (metadata_json decodes to .metadata,
 # usage_json to .usage).

@@ -17,10 +17,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -48,6 +48,9 @@ from molq.store.tables import (
     transitions_table,
 )
 from molq.store.types import RELEASING, NewSubmission
+
+if TYPE_CHECKING:
+    from molq.pacing import ClusterPace
 
 __all__ = ["SCHEMA_VERSION", "SqlJobStore", "default_store_url"]
 
@@ -485,6 +488,24 @@ class SqlJobStore(SqlReads):
         except sa.exc.IntegrityError:
             return False
         return True
+
+    # -- shared polling record (molq.engine.shared_poll) -----------------------------------
+    def read_pace(self, cluster_name: str) -> ClusterPace:
+        """The cluster's shared polling record (a fresh one if none was written yet)."""
+        from molq.store.pace import read_pace
+
+        with self._read() as conn:
+            return read_pace(conn, cluster_name)
+
+    def update_pace(
+        self, cluster_name: str, change: Callable[[ClusterPace], ClusterPace | None]
+    ) -> tuple[ClusterPace, ClusterPace | None]:
+        """Read-modify-write of the cluster's polling record, atomically (see
+        :func:`molq.store.pace.update_pace`)."""
+        from molq.store.pace import update_pace
+
+        with self._write() as conn:
+            return update_pace(conn, cluster_name, change)
 
     def release_lease(self, name: str, owner: str) -> None:
         with self._write() as conn:

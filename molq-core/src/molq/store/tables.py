@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from molq.store import schema
 
 __all__ = [
-    "dependencies_table", "jobs_table", "leases_table", "meta_table", "metadata", "table_for",
+    "dependencies_table", "jobs_table", "leases_table", "meta_table", "metadata", "pace_table", "table_for",
     "transitions_table",
 ]
 
@@ -41,6 +41,7 @@ jobs_table = _table(schema.JOBS)
 transitions_table = _table(schema.TRANSITIONS)
 dependencies_table = _table(schema.DEPENDENCIES)
 leases_table = _table(schema.LEASES)
+pace_table = _table(schema.PACE)
 
 
 def table_for(decl: schema.Table) -> sa.Table:

@@ -1,0 +1,144 @@
+"""The batch runner's side of split arrays (:mod:`molq.arrays`): the site's array limit, read
+once per scheduler object, the submission of the parts, and one job's evidence and cancel
+outcome from its parts'.
+
+A dialect takes part by answering :meth:`~molq.batch.BatchDialect.limits_argv` /
+``parse_max_array_size`` (where the site's limit is read) and ``array_offset_line`` (the shell
+line that shifts a part's task index back); one that does not (the default) never splits.
+``BatchScheduler.array_limit`` (from the profile) replaces the site's value when set.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from molq.arrays import PART_SEPARATOR, ArrayPart, combine_parts, part_ids, part_key, split_array
+from molq.errors import SchedulerError, SubmitError, TransportError
+from molq.evidence import CancelOutcome, Observation
+from molq.model import JobSpec
+from molq.scheduler import TrackedJob
+
+if TYPE_CHECKING:
+    from molq.batch import BatchScheduler
+
+log = logging.getLogger("molq.batch")
+
+__all__ = ["max_array_size", "plan", "submit_parts", "expand", "combine_cancel"]
+
+# scheduler object -> the site's limit (None: the site has none, or it cannot be read).
+_limits: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary()
+
+
+def max_array_size(sched: BatchScheduler) -> int | None:
+    """The largest array index + 1 the cluster accepts: the profile's override, else the
+    site's value, asked once per scheduler object (``scontrol show config`` on SLURM)."""
+    override = getattr(sched, "array_limit", None)
+    if override is not None:
+        return int(override)
+    if sched in _limits:
+        return _limits[sched]
+    argv = sched.dialect.limits_argv()
+    limit: int | None = None
+    if argv is not None:
+        try:
+            limit = sched.dialect.parse_max_array_size(sched.run(argv))
+        except (SchedulerError, TransportError) as exc:
+            # Not cached: the next array asks again; this one is submitted whole and the
+            # scheduler says whether it fits.
+            log.warning("%s: cannot read the site's array limit: %s", sched.name, exc)
+            return None
+    _limits[sched] = limit
+    return limit
+
+
+def plan(sched: BatchScheduler, spec: JobSpec) -> list[ArrayPart] | None:
+    """The parts ``spec``'s array must be submitted as, or None to submit it whole."""
+    array = spec.scheduling.array_spec
+    if not array or sched.dialect.array_offset_line(0) is None:
+        return None
+    limit = max_array_size(sched)
+    return split_array(array, limit) if limit else None
+
+
+def _part_spec(spec: JobSpec, part: ArrayPart) -> JobSpec:
+    return attrs.evolve(spec, scheduling=attrs.evolve(spec.scheduling, array_spec=part.spec))
+
+
+def part_script(sched: BatchScheduler, spec: JobSpec, job_dir: str, part: ArrayPart) -> str:
+    """The job script of one part: the dialect's script for the shifted array, with the line
+    that adds the part's offset back placed before the wrapper reads the task index."""
+    part_spec = _part_spec(spec, part)
+    script = sched.dialect.render_script(part_spec, job_dir)
+    marker = f"# molq job {spec.job_id}\n"
+    line = sched.dialect.array_offset_line(part.offset)
+    if marker not in script or line is None:
+        raise SubmitError(f"{sched.name}: cannot place the array offset in the job script")
+    return script.replace(marker, f"{line}\n{marker}", 1)
+
+
+def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequence[ArrayPart]) -> str:
+    """Submit every part; the joined scheduler ids. If one part is refused, the parts already
+    accepted are cancelled and the error raised: a job runs whole or not at all."""
+    ids: list[str] = []
+    for part in parts:
+        try:
+            ids.append(sched.submit(_part_spec(spec, part), job_dir,
+                                    script=part_script(sched, spec, job_dir, part)))
+        except Exception as exc:
+            if ids:
+                try:
+                    sched.run(sched.dialect.cancel_argv(ids))
+                except (SchedulerError, TransportError) as cancel_exc:
+                    log.error("%s: could not cancel the parts %s of job %s already submitted: %s",
+                              sched.name, ", ".join(ids), spec.job_id, cancel_exc)
+            raise SubmitError(f"part {len(ids) + 1} of {len(parts)} of the split array was refused "
+                              f"({exc}); {'the parts already submitted were cancelled' if ids else 'nothing ran'}"
+                              ) from exc
+    log.info("%s: array %s of job %s submitted as %d arrays (%s)", sched.name, spec.scheduling.array_spec,
+             spec.job_id, len(ids), PART_SEPARATOR.join(ids))
+    return PART_SEPARATOR.join(ids)
+
+
+def expand(jobs: Sequence[TrackedJob]) -> tuple[list[TrackedJob], dict[str, tuple[str, list[str]]]] | None:
+    """Jobs with split ids replaced by one tracked job per part (keys from
+    :func:`molq.arrays.part_key`), and which parts make which job; None when no job is split."""
+    if not any(j.scheduler_job_id and PART_SEPARATOR in j.scheduler_job_id for j in jobs):
+        return None
+    out: list[TrackedJob] = []
+    owners: dict[str, tuple[str, list[str]]] = {}
+    for job in jobs:
+        sids = part_ids(job.scheduler_job_id)
+        if len(sids) < 2:
+            out.append(job)
+            continue
+        keys = [part_key(job.job_id, k) for k in range(len(sids))]
+        owners[job.job_id] = (job.job_id, keys)
+        out.extend(attrs.evolve(job, job_id=key, scheduler_job_id=sid) for key, sid in zip(keys, sids, strict=True))
+    return out, owners
+
+
+def combine_observation(observation: Observation, owners: Mapping[str, tuple[str, list[str]]]) -> Observation:
+    return combine_parts(observation, owners)
+
+
+def combine_cancel(outcomes: Mapping[str, CancelOutcome],
+                   owners: Mapping[str, tuple[str, list[str]]]) -> dict[str, CancelOutcome]:
+    """One cancel outcome per job: refused if any part was, requested if any part was asked to
+    stop, else already ended."""
+    out = {k: v for k, v in outcomes.items() if "#part" not in k}
+    for job_id, (_same, keys) in owners.items():
+        got = [outcomes[k] for k in keys if k in outcomes]
+        if not got:
+            continue
+        if CancelOutcome.REFUSED in got:
+            out[job_id] = CancelOutcome.REFUSED
+        elif CancelOutcome.REQUESTED in got:
+            out[job_id] = CancelOutcome.REQUESTED
+        else:
+            out[job_id] = CancelOutcome.ALREADY_ENDED
+    return out
