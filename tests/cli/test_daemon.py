@@ -129,7 +129,11 @@ def test_kill9_then_start_takes_over_within_the_lease_time(molq, daemons, env, m
     from molq.store import JobStore
 
     store = JobStore(f"sqlite:///{molq_home / 'jobs.db'}")
-    wait_for(lambda: f":{second}:" in ((store.lease_owner("daemon:local") or ("",))[0]), ttl + 5, "taken over")
+    from molq.engine.loops import daemon_lease_name
+    from molq.identity import host_identity
+
+    lease = daemon_lease_name("local", host=host_identity())  # a local cluster's lease names its host
+    wait_for(lambda: f":{second}:" in ((store.lease_owner(lease) or ("",))[0]), ttl + 5, "taken over")
     took = time.monotonic() - killed_at
     store.close()
     assert ttl - 1 <= took <= ttl + 1.5, took  # not before the lease expired, and soon after

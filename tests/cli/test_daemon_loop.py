@@ -10,8 +10,15 @@ import logging
 import pytest
 from molq import Cluster, Submitor
 from molq.engine.context import EngineContext
-from molq.engine.loops import DaemonAlreadyRunning, daemon_lease_name, run_daemon_many
+from molq.engine.loops import DaemonAlreadyRunning, run_daemon_many
+from molq.engine.loops import daemon_lease_name as _lease
+from molq.identity import host_identity
 from molq.store import JobStore
+
+
+def daemon_lease_name(cluster: str) -> str:
+    """A local cluster's daemon lease: this host's (another host reconciles its own jobs)."""
+    return _lease(cluster, host=host_identity())
 
 
 def test_leases_per_cluster_late_clusters_and_failed_rounds(caplog):

@@ -350,18 +350,20 @@ _spawned: dict[str, int] = {}
 
 
 def ensure_running(store: Any, cluster_name: str, files: DaemonFiles | None = None,
-                   wait: bool = True) -> int | None:
+                   wait: bool = True, host_bound: bool = False) -> int | None:
     """Make sure a daemon reconciles ``cluster_name``: nothing to do when a live daemon holds
     its lease or this store's daemon runs (it picks the cluster up); otherwise start one, which
     exits when no work is left, and return its pid. Without ``wait`` the call does not wait
     for the daemon to come up (a second one started meanwhile by another process leaves)."""
     from molq.engine.loops import daemon_lease_name
+    from molq.identity import host_identity
 
     files = files or daemon_files()
     mine = _spawned.get(files.pid)
     if mine is not None and pid_alive(mine):
         return None
-    if lease_alive(store, daemon_lease_name(cluster_name)) is not None or running(files) is not None:
+    lease = daemon_lease_name(cluster_name, host=host_identity() if host_bound else None)
+    if lease_alive(store, lease) is not None or running(files) is not None:
         return None
     try:
         pid = spawn(files, exit_when_idle=True, wait=wait)
@@ -415,7 +417,8 @@ def advance_later(ctx: Any, wanted: bool) -> int | None:
                 ctx.cluster_name)
         return None
     try:
-        pid = ensure_running(ctx.store, ctx.cluster_name, daemon_files(url), wait=False)
+        pid = ensure_running(ctx.store, ctx.cluster_name, daemon_files(url), wait=False,
+                             host_bound=ctx.scheduler.host_bound)
     except (MolqError, OSError) as exc:
         key = (url, ctx.cluster_name)
         if key not in _told:

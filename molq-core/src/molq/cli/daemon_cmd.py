@@ -109,7 +109,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
     """
     from molq.cli.common import open_store
     from molq.daemon import DaemonRunning, daemon_files
-    from molq.engine.loops import daemon_lease_name, run_daemon_many
+    from molq.engine.loops import lease_name_for, run_daemon_many
 
     files = daemon_files(_store_url())
     store = open_store()
@@ -127,7 +127,7 @@ def run_cmd(once: bool, interval: float, no_cleanup: bool, exit_when_idle: bool 
 
         def lease(ctx: Any, held: bool) -> None:
             if not held:
-                holder = store.lease_owner(daemon_lease_name(ctx.cluster_name))
+                holder = store.lease_owner(lease_name_for(ctx))
                 done.append(f"{ctx.cluster_name}: skipped, another daemon reconciles it "
                             f"({holder[0] if holder else '?'})")
 
@@ -240,6 +240,7 @@ def _status_data() -> dict[str, Any]:
     from molq.daemon import daemon_files, lease_holder, read_status, running
     from molq.engine.loops import daemon_lease_name
     from molq.engine.shared_poll import pace_summary
+    from molq.identity import host_identity
 
     files = daemon_files(_store_url())
     info = running(files)
@@ -249,7 +250,9 @@ def _status_data() -> dict[str, Any]:
     active = {name for name, *_ in store.list_clusters()}
     clusters = []
     for name in sorted(set(store.all_cluster_names()) | set(status.get("clusters", {}))):
-        holder = store.lease_owner(daemon_lease_name(name))
+        # A host-bound (local) cluster's lease names this host; any other cluster's does not.
+        holder = store.lease_owner(daemon_lease_name(name, host=host_identity())) or store.lease_owner(
+            daemon_lease_name(name))
         if holder and holder[1] <= now:
             holder = None  # expired: nobody holds it
         host, pid = lease_holder(holder[0]) if holder else (None, None)

@@ -24,7 +24,7 @@ from molq.model import JobRecord
 
 log = logging.getLogger("molq.daemon")
 
-__all__ = ["watch", "run_daemon", "run_daemon_many", "daemon_lease_name", "daemon_owner", "DaemonAlreadyRunning"]
+__all__ = ["watch", "run_daemon", "run_daemon_many", "daemon_lease_name", "lease_name_for", "daemon_owner", "DaemonAlreadyRunning"]
 
 
 class DaemonAlreadyRunning(MolqError):
@@ -36,9 +36,16 @@ class DaemonAlreadyRunning(MolqError):
 LOCAL_NAP = 1.0
 
 
-def daemon_lease_name(cluster_name: str) -> str:
-    """The one lease every daemon of ``cluster_name`` takes, whichever front started it."""
-    return f"daemon:{cluster_name}"
+def daemon_lease_name(cluster_name: str, *, host: str | None = None) -> str:
+    """The one lease every daemon of ``cluster_name`` takes, whichever front started it. A
+    host-bound cluster (the local scheduler) is reconciled by each host for its own jobs, so
+    its lease names the ``host``: one host's daemon never keeps another host's jobs waiting."""
+    return f"daemon:{cluster_name}" if host is None else f"daemon:{cluster_name}@{host}"
+
+
+def lease_name_for(ctx: EngineContext) -> str:
+    """The daemon lease of ``ctx``'s cluster as seen from this host."""
+    return daemon_lease_name(ctx.cluster_name, host=host_name() if ctx.scheduler.host_bound else None)
 
 
 def daemon_owner() -> str:
@@ -128,7 +135,7 @@ def run_daemon(
     lost its lease stops refreshing until it holds it again.
     """
     owner = daemon_owner()
-    lease = daemon_lease_name(ctx.cluster_name)
+    lease = lease_name_for(ctx)
     ttl = max(interval * 4, 30.0)
     if not ctx.store.acquire_lease(lease, owner, ttl):
         holder = ctx.store.lease_owner(lease)
@@ -277,7 +284,7 @@ def _many_round(ctx: EngineContext, owner: str, ttl: float, held: dict[str, Engi
                 on_lease: Callable[[EngineContext, bool], None] | None,
                 owner_is_dead: Callable[[str], bool] | None = None) -> RefreshResult | None:
     name = ctx.cluster_name
-    lease = daemon_lease_name(name)
+    lease = lease_name_for(ctx)
     try:
         ours = ctx.store.acquire_lease(lease, owner, ttl)
         if not ours and owner_is_dead is not None:
@@ -370,6 +377,6 @@ def _nap(contexts: Sequence[EngineContext], next_at: dict[str, float], interval:
 
 def _release(ctx: EngineContext, owner: str) -> None:
     try:
-        ctx.store.release_lease(daemon_lease_name(ctx.cluster_name), owner)
+        ctx.store.release_lease(lease_name_for(ctx), owner)
     except Exception as exc:  # noqa: BLE001
         log.error("%s: could not release the daemon lease: %s", ctx.cluster_name, exc)
