@@ -301,8 +301,14 @@ def test_slurmdbd_down_longer_than_min_job_age(acct_cluster, tmp_path: Path) -> 
                         assert sub.get_job(job_id).state != JobState.LOST, job_id
                 if forgotten:
                     for job_id in killed[unseen]:
-                        # Accounting failed: that is no evidence, not "unknown".
-                        assert not unseen.get_job(job_id).is_terminal, job_id
+                        # Accounting failed: that is no evidence, not "unknown". The one source
+                        # left is the wrapper: a SIGKILL that reaches the command before the
+                        # wrapper's shell lets the wrapper write 137 -- then, and only then, the
+                        # job may end now, killed by signal 9.
+                        record = unseen.get_job(job_id)
+                        if record.is_terminal:
+                            assert (record.state, record.raw_state, record.exit_code, record.exit_signal) == \
+                                (JobState.FAILED, "exit_code_file", 137, 9), record
                         assert unseen.store.get_internal(unseen.cluster_name, job_id)["missing_count"] == 0
                 time.sleep(5)
             assert forgotten, f"slurmctld still knows {unseen_sids} {min_age:.0f} s + 150 s after they ended"
