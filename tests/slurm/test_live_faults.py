@@ -42,7 +42,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SLURM_SH = Path(__file__).resolve().parents[1] / "services" / "slurm.sh"
 STATE_DIR = Path(os.environ.get("MOLQ_TEST_DIR", "/var/lib/molq-test")) / "slurm"
 LOCK_FILE = Path(os.environ.get("MOLQ_SLURM_LOCK", "/tmp/molq-slurm.lock"))
-LOCK_WAIT = 900.0
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 #: A client talking to a dead or frozen daemon retries for MessageTimeout; molq cuts it short.
@@ -110,14 +109,8 @@ def exclusive_clusters() -> Iterator[None]:
             pytest.fail(message)
         pytest.skip(message)
     with open(LOCK_FILE) as handle:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < deadline, f"{LOCK_FILE} stayed busy for {LOCK_WAIT:.0f} s"
-                time.sleep(1.0)
+        # Blocking, like `flock -x`: polling with LOCK_NB starves while shared holders overlap.
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -239,6 +232,13 @@ def _cleanup(submitor: Submitor, slurm_cluster, *gates: Path) -> None:
         slurm_cluster.run("scancel", *leftovers)
 
 
+def _wrapper_pid(submitor: Submitor, job_id: str) -> int:
+    """The pid of the wrapper's shell (the batch script) of a running job."""
+    record = submitor.get_job(job_id)
+    started = Path(str(record.job_dir)) / "started"
+    return int(started.read_text().split()[0])
+
+
 def _controller_knows(slurm_cluster, sid: str) -> bool:
     proc = slurm_cluster.run("scontrol", "show", "job", "-o", sid)
     return proc.returncode == 0 and f"JobId={sid} " in proc.stdout
@@ -289,9 +289,11 @@ def test_slurmdbd_down_longer_than_min_job_age(acct_cluster, tmp_path: Path) -> 
             gate.touch()
             for sub in killed:
                 for job_id in killed[sub]:
-                    # Kills the batch shell and the wrapper outright: no trap, no exit-code file.
-                    sid = sub.get_job(job_id).scheduler_job_id or ""
-                    acct_cluster.run("scancel", "--signal=KILL", "--full", sid)
+                    # SIGKILL the wrapper's shell itself (the batch script; its pid is in the
+                    # job's `started` file): no trap, no exit-code file, and SLURM ends the job
+                    # FAILED 0:9. (`scancel --signal=KILL --full` may reach the command first
+                    # and let the wrapper record its end.)
+                    os.kill(_wrapper_pid(sub, job_id), signal.SIGKILL)
             unseen_sids = [unseen.get_job(j).scheduler_job_id or "" for j in every[unseen]]
             forgotten = False
             end = down_at + min_age + 150
@@ -309,7 +311,8 @@ def test_slurmdbd_down_longer_than_min_job_age(acct_cluster, tmp_path: Path) -> 
                 if forgotten:
                     for job_id in killed[unseen]:
                         # Accounting failed: that is no evidence, not "unknown".
-                        assert not unseen.get_job(job_id).is_terminal, job_id
+                        record = unseen.get_job(job_id)
+                        assert not record.is_terminal, (record.state, record.raw_state, record.failure_reason)
                         assert unseen.store.get_internal(unseen.cluster_name, job_id)["missing_count"] == 0
                 time.sleep(5)
             assert forgotten, f"slurmctld still knows {unseen_sids} {min_age:.0f} s + 150 s after they ended"
