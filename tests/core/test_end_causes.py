@@ -62,7 +62,7 @@ def test_a_backend_cause_is_recorded_else_the_one_the_exit_implies() -> None:
     usage = Usage(elapsed_seconds=10, cpu_seconds=5, cpus=1)
     done = decide(view, SchedulerStatus(JobState.SUCCEEDED, "COMPLETED", exit_code=0, usage=usage), 10.0)
     assert done.fields["end_cause"] == "completed"
-    assert json.loads(done.fields["usage_json"])["cpu_efficiency"] == 0.5
+    assert done.fields["usage"].cpu_efficiency == 0.5
 
 
 def test_molq_cancel_lost_and_unsatisfiable_dependency_causes() -> None:

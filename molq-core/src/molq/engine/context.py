@@ -120,8 +120,6 @@ class EngineContext:
             pending.append(PendingEvent(record.job_id, record.state, tr))
             return tr
         known = {k: v for k, v in fields.items() if k in _RECORD_FIELDS}
-        if "usage_json" in fields:  # stored as JSON text; JobRecord reads it back
-            known["usage"] = fields["usage_json"]
         updated = attrs.evolve(record, state=new_state, updated_at=tr.timestamp, **known)
         for event in events_for_transition(new_state, record.state):
             self.emit(event, record.job_id, tr, updated)

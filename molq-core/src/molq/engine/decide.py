@@ -25,7 +25,6 @@ The rules, and why:
 from __future__ import annotations
 
 import enum
-import json
 import signal
 from typing import Any
 
@@ -125,10 +124,10 @@ def _killed_by_cancel(view: JobView, status: SchedulerStatus) -> bool:
 
 
 def usage_fields(status: SchedulerStatus) -> dict[str, Any]:
-    """The store column for a status's usage (nothing when it reports none)."""
+    """The record field for a status's usage (nothing when it reports none)."""
     if status.usage is None or status.usage.is_empty():
         return {}
-    return {"usage_json": json.dumps(status.usage.to_dict())}
+    return {"usage": status.usage}
 
 
 def _finish(view: JobView, status: SchedulerStatus, now: float) -> Decision:

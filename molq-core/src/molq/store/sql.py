@@ -73,6 +73,17 @@ def _cas_update(columns: tuple[str, ...]) -> Any:
     )
 
 
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    """Domain values that are stored as JSON text (``usage`` -> ``usage_json``): the JSON
+    columns never leave the store package."""
+    if "usage" not in fields:
+        return fields
+    out = dict(fields)
+    usage = out.pop("usage")
+    out["usage_json"] = None if usage is None or usage.is_empty() else json.dumps(usage.to_dict())
+    return out
+
+
 def _check_columns(table: sa.Table, columns: tuple[str, ...] | list[str]) -> None:
     unknown = [c for c in columns if c not in table.c]
     if unknown:
@@ -313,7 +324,7 @@ class SqlJobStore(SqlReads):
         if new_state not in ALLOWED_TRANSITIONS[old_state]:
             raise ValueError(f"illegal transition {old_state.value} -> {new_state.value}")
         now = time.time()
-        values = {**fields, "state": new_state.value, "updated_at": now}
+        values = {**_encode(fields), "state": new_state.value, "updated_at": now}
         columns = tuple(sorted(values))
         _check_columns(jobs_table, columns)
         row = {"job_id": job_id, "old_state": old_state.value, "new_state": new_state.value,
@@ -399,6 +410,7 @@ class SqlJobStore(SqlReads):
         """Update non-state fields; with ``expect_state``, only while the job is in that state."""
         if "state" in fields:
             raise ValueError("use transition() to change a job's state")
+        fields = _encode(fields)
         _check_columns(jobs_table, list(fields))
         stmt = (
             jobs_table.update()
