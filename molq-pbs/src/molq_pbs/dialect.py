@@ -27,6 +27,7 @@ from molq.model import (
     QueueEntry,
     SchedulerCapabilities,
     SchedulerStatus,
+    check_extra_directives,
 )
 from molq.transport import CommandResult
 
@@ -95,6 +96,20 @@ def sanitize_job_name(name: str, *, max_length: int, numeric_first: bool) -> str
     if not cleaned or not first_ok:
         cleaned = "j" + cleaned
     return cleaned[:max_length]
+
+
+#: qsub options molq writes itself (tracking, files, dependencies): an extra directive must
+#: not override them.
+_RESERVED_OPTIONS: dict[str, str] = {
+    "-N": "execution.job_name",
+    "-o": "execution.output_file",
+    "-e": "execution.error_file",
+    "-j": "execution.output_file and error_file",
+    "-v": "execution.env (molq's tag for this job travels in -v)",
+    "-V": "execution.env",
+    "-W": "scheduling.dependency or dependencies (-W depend=...)",
+    "-r": "scheduling.rerunnable",
+}
 
 
 def _directive_value(field: str, value: str) -> str:
@@ -166,6 +181,10 @@ class PbsDialectBase(BatchDialect):
             opts.append(f"-p {self._priority(sched.priority)}")
         if _TAG_RE.match(spec.tag):
             opts.append(f"-v {TAG_VARIABLE}={spec.tag}")
+        if sched.rerunnable is not None:
+            opts.append("-r y" if sched.rerunnable else "-r n")
+        # Already checked to be one line starting with '-': a comment line to bash.
+        opts += check_extra_directives(sched.extra_directives, _RESERVED_OPTIONS, "PBS")
         return [f"#PBS {o}" for o in opts]
 
     @staticmethod

@@ -37,6 +37,7 @@ from molq.model import (
     QueueEntry,
     SchedulerCapabilities,
     SchedulerStatus,
+    check_extra_directives,
 )
 from molq.scheduler import TrackedJob
 from molq.transport import CommandResult
@@ -74,6 +75,21 @@ STATUS_FIELDS = (
 QUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "SubmitTime", "StartTime", "Name")
 ADOPT_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Comment")
 SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason", "Submit", "Comment")
+
+
+#: sbatch options molq writes itself (tracking, files, dependencies): an extra directive must
+#: not override them.
+_RESERVED_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(("-J", "--job-name"), "execution.job_name"),
+    "--comment": "nothing (molq's tag for this job lives there)",
+    **dict.fromkeys(("-o", "--output"), "execution.output_file"),
+    **dict.fromkeys(("-e", "--error"), "execution.error_file"),
+    "--open-mode": "nothing (molq chooses it)",
+    **dict.fromkeys(("-D", "--chdir"), "execution.cwd"),
+    **dict.fromkeys(("-d", "--dependency"), "scheduling.dependency or dependencies"),
+    **dict.fromkeys(("--requeue", "--no-requeue"), "scheduling.rerunnable"),
+    "--wrap": "a command or script",
+}
 
 
 def _format(fields: Sequence[str]) -> str:
@@ -337,6 +353,11 @@ class SlurmDialect(BatchDialect):
         dependency = self._dependency(spec)
         if dependency:
             lines.append(d("--dependency", dependency))
+        if sch.rerunnable is not None:
+            lines.append(d("--requeue" if sch.rerunnable else "--no-requeue"))
+        extra = check_extra_directives(sch.extra_directives, _RESERVED_OPTIONS, "SLURM")
+        # Already checked to be one line starting with '-': a comment line to bash.
+        lines += [f"#SBATCH {text}" for text in extra]
         return lines
 
     def _dependency(self, spec: JobSpec) -> str | None:

@@ -42,6 +42,7 @@ from molq.model.submission import (
     JobScheduling,
     Script,
 )
+from molq.model.submission import check_extra_directives as check_extra_directives
 from molq.model.submission import upgrade_legacy_scheduling as upgrade_legacy_scheduling
 
 __all__ = [

@@ -36,6 +36,8 @@ CAPABILITY_FIELDS: dict[str, str] = {
     "email": "scheduling.email",
     "qos": "scheduling.qos",
     "reservation": "scheduling.reservation",
+    "rerunnable": "scheduling.rerunnable",
+    "extra_directives": "scheduling.extra_directives",
     "job_name": "execution.job_name",
     "output_file": "execution.output_file",
     "error_file": "execution.error_file",

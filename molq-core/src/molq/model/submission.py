@@ -114,6 +114,59 @@ def _deps_tuple(value: Any) -> tuple[DependencyRef, ...]:
     return tuple(out)
 
 
+def _directives_tuple(value: Any) -> tuple[str, ...]:
+    """``extra_directives`` as a tuple of option texts; one string is one directive."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"extra_directives must be a list of strings, got {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f"extra_directives holds {item!r}, which is not a string")
+        if "\n" in item or "\r" in item or "\x00" in item:
+            # One directive is one line: a line break would let the rest run as shell code.
+            raise ConfigError(f"extra directive {item!r} must be one line (no line break or NUL byte)")
+        text = item.strip()
+        if text.startswith("#"):
+            raise ConfigError(
+                f"extra directive {item!r}: give the option only (e.g. '--constraint=avx2'); "
+                "molq adds the scheduler's own prefix (#SBATCH, #PBS, #BSUB)"
+            )
+        if not text.startswith("-") or len(text) < 2 or text[1].isspace():
+            raise ConfigError(
+                f"extra directive {item!r} must be a scheduler option starting with '-', "
+                "e.g. '--constraint=avx2' or '-l software=abc'"
+            )
+        out.append(text)
+    return tuple(out)
+
+
+def directive_option(text: str) -> str:
+    """The option name of one extra directive: ``'--mem=4G'`` -> ``'--mem'``, ``'-l a=b'`` -> ``'-l'``.
+
+    Dialects use it to refuse directives that would override what molq sets itself.
+    """
+    return re.split(r"[=\s]", text, maxsplit=1)[0]
+
+
+def check_extra_directives(
+    directives: tuple[str, ...], reserved: Mapping[str, str], scheduler: str
+) -> tuple[str, ...]:
+    """``directives``, or a :class:`ConfigError` for the first one whose option molq sets itself
+    (``reserved`` maps such an option to the molq field to use instead)."""
+    for text in directives:
+        option = directive_option(text)
+        if option in reserved:
+            raise ConfigError(
+                f"extra directive {text!r}: molq sets {option} itself on {scheduler}; "
+                f"use {reserved[option]} instead"
+            )
+    return directives
+
+
 _ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
 
 
@@ -159,8 +212,21 @@ class JobScheduling:
     email: str | None = attrs.field(default=None, validator=_opt_str("email"))
     qos: str | None = attrs.field(default=None, validator=_opt_str("qos"))
     reservation: str | None = attrs.field(default=None, validator=_opt_str("reservation"))
+    #: Whether the scheduler may run the job again after a node failure or preemption
+    #: (SLURM ``--requeue``/``--no-requeue``, PBS ``-r y``/``-r n``, LSF ``-r``/``-rn``);
+    #: None keeps the cluster's default.
+    rerunnable: bool | None = attrs.field(default=None)
+    #: Scheduler options for this job that molq has no field for, one per entry, written
+    #: without the prefix (``"--constraint=avx2"``): rendered as ``#SBATCH``/``#PBS`` lines
+    #: (bsub options on LSF), never as shell code.
+    extra_directives: tuple[str, ...] = attrs.field(default=(), converter=_directives_tuple)
     # Names of the arguments given to the constructor (see _remember_given); not part of the value.
     _given: frozenset[str] = attrs.field(init=False, factory=frozenset, eq=False, repr=False, hash=False)
+
+    @rerunnable.validator
+    def _check_rerunnable(self, _attr: Any, value: Any) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"rerunnable must be true, false or unset, got {value!r}")
 
     def __attrs_post_init__(self) -> None:
         if self.dependency is not None and self.dependencies:
