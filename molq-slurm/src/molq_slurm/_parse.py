@@ -8,7 +8,7 @@ from datetime import datetime
 from molq import wrapper
 from molq.model import JobState, SchedulerStatus
 
-from molq_slurm.states import FAILURE_DESCRIPTIONS, is_known_state, map_state, normalize_state
+from molq_slurm.states import FAILURE_DESCRIPTIONS, is_known_state, map_state, normalize_state, sub_state_of
 
 #: Values SLURM prints for "no time" / "no value".
 _EMPTY = {"", "N/A", "NONE", "UNKNOWN", "(NULL)", "INVALID"}
@@ -143,6 +143,7 @@ def make_status(
             # Cancelled before it ran: SLURM stamps start = end = the cancel time.
             started_at = None
     never = name == "PENDING" and "DEPENDENCYNEVERSATISFIED" in (reason or "").upper()
+    sub = None if state.is_terminal else sub_state_of(raw_state, reason)
     return SchedulerStatus(
         state=state,
         raw_state=raw_state.strip(),
@@ -152,6 +153,8 @@ def make_status(
         started_at=started_at,
         finished_at=finished_at,
         dependency_never_satisfied=never,
+        sub_state=sub,
+        sub_state_reason=None if sub is None or blank(reason) else (reason or "").strip(),
     )
 
 

@@ -51,7 +51,7 @@ from molq_slurm._parse import (
     parse_time,
 )
 from molq_slurm.options import SlurmOptions
-from molq_slurm.states import map_state, normalize_state
+from molq_slurm.states import map_state, normalize_state, sub_state_of
 
 __all__ = ["SlurmDialect", "DEPENDENCY_KEYWORDS", "SLURM_JOB_ID_FILE"]
 
@@ -72,7 +72,9 @@ STATUS_FIELDS = (
     "JobID", "ArrayJobID", "ArrayTaskID", "HetJobID", "HetJobOffset", "State", "Reason", "exit_code",
     "StartTime", "EndTime", "SubmitTime", "Comment",
 )
-QUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "SubmitTime", "StartTime", "Name")
+QUEUE_FIELDS = (
+    "JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "Reason", "SubmitTime", "StartTime", "Name",
+)
 ADOPT_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Comment")
 SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason", "Submit", "Comment")
 
@@ -708,11 +710,12 @@ class SlurmDialect(BatchDialect):
             self._raise(result, "squeue")
         entries = []
         for cols in _read_rows(result, len(QUEUE_FIELDS), "squeue").rows:
-            job_id, array_id, task_id, user, partition, state, submit, start, name = cols
+            job_id, array_id, task_id, user, partition, state, reason, submit, start, name = cols
             job_id, array_id, task_id = job_id.strip(), array_id.strip(), task_id.strip()
             display_id = f"{array_id}_{task_id if task_id.isdigit() else '[' + task_id + ']'}" if not blank(task_id) else job_id
             started = parse_time(start)
             molq_state = map_state(state, started=started is not None)
+            sub = None if molq_state.is_terminal else sub_state_of(state, reason)
             entries.append(
                 QueueEntry(
                     scheduler_job_id=display_id,
@@ -724,6 +727,8 @@ class SlurmDialect(BatchDialect):
                     submit_time=parse_time(submit),
                     # A pending job's start time is only SLURM's forecast.
                     start_time=None if molq_state == JobState.QUEUED else started,
+                    sub_state=sub,
+                    sub_state_reason=None if sub is None or blank(reason) else reason.strip(),
                 )
             )
         return entries

@@ -8,7 +8,7 @@ from typing import Literal
 
 import attrs
 
-from molq._states import TERMINAL_STATES, JobState
+from molq._states import TERMINAL_STATES, JobState, SubState, sub_state_or_none
 from molq.model.submission import DependencyCondition
 
 # Legal moves of the state machine; the store refuses anything else.
@@ -62,6 +62,10 @@ class QueueEntry:
     partition: str | None = None
     submit_time: float | None = None
     start_time: float | None = None
+    #: Held, suspended, requeued, waiting for a dependency or for resources (None: plain).
+    sub_state: SubState | None = attrs.field(default=None, converter=sub_state_or_none)
+    #: The scheduler's own words for the sub-state (SLURM reason, PBS comment, LSF reason).
+    sub_state_reason: str | None = None
 
 
 @attrs.frozen
@@ -96,6 +100,10 @@ class JobRecord:
     next_retry_at: float | None = None
     retried_by: str | None = None
     cleaned_at: float | None = None
+    #: What the scheduler last said beside the state (see :class:`~molq.SubState`); None once
+    #: the job ended or when nothing particular holds it.
+    sub_state: SubState | None = attrs.field(default=None, converter=sub_state_or_none)
+    sub_state_reason: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import attrs
 
-from molq._states import JobState
+from molq._states import JobState, SubState, sub_state_or_none
 from molq.errors import ConfigError
 from molq.model.submission import (
     DEPENDENCY_CONDITIONS,
@@ -94,6 +94,10 @@ class SchedulerStatus:
     #: The job waits on a dependency that can never be satisfied (e.g. SLURM's
     #: ``DependencyNeverSatisfied``): the engine cancels it and records why.
     dependency_never_satisfied: bool = False
+    #: Held, suspended, requeued, waiting... beside ``state`` (None: nothing particular).
+    sub_state: SubState | None = attrs.field(default=None, converter=sub_state_or_none)
+    #: The scheduler's own reason for ``sub_state`` (e.g. SLURM's ``JobHeldUser``).
+    sub_state_reason: str | None = None
 
 
 # The seed API calls the terminal answer of a scheduler a TerminalStatus.

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from molq._states import ACTIVE_STATES, JobState
 from molq.errors import StoreError
 from molq.store.records import JOBS_TABLE, RECORD_COLUMNS, LiteRecord, row_to_lite, row_to_record
+from molq.store.schema import LATE_RECORD_COLUMNS
 
 if TYPE_CHECKING:
     from molq.model import JobRecord
@@ -52,7 +53,7 @@ def list_jobs(
     if wanted is not None:
         where.append(f"state IN ({', '.join('?' * len(wanted))})")
         params.extend(wanted)
-    sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM {JOBS_TABLE}"
+    sql = f"SELECT {{columns}} FROM {JOBS_TABLE}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY created_at {'DESC' if newest_first else 'ASC'}, job_id"
@@ -66,7 +67,16 @@ def list_jobs(
         raise StoreError(f"cannot read the job store {path}: {exc}") from exc
     try:
         conn.row_factory = sqlite3.Row
-        return [convert(row) for row in conn.execute(sql, params)]  # type: ignore[return-value]
+        try:
+            rows = conn.execute(sql.format(columns=", ".join(RECORD_COLUMNS)), params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such column" not in str(exc):
+                raise
+            # A store from before the sub-state columns, not yet migrated (this reader never
+            # writes): list it without them.
+            older = [c for c in RECORD_COLUMNS if c not in LATE_RECORD_COLUMNS]
+            rows = conn.execute(sql.format(columns=", ".join(older)), params).fetchall()
+        return [convert(row) for row in rows]  # type: ignore[return-value]
     except sqlite3.Error as exc:
         raise StoreError(
             f"cannot read the job store {path}: {exc} (run `molq store check` to diagnose it)"

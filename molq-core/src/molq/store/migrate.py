@@ -33,6 +33,7 @@ def _add_missing_columns(conn: sa.engine.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sa.engine.Connection], None]] = {
     1: _add_missing_columns,  # 1 -> 2: target_json, missing_since
     2: _add_missing_columns,  # 2 -> 3: cancel_requested_at, confirmed_at, held
+    3: _add_missing_columns,  # 3 -> 4: sub_state, sub_state_reason
 }
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
-    "DEPENDENCIES", "JOBS", "LEASES", "META", "RECORD_COLUMNS", "SCHEMA_VERSION", "TABLES",
+    "DEPENDENCIES", "JOBS", "LATE_RECORD_COLUMNS", "LEASES", "META", "RECORD_COLUMNS", "SCHEMA_VERSION", "TABLES",
     "Column", "Index", "Table",
 ]
 
 # 1: first release. 2: target_json, missing_since. 3: cancel_requested_at, confirmed_at, held.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 ColumnType = Literal["str", "text", "int", "float"]
 
@@ -114,6 +114,9 @@ JOBS = Table(
         # why molq holds the submission back itself (an upstream may still retry); NULL for a
         # job handed to the scheduler as soon as it was stored
         _t("held"),
+        # held / suspended / requeued / waiting_* beside the state, and the scheduler's reason
+        _s("sub_state", 32),
+        _t("sub_state_reason"),
     ),
     (
         Index("ix_molq_jobs_cluster_state", ("cluster_name", "state")),
@@ -162,5 +165,9 @@ RECORD_COLUMNS = [
     "created_at", "submitted_at", "started_at", "finished_at", "updated_at", "exit_code",
     "exit_signal", "failure_reason", "cwd", "job_dir", "command_type", "command_display",
     "job_name", "metadata_json", "next_retry_at", "retried_by", "cleaned_at",
+    "sub_state", "sub_state_reason",
 ]
 assert set(RECORD_COLUMNS) <= set(JOBS.column_names())
+#: Record columns newer than schema version 3: the read-only reader does without them on a
+#: store that no read-write open has migrated yet.
+LATE_RECORD_COLUMNS = ("sub_state", "sub_state_reason")
