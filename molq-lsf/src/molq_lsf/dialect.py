@@ -313,6 +313,8 @@ class LsfDialect(BatchDialect):
                     partition=rec.queue or None,
                     submit_time=parse_lsf_time(rec.submit_time, now=now),
                     start_time=status.started_at,
+                    sub_state=status.sub_state,
+                    sub_state_reason=status.sub_state_reason,
                 )
             )
         return entries

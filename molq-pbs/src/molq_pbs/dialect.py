@@ -39,6 +39,7 @@ from molq_pbs.states import (
     classify_torque_completed,
     is_finished_state,
     map_state,
+    sub_state_of,
 )
 
 __all__ = ["PbsDialectBase", "PbsProDialect", "TorqueDialect", "sanitize_job_name", "TAG_VARIABLE"]
@@ -379,6 +380,7 @@ class PbsDialectBase(BatchDialect):
             if is_finished_state(raw, self.flavor):
                 continue
             start = parse.parse_pbs_time(rec.get("stime") or rec.get("start_time"))
+            sub, why = sub_state_of(rec)
             entries.append(
                 QueueEntry(
                     scheduler_job_id=sid,
@@ -389,6 +391,8 @@ class PbsDialectBase(BatchDialect):
                     partition=rec.get("queue"),
                     submit_time=parse.parse_pbs_time(rec.get("qtime") or rec.get("ctime")),
                     start_time=start,
+                    sub_state=sub,
+                    sub_state_reason=why,
                 )
             )
         return entries
@@ -504,7 +508,9 @@ class PbsProDialect(PbsDialectBase):
         comment = record.get("comment") or None
         if not is_finished_state(raw, "pbspro"):
             state = map_state(raw, flavor="pbspro", started=started is not None)
-            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started)
+            sub, why = sub_state_of(record)
+            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started,
+                                   sub_state=sub, sub_state_reason=why)
         job = FinishedJob(
             exit_status=parse.parse_int(record.get("Exit_status")),
             substate=parse.parse_int(record.get("substate")),
@@ -597,7 +603,9 @@ class TorqueDialect(PbsDialectBase):
         comment = record.get("comment") or None
         if not is_finished_state(raw, "torque"):
             state = map_state(raw, flavor="torque", started=started is not None)
-            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started)
+            sub, why = sub_state_of(record)
+            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started,
+                                   sub_state=sub, sub_state_reason=why)
         job = FinishedJob(
             exit_status=parse.parse_int(record.get("exit_status") or record.get("Exit_status")),
             comment=comment,

@@ -14,7 +14,7 @@ import re
 import attrs
 
 from molq import wrapper
-from molq.model import JobState, QueueEntry, SchedulerStatus
+from molq.model import JobState, QueueEntry, SchedulerStatus, SubState
 
 __all__ = ["JobFacts", "status_from", "entry_name", "entry_sid", "queue_line", "parse_queue",
            "SID_RE", "CANCELLED_FILE", "NEVER_RAN_FILE"]
@@ -106,10 +106,13 @@ def parse_queue(text: str) -> list[QueueEntry]:
             why = parts[3] if len(parts) > 3 else ""
             waits = {"ok": "waits for cores", "wait": f"waits for {why}",
                      "never": why or "can never start"}.get(verdict, verdict)
+            # "ok": its dependencies (if any) hold, so only cores are missing.
+            sub = {"ok": SubState.WAITING_RESOURCES, "wait": SubState.WAITING_DEPENDENCY}.get(verdict)
             ns = entry.split("-", 1)[0].rstrip("d")
             queued.append(QueueEntry(entry_sid(entry), state=JobState.QUEUED,
                                      raw_state=f"queued ({_cores(cpus)}): {waits}",
-                                     submit_time=int(ns) / 1e9 if ns.isdigit() else None))
+                                     submit_time=int(ns) / 1e9 if ns.isdigit() else None,
+                                     sub_state=sub, sub_state_reason=waits if sub else None))
     return running + queued
 
 
