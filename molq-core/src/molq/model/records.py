@@ -52,7 +52,8 @@ class JobDependency:
 @attrs.frozen
 class QueueEntry:
     """One row of the scheduler's own queue (``squeue``, ``qstat``, ``bjobs``); may be a job
-    that molq did not submit."""
+    that molq did not submit. ``sub_state`` (a :class:`~molq.SubState` or None) and
+    ``sub_state_reason`` say what holds it beside its state."""
 
     scheduler_job_id: str
     name: str | None = None
@@ -70,7 +71,12 @@ class QueueEntry:
 
 @attrs.frozen
 class JobRecord:
-    """Immutable snapshot of a persisted job."""
+    """Immutable snapshot of a persisted job.
+
+    ``sub_state`` and ``sub_state_reason`` say what the scheduler last reported beside the
+    state of an active job (held, suspended, requeued, waiting for a dependency or for
+    resources, with the scheduler's own reason); both are None once the job ended.
+    """
 
     job_id: str
     cluster_name: str

@@ -82,7 +82,8 @@ class SchedulerCapabilities:
 
 @attrs.frozen
 class SchedulerStatus:
-    """What a scheduler says about one job: a molq state plus the native details."""
+    """What a scheduler says about one job: a molq state plus the native details, and for a
+    live job its ``sub_state`` (held, suspended...) with the scheduler's ``sub_state_reason``."""
 
     state: JobState
     raw_state: str = ""

@@ -199,6 +199,19 @@ class JobScheduling:
     """Where and when a job runs: partition, account, dependencies, arrays...
 
     ``dependency`` (a raw scheduler string) and ``dependencies`` (molq ids) are mutually exclusive.
+
+    ``rerunnable`` (None: the cluster's default) says whether the scheduler may run the job
+    again after a node failure or preemption: SLURM ``--requeue``/``--no-requeue``, PBS
+    ``-r y``/``-r n``, LSF ``-r``/``-rn``. The local scheduler never reruns a job: False is
+    already true there, True is refused.
+
+    ``extra_directives`` are scheduler options molq has no field for, one per entry and
+    written without the prefix (``("--constraint=avx2", "--nice=5")`` on SLURM,
+    ``("-l software=abaqus",)`` on PBS): molq writes each as one ``#SBATCH``/``#PBS`` line of
+    the job script (on LSF, as ``bsub`` options). An entry must be one line starting with
+    ``-``, and must not set what molq sets itself (job name, tag, output files, dependencies,
+    rerunnable); anything else is a :class:`ConfigError` before the job is stored. The
+    local scheduler refuses them.
     """
 
     partition: str | None = attrs.field(default=None, validator=_opt_str("partition"))
