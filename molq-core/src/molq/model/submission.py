@@ -193,6 +193,10 @@ def _remember_given(cls: _Cls) -> _Cls:
     return cls
 
 
+#: JobScheduling fields newer than the reference API (seed 000), left out of its repr when unset.
+_LATER_FIELDS = frozenset({"rerunnable", "extra_directives"})
+
+
 @_remember_given
 @attrs.frozen
 class JobScheduling:
@@ -251,6 +255,12 @@ class JobScheduling:
             raise ConfigError(
                 f"cannot parse array_spec {self.array_spec!r}; write e.g. '1-10', '1-10%2' or '1,3,5'"
             )
+
+    def __repr__(self) -> str:
+        # The reference's repr, word for word; fields added since show only when set.
+        shown = [f"{a.name}={getattr(self, a.name)!r}" for a in attrs.fields(type(self))
+                 if a.init and (a.name not in _LATER_FIELDS or getattr(self, a.name) != a.default)]
+        return f"JobScheduling({', '.join(shown)})"
 
     @property
     def queue(self) -> str | None:
