@@ -214,8 +214,8 @@ class JobScheduling:
     ``("-l software=abaqus",)`` on PBS): molq writes each as one ``#SBATCH``/``#PBS`` line of
     the job script (on LSF, as ``bsub`` options). An entry must be one line starting with
     ``-``, and must not set what molq sets itself (job name, tag, output files, dependencies,
-    rerunnable); anything else is a :class:`ConfigError` before the job is stored. The
-    local scheduler refuses them.
+    rerunnable); anything else is a :class:`ConfigError` before the job is stored. A job
+    that gives its own list replaces the defaults' list. The local scheduler refuses them.
     """
 
     partition: str | None = attrs.field(default=None, validator=_opt_str("partition"))
