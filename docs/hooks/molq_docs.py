@@ -122,6 +122,11 @@ def _samples() -> list[tuple[str, str, dict[str, Any]]]:
         ("scheduling.array_spec", '"1-10%2"', sch(array_spec="1-10%2")),
         ("scheduling.email", '"me@example.org"', sch(email="me@example.org")),
         ("scheduling.reservation", '"maint"', sch(reservation="maint")),
+        ("scheduling.rerunnable", "True", sch(rerunnable=True)),
+        ("scheduling.rerunnable", "False", sch(rerunnable=False)),
+        # A placeholder: each scheduler takes its own options here.
+        ("scheduling.extra_directives", '("-O value",) (any option of the scheduler)',
+         sch(extra_directives=("-O value",))),
         ("dependencies", "after_success on a job with scheduler id 1234",
          {"dependencies": (CompiledDependency("after_success", "f" * 32, "1234"),)}),
         ("execution.job_name", '"train"', exe(job_name="train")),

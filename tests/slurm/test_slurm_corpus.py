@@ -28,7 +28,7 @@ from molq import Cluster, Submitor  # noqa: E402
 from molq.causes import EndCause, cause_from_exit  # noqa: E402
 from molq.errors import SchedulerError, SubmitError  # noqa: E402
 from molq.evidence import CancelOutcome  # noqa: E402
-from molq.model import JobState  # noqa: E402
+from molq.model import JobState, SubState  # noqa: E402
 from molq.scheduler import TrackedJob  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "slurm"
@@ -104,7 +104,7 @@ def _none(value: Any) -> Any:
 def _check(actual: Any, want: dict[str, Any], what: str) -> None:
     if "state" in want:
         assert actual.state == JobState(want["state"]), what
-    for key in ("exit_code", "exit_signal"):
+    for key in ("exit_code", "exit_signal", "sub_state_reason"):
         if key in want:
             assert getattr(actual, key) == _none(want[key]), f"{what}: {key}"
     if "end_cause" in want:
@@ -118,6 +118,9 @@ def _check(actual: Any, want: dict[str, Any], what: str) -> None:
             assert got == pytest.approx(value, rel=1e-3), f"{what}: usage.{key}"
         else:
             assert got == value, f"{what}: usage.{key}"
+    if "sub_state" in want:
+        expected = None if want["sub_state"] == "none" else SubState(want["sub_state"])
+        assert actual.sub_state == expected, f"{what}: sub_state {actual.sub_state}"
 
 
 def _params(kind: str, engine_key: str | None = None) -> list[Any]:
@@ -241,7 +244,7 @@ def test_queue_answer(sample: dict[str, Any], fakes: FakeCommands) -> None:
     entries = {e.scheduler_job_id: e for e in Cluster("corpus", "slurm").get_queue()}
     for sid, want in sample["expect"]["entries"].items():
         entry = entries[sid]
-        assert entry.state == JobState(want["state"]), sid
+        _check(entry, want, sid)
         if "name" in want:
             assert entry.name == want["name"], sid
     assert len(entries) == sample["expect"].get("count", len(entries))

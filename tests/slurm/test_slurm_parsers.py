@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from molq.batch import AccountingUnavailable
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
-from molq.model import JobState
+from molq.model import JobState, QueueEntry, SubState
 from molq.transport import CommandResult
 from molq_slurm import SlurmDialect
 
@@ -346,19 +346,31 @@ def test_use_accounting_false_reads_final_states_from_scontrol(real: str) -> Non
 
 
 def test_queue_lists_every_job_with_names_intact(real: str) -> None:
-    ids = scenarios(real)
+    # squeue_queue was captured on its own (with Reason, 2026-12-02: held, suspended,
+    # requeued-held, dependency jobs), so its rows are found by job name, not scenarios.json.
     entries = SlurmDialect().parse_queue(golden(f"real/{real}/squeue_queue"))
-    by_id = {e.scheduler_job_id: e for e in entries}
-    weird = by_id[ids["weird_name"]]
-    assert weird.name == WEIRD_NAME
+    by_name: dict[str | None, list[QueueEntry]] = {}
+    for entry in entries:
+        by_name.setdefault(entry.name, []).append(entry)
+    (weird,) = by_name[WEIRD_NAME]
     assert weird.user == "root" and weird.partition == "debug"
-    assert weird.state == JobState.RUNNING and weird.raw_state == "RUNNING"
+    assert weird.state == JobState.RUNNING and weird.raw_state == "RUNNING" and weird.sub_state is None
     assert weird.submit_time is not None and weird.start_time is not None
-    held = by_id[ids["held"]]
-    assert held.state == JobState.QUEUED and held.start_time is None and held.name == "held"
-    array = ids["array_throttled"]
-    assert by_id[f"{array}_1"].state == JobState.RUNNING
-    assert by_id[f"{array}_[2-3%1]"].state == JobState.QUEUED
+    (held,) = by_name["held"]
+    assert held.state == JobState.QUEUED and held.start_time is None
+    assert (held.sub_state, held.sub_state_reason) == (SubState.HELD, "JobHeldUser")
+    (suspended,) = by_name["suspended"]
+    assert (suspended.state, suspended.sub_state) == (JobState.RUNNING, SubState.SUSPENDED)
+    (requeue_hold,) = by_name["requeue-hold"]
+    assert (requeue_hold.state, requeue_hold.sub_state) == (JobState.QUEUED, SubState.HELD)
+    assert requeue_hold.sub_state_reason == "job requeued in held state"
+    (dependent,) = by_name["dependency"]
+    assert (dependent.sub_state, dependent.sub_state_reason) == (SubState.WAITING_DEPENDENCY, "Dependency")
+    (too_big,) = by_name["too-big"]
+    assert (too_big.sub_state, too_big.sub_state_reason) == (SubState.WAITING_RESOURCES, "Resources")
+    array = {e.scheduler_job_id.partition("_")[2]: e for e in by_name["array-throttled"]}
+    assert array["1"].state == JobState.RUNNING
+    assert array["[2-3%1]"].state == JobState.QUEUED and array["[2-3%1]"].sub_state is None  # its turn
 
 
 def test_adopt_finds_the_tagged_job(real: str) -> None:
@@ -537,8 +549,8 @@ NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_c
 @given(name=NAMES)
 @settings(max_examples=300)
 def test_any_job_name_survives_the_queue_parser(name: str) -> None:
-    line = f"17|17|N/A|root|debug|RUNNING|1700000000|1700000001|{name}\n"
-    other = "18|18|N/A|root|debug|PENDING|1700000002|N/A|x\n"
+    line = f"17|17|N/A|root|debug|RUNNING|None|1700000000|1700000001|{name}\n"
+    other = "18|18|N/A|root|debug|PENDING|Priority|1700000002|N/A|x\n"
     (entry, second) = SlurmDialect().parse_queue(CommandResult(("squeue",), 0, line + other, ""))
     assert entry.name == name and entry.scheduler_job_id == "17" and entry.state == JobState.RUNNING
     assert second.scheduler_job_id == "18"

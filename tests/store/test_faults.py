@@ -87,7 +87,7 @@ def test_dropped_column_is_a_schema_mismatch(tmp_path):
     JobStore(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE molq_jobs DROP COLUMN failure_reason")
-    with pytest.raises(StoreError, match="does not match its schema version 5.*failure_reason"):
+    with pytest.raises(StoreError, match="does not match its schema version 6.*failure_reason"):
         JobStore(f"sqlite:///{path}")
 
 

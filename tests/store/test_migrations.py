@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from molq.model import JobState
+from molq.model import JobState, SubState
 from molq.store import SCHEMA_VERSION, JobStore
 
 DATA = Path(__file__).parent / "data"
 NEW_IN_4 = ("end_cause", "usage_json")
+NEW_IN_6 = ("sub_state", "sub_state_reason")
 NEW_IN_3 = ("cancel_requested_at", "confirmed_at")
 NEW_IN_2 = ("target_json", "missing_since")
 
@@ -30,7 +31,7 @@ def _columns(path: Path) -> set[str]:
 
 
 def _check_migrated(store: JobStore, *, lease: bool = True) -> None:
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
     up = store.get_job("c", "old-up")
     assert (up.state, up.scheduler_job_id, up.exit_code, up.metadata) == (JobState.SUCCEEDED, "123", 0, {"k": "v"})
     assert [t.new_state for t in store.get_transitions("c", "old-up")] == [
@@ -73,6 +74,24 @@ def test_version_3_store_is_migrated(tmp_path):
     _check_migrated(store)
     store.close()
     assert set(NEW_IN_4) <= _columns(path)
+
+
+def test_version_5_store_gains_the_sub_state_columns(tmp_path):
+    path = _v2_file(tmp_path / "jobs.db")
+    JobStore(f"sqlite:///{path}").close()  # to the current version, then back to a version 5 layout
+    with sqlite3.connect(path) as conn:
+        for column in NEW_IN_6:
+            conn.execute(f"ALTER TABLE molq_jobs DROP COLUMN {column}")
+        conn.execute("UPDATE molq_meta SET value='5' WHERE key='schema_version'")
+    assert not set(NEW_IN_6) & _columns(path)
+    store = JobStore(f"sqlite:///{path}")
+    _check_migrated(store)
+    assert store.get_job("c", "old-down").sub_state is None
+    assert store.update_job("c", "old-down", sub_state="held", sub_state_reason="JobHeldUser")
+    down = store.get_job("c", "old-down")
+    assert (down.sub_state, down.sub_state_reason) == (SubState.HELD, "JobHeldUser")
+    store.close()
+    assert set(NEW_IN_6) <= _columns(path)
 
 
 def test_version_1_store_is_migrated(tmp_path):

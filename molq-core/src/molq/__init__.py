@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "DependencyRef": "molq.model",
     "DependencyCondition": "molq.model",
     "JobState": "molq.model",
+    "SubState": "molq.model",
     "JobRecord": "molq.model",
     "StatusTransition": "molq.model",
     "JobDependency": "molq.model",
@@ -162,6 +163,7 @@ if TYPE_CHECKING:  # pragma: no cover
         SchedulerStatus,
         StatusTransition,
         SubmitorDefaults,
+        SubState,
         TerminalStatus,
     )
     from molq.plugin_types import CliCommand, EventSink, SchedulerPlugin, StorePlugin, TransportPlugin

@@ -29,6 +29,7 @@ from molq.model import (
     JobSpec,
     QueueEntry,
     SchedulerCapabilities,
+    check_extra_directives,
 )
 from molq.transport import CommandResult
 
@@ -67,6 +68,20 @@ DEPENDENCY_FUNCTIONS: dict[str, str] = {
 }
 
 _GPU_MODEL_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+#: bsub options molq passes itself (tracking, files, dependencies): an extra directive must
+#: not override them.
+_RESERVED_OPTIONS: dict[str, str] = {
+    "-J": "execution.job_name",
+    "-Jd": "nothing (molq's tag for this job lives there)",
+    **dict.fromkeys(("-o", "-oo"), "execution.output_file"),
+    **dict.fromkeys(("-e", "-eo"), "execution.error_file"),
+    "-cwd": "execution.cwd",
+    "-w": "scheduling.dependency or dependencies",
+    **dict.fromkeys(("-r", "-rn"), "scheduling.rerunnable"),
+    "-K": "nothing (molq does not block on bsub)",
+    "-I": "nothing (molq submits batch jobs)",
+}
 # Messages that only appear when the client never reached mbatchd: safe to resubmit.
 _UNREACHED_MARKERS = ("lsf is down", "cannot connect to lsf", "lim is down", "master lim")
 # bkill's answer, one line per job: "Job <12> is being terminated", "Job <12>: Job has
@@ -168,6 +183,15 @@ class LsfDialect(BatchDialect):
             opts += ["-w", dependency]
         if spec.cwd:
             opts += ["-cwd", spec.cwd]
+        if sched.rerunnable is not None:
+            opts.append("-r" if sched.rerunnable else "-rn")
+        for text in check_extra_directives(sched.extra_directives, _RESERVED_OPTIONS, "LSF"):
+            # bsub gets its options on the command line (see render_directives): a directive
+            # is split as a #BSUB line would be, into argv words that are quoted on the way.
+            try:
+                opts += shlex.split(text)
+            except ValueError as exc:
+                raise ConfigError(f"extra directive {text!r} cannot be read as bsub options: {exc}") from exc
         out, err = wrapper.stdout_path(spec, job_dir), wrapper.stderr_path(spec, job_dir)
         if sched.array_spec:
             # Elements of an array would overwrite each other's files; %I is the index.
@@ -289,6 +313,8 @@ class LsfDialect(BatchDialect):
                     partition=rec.queue or None,
                     submit_time=parse_lsf_time(rec.submit_time, now=now),
                     start_time=status.started_at,
+                    sub_state=status.sub_state,
+                    sub_state_reason=status.sub_state_reason,
                 )
             )
         return entries

@@ -25,7 +25,7 @@ from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import SourceAnswer, aggregate_parts
 from molq.model import TERMINAL_STATES, JobState, SchedulerStatus
 
-from molq_lsf.states import LSF_STATES, classify_exit, end_cause, is_known_state, map_state
+from molq_lsf.states import LSF_STATES, classify_exit, end_cause, is_known_state, map_state, sub_state_of
 
 __all__ = [
     "BjobsRecord",
@@ -321,6 +321,7 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
     code: int | None = int(rec.exit_code) if re.fullmatch(r"-?\d+", rec.exit_code) else None
     signal: int | None = None
     reason: str | None = None
+    requeued = False
     if raw == "EXIT" and classify_exit(rec.exit_reason) != JobState.QUEUED:
         state = classify_exit(rec.exit_reason)
         if code is not None:
@@ -331,6 +332,7 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
     elif raw == "EXIT":
         # Killed and requeued (brequeue): the job is pending again, not finished.
         state, code, reason = JobState.QUEUED, None, f"requeued ({rec.exit_reason})"
+        requeued = True
     elif raw == "DONE":
         state, code = JobState.SUCCEEDED, 0
     else:
@@ -343,6 +345,8 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
             reason = rec.pend_reason.rstrip("; ") or (LSF_STATES[raw][1] if raw != "PEND" else None)
         elif raw != "RUN":
             reason = LSF_STATES[raw][1]
+    sub = None if state in TERMINAL_STATES else sub_state_of(raw, rec.pend_reason, requeued=requeued)
+    sub_reason = (rec.exit_reason if requeued else rec.pend_reason.rstrip("; ")) if sub else None
     return SchedulerStatus(
         state=state,
         raw_state=raw,
@@ -352,6 +356,8 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
         started_at=started_at,
         finished_at=finished_at if state in TERMINAL_STATES else None,
         end_cause=end_cause(raw, rec.exit_reason, code, signal) if state in TERMINAL_STATES else None,
+        sub_state=sub,
+        sub_state_reason=sub_reason or None,
         # LSF keeps such a job pending forever; the engine cancels it and says why.
         dependency_never_satisfied=state == JobState.QUEUED and _NEVER_RE.search(rec.pend_reason) is not None,
     )

@@ -16,13 +16,16 @@ otherwise, so that molq never finalises a job it does not understand.
 
 from __future__ import annotations
 
+import re
+
 from molq.causes import EndCause
-from molq.model import JobState
+from molq.model import JobState, SubState
 
 __all__ = [
     "TERM_CAUSES",
     "end_cause",
     "LSF_STATES",
+    "sub_state_of",
     "TIMEOUT_REASONS",
     "CANCEL_REASONS",
     "REQUEUE_REASONS",
@@ -178,3 +181,36 @@ def classify_exit(exit_reason: str | None) -> JobState:
     if keyword in CANCEL_REASONS:
         return JobState.CANCELLED
     return JobState.FAILED
+
+
+#: Pending reasons (bjobs PEND_REASON; each ends with ';') that mean waiting for an upstream
+#: job, or for hosts, slots or resources rather than for a turn.
+_DEPENDENCY_REASON = re.compile(r"dependency condition", re.IGNORECASE)
+_RESOURCE_REASON = re.compile(
+    r"no suitable hosts|not enough (job slot|hosts|processors)|requirements? for reserving resource"
+    r"|resource requirement|individual host.based reasons",
+    re.IGNORECASE,
+)
+
+
+def sub_state_of(stat: str, pend_reason: str, *, requeued: bool = False) -> SubState | None:
+    """The sub-state of a live LSF job: PSUSP is held (``bsub -H``, ``bstop`` while pending),
+    USUSP and SSUSP suspended, a ``brequeue``-d job requeued, and a PEND job waiting for a
+    dependency or for resources when its pending reason says so.
+
+    >>> sub_state_of("PEND", "Job dependency condition not satisfied;")
+    <SubState.WAITING_DEPENDENCY: 'waiting_dependency'>
+    >>> sub_state_of("PEND", "New job is waiting for scheduling;") is None
+    True
+    """
+    if requeued:
+        return SubState.REQUEUED
+    if stat == "PSUSP":
+        return SubState.HELD
+    if stat in ("USUSP", "SSUSP"):
+        return SubState.SUSPENDED
+    if stat == "PEND" and _DEPENDENCY_REASON.search(pend_reason):
+        return SubState.WAITING_DEPENDENCY
+    if stat == "PEND" and _RESOURCE_REASON.search(pend_reason):
+        return SubState.WAITING_RESOURCES
+    return None

@@ -27,6 +27,7 @@ from molq.model import (
     QueueEntry,
     SchedulerCapabilities,
     SchedulerStatus,
+    check_extra_directives,
 )
 from molq.transport import CommandResult
 
@@ -39,6 +40,7 @@ from molq_pbs.states import (
     end_cause,
     is_finished_state,
     map_state,
+    sub_state_of,
 )
 
 __all__ = ["PbsDialectBase", "PbsProDialect", "TorqueDialect", "sanitize_job_name", "TAG_VARIABLE"]
@@ -96,6 +98,20 @@ def sanitize_job_name(name: str, *, max_length: int, numeric_first: bool) -> str
     if not cleaned or not first_ok:
         cleaned = "j" + cleaned
     return cleaned[:max_length]
+
+
+#: qsub options molq writes itself (tracking, files, dependencies): an extra directive must
+#: not override them.
+_RESERVED_OPTIONS: dict[str, str] = {
+    "-N": "execution.job_name",
+    "-o": "execution.output_file",
+    "-e": "execution.error_file",
+    "-j": "execution.output_file and error_file",
+    "-v": "execution.env (molq's tag for this job travels in -v)",
+    "-V": "execution.env",
+    "-W": "scheduling.dependency or dependencies (-W depend=...)",
+    "-r": "scheduling.rerunnable",
+}
 
 
 def _directive_value(field: str, value: str) -> str:
@@ -167,6 +183,10 @@ class PbsDialectBase(BatchDialect):
             opts.append(f"-p {self._priority(sched.priority)}")
         if _TAG_RE.match(spec.tag):
             opts.append(f"-v {TAG_VARIABLE}={spec.tag}")
+        if sched.rerunnable is not None:
+            opts.append("-r y" if sched.rerunnable else "-r n")
+        # Already checked to be one line starting with '-': a comment line to bash.
+        opts += check_extra_directives(sched.extra_directives, _RESERVED_OPTIONS, "PBS")
         return [f"#PBS {o}" for o in opts]
 
     @staticmethod
@@ -361,6 +381,7 @@ class PbsDialectBase(BatchDialect):
             if is_finished_state(raw, self.flavor):
                 continue
             start = parse.parse_pbs_time(rec.get("stime") or rec.get("start_time"))
+            sub, why = sub_state_of(rec)
             entries.append(
                 QueueEntry(
                     scheduler_job_id=sid,
@@ -371,6 +392,8 @@ class PbsDialectBase(BatchDialect):
                     partition=rec.get("queue"),
                     submit_time=parse.parse_pbs_time(rec.get("qtime") or rec.get("ctime")),
                     start_time=start,
+                    sub_state=sub,
+                    sub_state_reason=why,
                 )
             )
         return entries
@@ -486,7 +509,9 @@ class PbsProDialect(PbsDialectBase):
         comment = record.get("comment") or None
         if not is_finished_state(raw, "pbspro"):
             state = map_state(raw, flavor="pbspro", started=started is not None)
-            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started)
+            sub, why = sub_state_of(record)
+            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started,
+                                   sub_state=sub, sub_state_reason=why)
         job = FinishedJob(
             exit_status=parse.parse_int(record.get("Exit_status")),
             substate=parse.parse_int(record.get("substate")),
@@ -581,7 +606,9 @@ class TorqueDialect(PbsDialectBase):
         comment = record.get("comment") or None
         if not is_finished_state(raw, "torque"):
             state = map_state(raw, flavor="torque", started=started is not None)
-            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started)
+            sub, why = sub_state_of(record)
+            return SchedulerStatus(state=state, raw_state=raw, reason=comment, started_at=started,
+                                   sub_state=sub, sub_state_reason=why)
         job = FinishedJob(
             exit_status=parse.parse_int(record.get("exit_status") or record.get("Exit_status")),
             comment=comment,

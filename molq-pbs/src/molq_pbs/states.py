@@ -21,11 +21,13 @@ Exit statuses, as PBS reports them:
 
 from __future__ import annotations
 
+import re
 import signal as _signal
+from collections.abc import Mapping
 
 import attrs
 from molq.causes import EndCause
-from molq.model import JobState
+from molq.model import JobState, SubState
 
 __all__ = [
     "PBSPRO_EXEC_CAUSES",
@@ -42,6 +44,7 @@ __all__ = [
     "SUBSTATE_FAILED",
     "FinishedJob",
     "map_state",
+    "sub_state_of",
     "is_finished_state",
     "classify_pbspro_finished",
     "classify_torque_completed",
@@ -363,3 +366,45 @@ def classify_torque_completed(job: FinishedJob) -> tuple[JobState, int | None, i
     if _dependency_deleted(job):  # Torque records such jobs with exit_status 271
         return JobState.FAILED, None, None, f"dependency never satisfied: {job.comment}"
     return _from_exit(job, TORQUE_EXEC_CODES, TORQUE_WALLTIME_CODE)
+
+
+#: The PBS scheduler's comments on a queued job that mean "no room for it now" (PBS Pro
+#: writes "Not Running: <why>"): the cluster lacks what the job asks for.
+_RESOURCE_COMMENT = re.compile(
+    r"Insufficient amount of resource|Not enough free nodes|ineligible state|No available resources"
+    r"|Not enough of the right type of nodes",
+    re.IGNORECASE,
+)
+
+
+def sub_state_of(record: Mapping[str, str]) -> tuple[SubState | None, str | None]:
+    """(sub-state, PBS's reason) of a live job from its ``qstat -f`` attributes.
+
+    ``H`` is held, or waiting for a dependency when PBS holds it itself (system hold ``s``)
+    for a ``depend`` attribute; ``S`` and ``U`` (PBS Pro: suspended while the workstation is
+    busy) are suspended; ``Q`` is requeued when it ran before (``run_count``) and waiting for
+    resources when the scheduler's comment says so. ``W`` (waiting for its start time) and
+    the rest have none.
+
+    >>> sub_state_of({"job_state": "H", "Hold_Types": "u"})
+    (<SubState.HELD: 'held'>, 'hold types u')
+    >>> sub_state_of({"job_state": "H", "Hold_Types": "s", "depend": "afterok:12.srv"})[0]
+    <SubState.WAITING_DEPENDENCY: 'waiting_dependency'>
+    """
+    raw = (record.get("job_state") or "").strip().upper()
+    comment = (record.get("comment") or "").strip() or None
+    if raw in ("S", "U"):
+        return SubState.SUSPENDED, comment
+    if raw == "H":
+        holds = (record.get("Hold_Types") or "").strip()
+        depend = (record.get("depend") or "").strip()
+        if depend and set(holds) <= {"s"} and holds:
+            return SubState.WAITING_DEPENDENCY, comment or depend
+        return SubState.HELD, comment or (f"hold types {holds}" if holds else None)
+    if raw == "Q":
+        runs = (record.get("run_count") or "").strip()
+        if runs.isdigit() and int(runs) > 0:
+            return SubState.REQUEUED, comment
+        if comment and _RESOURCE_COMMENT.search(comment):
+            return SubState.WAITING_RESOURCES, comment
+    return None, None

@@ -10,7 +10,14 @@ from molq.causes import EndCause
 from molq.model import JobState, SchedulerStatus
 from molq.usage import Usage
 
-from molq_slurm.states import END_CAUSES, FAILURE_DESCRIPTIONS, is_known_state, map_state, normalize_state
+from molq_slurm.states import (
+    END_CAUSES,
+    FAILURE_DESCRIPTIONS,
+    is_known_state,
+    map_state,
+    normalize_state,
+    sub_state_of,
+)
 
 #: Values SLURM prints for "no time" / "no value".
 _EMPTY = {"", "N/A", "NONE", "UNKNOWN", "(NULL)", "INVALID"}
@@ -232,6 +239,7 @@ def make_status(
         end_cause = usage = None
     elif end_cause is None:
         end_cause = END_CAUSES.get(name)
+    sub = None if state.is_terminal else sub_state_of(raw_state, reason)
     return SchedulerStatus(
         state=state,
         raw_state=raw_state.strip(),
@@ -243,6 +251,8 @@ def make_status(
         dependency_never_satisfied=never,
         end_cause=end_cause,
         usage=usage,
+        sub_state=sub,
+        sub_state_reason=None if sub is None or blank(reason) else (reason or "").strip(),
     )
 
 

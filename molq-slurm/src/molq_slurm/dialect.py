@@ -40,6 +40,7 @@ from molq.model import (
     QueueEntry,
     SchedulerCapabilities,
     SchedulerStatus,
+    check_extra_directives,
 )
 from molq.scheduler import TrackedJob
 from molq.transport import CommandResult
@@ -58,7 +59,7 @@ from molq_slurm._parse import (
 )
 from molq_slurm.options import SlurmOptions
 from molq_slurm.privacy import PRIVATE_UMASK, restore_umask_line
-from molq_slurm.states import StepEvidence, end_cause, map_state, normalize_state
+from molq_slurm.states import StepEvidence, end_cause, map_state, normalize_state, sub_state_of
 
 __all__ = ["SlurmDialect", "DEPENDENCY_KEYWORDS", "SLURM_JOB_ID_FILE"]
 
@@ -79,7 +80,9 @@ STATUS_FIELDS = (
     "JobID", "ArrayJobID", "ArrayTaskID", "HetJobID", "HetJobOffset", "State", "Reason", "exit_code",
     "StartTime", "EndTime", "SubmitTime", "Comment",
 )
-QUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "SubmitTime", "StartTime", "Name")
+QUEUE_FIELDS = (
+    "JobID", "ArrayJobID", "ArrayTaskID", "UserName", "Partition", "State", "Reason", "SubmitTime", "StartTime", "Name",
+)
 ADOPT_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Comment")
 SACCT_FIELDS = (
     "JobID", "JobIDRaw", "State", "ExitCode", "Start", "End", "Reason", "Submit",
@@ -87,6 +90,21 @@ SACCT_FIELDS = (
     "DerivedExitCode", "UID", "ReqMem", "MaxRSS", "ElapsedRaw", "TotalCPU", "AllocCPUS", "AllocTRES", "NodeList",
     "Comment",
 )
+
+
+#: sbatch options molq writes itself (tracking, files, dependencies): an extra directive must
+#: not override them.
+_RESERVED_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(("-J", "--job-name"), "execution.job_name"),
+    "--comment": "nothing (molq's tag for this job lives there)",
+    **dict.fromkeys(("-o", "--output"), "execution.output_file"),
+    **dict.fromkeys(("-e", "--error"), "execution.error_file"),
+    "--open-mode": "nothing (molq chooses it)",
+    **dict.fromkeys(("-D", "--chdir"), "execution.cwd"),
+    **dict.fromkeys(("-d", "--dependency"), "scheduling.dependency or dependencies"),
+    **dict.fromkeys(("--requeue", "--no-requeue"), "scheduling.rerunnable"),
+    "--wrap": "a command or script",
+}
 
 
 def _format(fields: Sequence[str]) -> str:
@@ -361,6 +379,11 @@ class SlurmDialect(BatchDialect):
         dependency = self._dependency(spec)
         if dependency:
             lines.append(d("--dependency", dependency))
+        if sch.rerunnable is not None:
+            lines.append(d("--requeue" if sch.rerunnable else "--no-requeue"))
+        extra = check_extra_directives(sch.extra_directives, _RESERVED_OPTIONS, "SLURM")
+        # Already checked to be one line starting with '-': a comment line to bash.
+        lines += [f"#SBATCH {text}" for text in extra]
         return lines
 
     def _dependency(self, spec: JobSpec) -> str | None:
@@ -776,11 +799,12 @@ class SlurmDialect(BatchDialect):
             self._raise(result, "squeue")
         entries = []
         for cols in _read_rows(result, len(QUEUE_FIELDS), "squeue").rows:
-            job_id, array_id, task_id, user, partition, state, submit, start, name = cols
+            job_id, array_id, task_id, user, partition, state, reason, submit, start, name = cols
             job_id, array_id, task_id = job_id.strip(), array_id.strip(), task_id.strip()
             display_id = f"{array_id}_{task_id if task_id.isdigit() else '[' + task_id + ']'}" if not blank(task_id) else job_id
             started = parse_time(start)
             molq_state = map_state(state, started=started is not None)
+            sub = None if molq_state.is_terminal else sub_state_of(state, reason)
             entries.append(
                 QueueEntry(
                     scheduler_job_id=display_id,
@@ -792,6 +816,8 @@ class SlurmDialect(BatchDialect):
                     submit_time=parse_time(submit),
                     # A pending job's start time is only SLURM's forecast.
                     start_time=None if molq_state == JobState.QUEUED else started,
+                    sub_state=sub,
+                    sub_state_reason=None if sub is None or blank(reason) else reason.strip(),
                 )
             )
         return entries

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 import attrs
 from molq.causes import EndCause
-from molq.model import JobState
+from molq.model import JobState, SubState
 
 __all__ = [
     "END_CAUSES",
@@ -49,6 +49,7 @@ __all__ = [
     "map_state",
     "is_known_state",
     "FAILURE_DESCRIPTIONS",
+    "sub_state_of",
 ]
 
 #: Compact state codes (``squeue -o %t``) and their long names.
@@ -248,3 +249,46 @@ def map_state(raw: str, *, started: bool = False) -> JobState:
     if state is not None:
         return state
     return JobState.RUNNING if started else JobState.QUEUED
+
+
+#: Live states that are a sub-state by themselves, whatever the reason says.
+_STATE_SUB_STATES: dict[str, SubState] = {
+    "SUSPENDED": SubState.SUSPENDED,
+    "STOPPED": SubState.SUSPENDED,
+    "REQUEUED": SubState.REQUEUED,
+    "REQUEUE_FED": SubState.REQUEUED,
+    "REQUEUE_HOLD": SubState.HELD,
+    "RESV_DEL_HOLD": SubState.HELD,
+}
+
+#: Pending reasons (squeue's JOB REASON CODES) that mean waiting for resources rather than
+#: for a turn: the cluster has no room, or what the job asks for is down or in use.
+_RESOURCE_REASONS = ("RESOURCES", "REQNODENOTAVAIL", "NODEDOWN", "LICENSES", "NODES_REQUIRED", "BADCONSTRAINTS")
+
+
+def sub_state_of(raw_state: str, reason: str | None) -> SubState | None:
+    """The sub-state of a live SLURM job from its state and squeue/scontrol reason.
+
+    >>> sub_state_of("PENDING", "JobHeldUser")
+    <SubState.HELD: 'held'>
+    >>> sub_state_of("PD", "Dependency")
+    <SubState.WAITING_DEPENDENCY: 'waiting_dependency'>
+    >>> sub_state_of("PENDING", "job requeued in held state")
+    <SubState.HELD: 'held'>
+    >>> sub_state_of("PENDING", "Priority") is None
+    True
+    """
+    name = normalize_state(raw_state)
+    if name in _STATE_SUB_STATES:
+        return _STATE_SUB_STATES[name]
+    if name != "PENDING":
+        return None
+    word = (reason or "").strip().upper().replace(" ", "_")
+    # SLURM 22.05 shows a job after `scontrol requeuehold` as PENDING, "job requeued in held state".
+    if word.startswith("JOBHELD") or "HELD_STATE" in word:
+        return SubState.HELD
+    if word.startswith("DEPENDENCY"):
+        return SubState.WAITING_DEPENDENCY
+    if word.startswith(_RESOURCE_REASONS):
+        return SubState.WAITING_RESOURCES
+    return None

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import tomllib
-from molq import Cluster, JobState, JobStore, Submitor
+from molq import Cluster, JobState, JobStore, Submitor, SubState
 from molq.batch import RetrySettings
 from molq.errors import SchedulerError, SubmitError
 from molq.evidence import CancelOutcome
@@ -124,6 +124,7 @@ def test_status_evidence(name, fake, submitor):
             assert got.raw_state == want["raw_state"], f"{name}: {sid}"
         if "end_cause" in want:
             assert got.end_cause is not None and got.end_cause.value == want["end_cause"], f"{name}: {sid}"
+        _check_sub_state(got, want, f"{name}: {sid}")
         assert job_ids[sid] not in seen.absent
     for sid in expect.get("no_evidence", []):
         assert job_ids[sid] not in seen.statuses and job_ids[sid] not in seen.absent, f"{name}: {sid}"
@@ -131,6 +132,15 @@ def test_status_evidence(name, fake, submitor):
         assert job_ids[sid] in seen.absent, f"{name}: {sid}"
     if expect.get("problem"):
         assert any(expect["problem"] in p for p in seen.problems), seen.problems
+
+
+def _check_sub_state(got: Any, want: dict[str, Any], where: str) -> None:
+    """``sub_state`` / ``sub_state_reason`` of a status, record or queue entry ("none": None)."""
+    if "sub_state" in want:
+        expected = None if want["sub_state"] == "none" else SubState(want["sub_state"])
+        assert got.sub_state == expected, f"{where}: sub_state {got.sub_state}"
+    if "sub_state_reason" in want:
+        assert got.sub_state_reason == (None if want["sub_state_reason"] == "none" else want["sub_state_reason"]), where
 
 
 # -- status: the stored records after Submitor.refresh_jobs() ------------------------------------
@@ -158,6 +168,7 @@ def test_refresh_records(name, fake, submitor):
             assert rec.exit_code == want["exit_code"], f"{name}: {sid}"
         if rec.state.is_terminal and "end_cause" in want:
             assert rec.end_cause is not None and rec.end_cause.value == want["end_cause"], f"{name}: {sid}"
+        _check_sub_state(rec, want, f"{name}: {sid}")
     for sid in [*expect.get("no_evidence", [])]:
         rec = submitor.get_job(job_ids[sid])
         internal = submitor.store.get_internal("c", job_ids[sid])
@@ -207,6 +218,8 @@ def test_get_queue(name, fake, submitor):
     want = [{"id": w["id"], "name": w.get("name"), "state": w["state"], "user": w.get("user")}
             for w in expect["entries"]]
     assert got == want
+    for entry, w in zip(entries, expect["entries"]):
+        _check_sub_state(entry, w, f"{name}: {entry.scheduler_job_id}")
 
 
 # -- cancel -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import tomllib
 from molq import Cluster, Submitor
 from molq.errors import MolqError, SchedulerError
 from molq.evidence import CancelOutcome
-from molq.model import JobState
+from molq.model import JobState, SubState
 from molq.scheduler import TrackedJob
 from molq.store import JobStore
 
@@ -115,6 +115,12 @@ def check_status(expect: dict[str, Any], status: Any, where: str, reason: str | 
         assert status.end_cause is not None and status.end_cause.value == expect["end_cause"], (where, status)
     for key, value in expect.get("usage", {}).items():
         assert status.usage is not None and getattr(status.usage, key) == value, (where, key, status.usage)
+    if "sub_state" in expect:
+        want = None if expect["sub_state"] == "none" else SubState(expect["sub_state"])
+        assert status.sub_state == want, (where, status)
+    if "sub_state_reason" in expect:
+        assert status.sub_state_reason == (None if expect["sub_state_reason"] == "none" else expect["sub_state_reason"]), (
+            where, status)
     if "reason_contains" in expect:
         said = reason if reason is not None else getattr(status, "reason", None)
         assert expect["reason_contains"].lower() in (said or "").lower(), (where, status, said)
@@ -252,6 +258,9 @@ def test_queue_sample(path: Path, world) -> None:
     entries = cluster.get_queue(user=sample["user"])
     got = [[e.scheduler_job_id, e.state.value, e.user] for e in entries]
     assert got == sample["expect_entries"]
+    subs = {e.scheduler_job_id: e.sub_state.value if e.sub_state else "none" for e in entries}
+    for sid, want in sample.get("expect_sub_states", {}).items():
+        assert subs[sid] == want, (sid, subs)
 
 
 # -- flavour -------------------------------------------------------------------------------

@@ -186,7 +186,11 @@ class BatchScheduler(SchedulerBase):
 
     def validate(self, spec: JobSpec) -> None:
         """Refuse a job whose submit command does not exist on the cluster, before the job is
-        stored (asked once per scheduler object: one ``command -v`` over the transport)."""
+        stored (asked once per scheduler object: one ``command -v`` over the transport).
+
+        The directives are rendered first (pure, no I/O): a value the dialect refuses, such as
+        an extra directive overriding molq's own, is a ConfigError before anything is stored."""
+        self.dialect.render_directives(spec, "/nonexistent/molq-job")
         raw = self.dialect.submit_stdin_argv(spec) or self.dialect.submit_argv("job.sh", spec)
         program = self._argv(raw)[0]
         if program in self._found_programs:

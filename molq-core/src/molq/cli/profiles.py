@@ -108,6 +108,10 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 @click.option("--partition", "--queue", "partition", default=None, help="Default partition / queue.")
 @click.option("--account", default=None, help="Default account.")
 @click.option("--retries", type=click.IntRange(min=0), default=None, help="Default extra attempts.")
+@click.option("--rerunnable/--no-rerunnable", "rerunnable", default=None,
+              help="Default: let the scheduler rerun jobs after a node failure, or forbid it.")
+@click.option("--directive", "directives", multiple=True, metavar="OPTION",
+              help="Default extra scheduler option, without its prefix (repeatable).")
 @click.option("--jobs-dir", default=None, help="Where job directories go.")
 @click.option("--default/--no-default", "make_default", default=None, show_default=False,
               help="Make this the default profile, or not. Without either, the first profile added "
@@ -116,7 +120,8 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str | None, options: tuple[str, ...],
                 transport_options: tuple[str, ...],
                 cpus: int | None, mem: str | None, time_limit: str | None, partition: str | None,
-                account: str | None, retries: int | None, jobs_dir: str | None, make_default: bool | None,
+                account: str | None, retries: int | None, rerunnable: bool | None,
+                directives: tuple[str, ...], jobs_dir: str | None, make_default: bool | None,
                 force: bool) -> int:
     """Add (or with --force replace) a profile. The scheduler plugin must be installed.
 
@@ -133,7 +138,8 @@ def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str |
     if name in config.profiles and not force:
         raise ConfigError(f"profile {name!r} already exists (use --force to replace it)")
     resources = JobResources(cpu_count=cpus, memory=mem, time_limit=time_limit)
-    scheduling = JobScheduling(partition=partition, account=account)
+    scheduling = JobScheduling(partition=partition, account=account, rerunnable=rerunnable,
+                               extra_directives=directives)
     defaults = SubmitorDefaults(
         resources=resources if resources != JobResources() else None,
         scheduling=scheduling if scheduling != JobScheduling() else None,

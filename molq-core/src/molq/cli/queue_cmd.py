@@ -25,5 +25,10 @@ def queue(cluster_name: str | None, profile: str | None, user: str | None, as_js
         return 0
     rows = [[e.scheduler_job_id, e.state.value, e.raw_state, e.user or "-", e.partition or "-",
              render.ago(e.submit_time), render.truncate(e.name, 40)] for e in entries]
-    click.echo(render.table(["SCHED ID", "STATE", "RAW", "USER", "PARTITION", "SUBMITTED", "NAME"], rows, colour_col=1))
+    headers = ["SCHED ID", "STATE", "RAW", "USER", "PARTITION", "SUBMITTED", "NAME"]
+    if any(e.sub_state for e in entries):  # held, suspended, waiting...: only when some job is
+        headers.insert(2, "SUB")
+        for row, e in zip(rows, entries):
+            row.insert(2, render.sub_state(e) or "-")
+    click.echo(render.table(headers, rows, colour_col=1))
     return 0

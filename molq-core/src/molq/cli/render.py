@@ -184,6 +184,8 @@ def record_json(rec: Any, *, now: float | None = None) -> dict[str, Any]:
         "scheduler": rec.scheduler,
         "state": rec.state.value,
         "raw_state": rec.raw_state,
+        "sub_state": sub_state(rec) or None,
+        "sub_state_reason": rec.sub_state_reason,
         "scheduler_job_id": rec.scheduler_job_id,
         "name": rec.job_name,
         "command": rec.command_display,
@@ -284,12 +286,20 @@ def queue_json(entry: Any) -> dict[str, Any]:
         "user": entry.user,
         "state": entry.state.value,
         "raw_state": entry.raw_state,
+        "sub_state": sub_state(entry) or None,
+        "sub_state_reason": entry.sub_state_reason,
         "partition": entry.partition,
         "submit_time": iso(entry.submit_time),
         "start_time": iso(entry.start_time),
         "cpus": getattr(entry, "cpus", None),
         "waits_for": getattr(entry, "waits_for", None),
     })
+
+
+def sub_state(item: Any) -> str:
+    """A record's or queue entry's sub-state (``held``, ``suspended``...), "" when it has none."""
+    sub = getattr(item, "sub_state", None)
+    return sub.value if sub is not None else ""
 
 
 def dump_json(data: Any) -> None:
@@ -306,8 +316,8 @@ def sched_id(rec: Any) -> str:
 
 JOB_COLUMNS = ("id", "cluster", "state", "sched_id", "name", "submitted", "elapsed", "exit", "command")
 #: Every column ``molq list --columns`` accepts.
-ALL_COLUMNS = (*JOB_COLUMNS, "reason")
-_HEADERS = {"id": "ID", "cluster": "CLUSTER", "state": "STATE", "sched_id": "SCHED ID", "name": "NAME",
+ALL_COLUMNS = (*JOB_COLUMNS, "reason", "sub")
+_HEADERS = {"id": "ID", "cluster": "CLUSTER", "state": "STATE", "sub": "SUB", "sched_id": "SCHED ID", "name": "NAME",
             "submitted": "SUBMITTED", "elapsed": "ELAPSED", "exit": "EXIT", "command": "COMMAND",
             "reason": "REASON"}
 # Which columns give way, in order, when a table is wider than the terminal.
@@ -321,6 +331,8 @@ def _cell(rec: Any, column: str, now: float, wide: bool, reasons: dict[str, str]
         return rec.cluster_name
     if column == "state":
         return rec.state.value
+    if column == "sub":
+        return sub_state(rec)
     if column == "sched_id":
         return sched_id(rec)
     if column == "name":
@@ -352,6 +364,8 @@ def jobs_table(records: Sequence[Any], *, now: float | None = None, max_width: i
         columns = list(JOB_COLUMNS)
         if not any(sched_id(r) not in ("", "-") for r in records):
             columns.remove("sched_id")
+        if any(sub_state(r) for r in records):  # held, suspended...: only when some job is
+            columns.insert(columns.index("state") + 1, "sub")
         if reasons or any(r.state.value in ("failed", "timed_out", "lost") for r in records):
             columns.insert(columns.index("command"), "reason")
     rows = [[_cell(r, c, now, wide, reasons) for c in columns] for r in records]

@@ -37,6 +37,12 @@ def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
 @click.option("--qos", help="Quality of service.")
 @click.option("--nodes", type=int, help="Number of nodes.")
 @click.option("--array", "array_spec", help="Array spec, e.g. 1-10%2.")
+@click.option("--rerunnable/--no-rerunnable", "rerunnable", default=None,
+              help="Let the scheduler run the job again after a node failure or preemption, or forbid it "
+                   "(default: the cluster's).")
+@click.option("--directive", "directives", multiple=True, metavar="OPTION",
+              help="Extra scheduler option for this job, written without its prefix, e.g. "
+                   "--directive=--constraint=avx2 (repeatable; one #SBATCH/#PBS line each, bsub options on LSF).")
 @click.option("--name", help="Job name.")
 @click.option("--cwd", help="Working directory (on the cluster); it must exist.")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
@@ -65,7 +71,7 @@ def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
 def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem: str | None,
            gpus: int | None, gpu_type: str | None, time_limit: str | None, partition: str | None,
            account: str | None, qos: str | None, nodes: int | None, array_spec: str | None,
-           name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
+           rerunnable: bool | None, directives: tuple[str, ...], name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
            after_failure: tuple[str, ...], after_started: tuple[str, ...], after: tuple[str, ...],
            retries: int, retry_on: str | None, grow_memory: float | None,
            shell_command: str | None, script_file: str | None, dry_run: bool, wait: bool,
@@ -88,7 +94,11 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
             "give exactly one of: a command after --, --command TEXT or --script FILE"
             + (f" (got {' and '.join(given)})" if given else ""))
     resources = JobResources(cpu_count=cpus, memory=mem, gpu_count=gpus, gpu_type=gpu_type, time_limit=time_limit)
-    scheduling = JobScheduling(partition=partition, account=account, qos=qos, node_count=nodes, array_spec=array_spec)
+    # Only a given --directive counts as the job's own: an empty tuple would replace the
+    # profile's default directives instead of inheriting them.
+    native: dict[str, Any] = {"extra_directives": directives} if directives else {}
+    scheduling = JobScheduling(partition=partition, account=account, qos=qos, node_count=nodes, array_spec=array_spec,
+                               rerunnable=rerunnable, **native)
     execution = JobExecution(env=_parse_env(env), cwd=cwd, job_name=name)
     script = None
     if script_file:

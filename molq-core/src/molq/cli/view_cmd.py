@@ -255,7 +255,10 @@ def _state_line(rec: Any, transitions: Any) -> str:
     if rec.state.value in render.TERMINAL_STATES:
         return text
     details = [d for d in (rec.raw_state, last_reason(transitions, rec.state.value)) if d]
-    return text + (f" ({': '.join(details)})" if details else "")
+    text += f" ({': '.join(details)})" if details else ""
+    if rec.sub_state is not None:  # e.g. "queued (PENDING), held: JobHeldUser"
+        text += f", {rec.sub_state.label}" + (f": {rec.sub_state_reason}" if rec.sub_state_reason else "")
+    return text
 
 
 _RELEVANCE = {"running": 0, "queued": 1, "submitted": 2, "created": 3, "failed": 4, "timed_out": 4, "lost": 4,

@@ -82,12 +82,15 @@ class JobView:
     missing_count: int = 0
     missing_since: float | None = None
     cancel_requested_at: float | None = None
+    sub_state: str | None = None
+    sub_state_reason: str | None = None
 
     @classmethod
     def of(cls, record: JobRecord, *, missing_count: int = 0, missing_since: float | None = None,
            cancel_requested_at: float | None = None) -> JobView:
         return cls(record.job_id, record.state, record.scheduler_job_id, record.raw_state,
-                   record.submitted_at, record.started_at, missing_count, missing_since, cancel_requested_at)
+                   record.submitted_at, record.started_at, missing_count, missing_since, cancel_requested_at,
+                   record.sub_state.value if record.sub_state else None, record.sub_state_reason)
 
 
 @attrs.frozen
@@ -106,6 +109,17 @@ class Decision:
     @property
     def ends(self) -> bool:
         return self.new_state is not None and self.new_state.is_terminal
+
+
+def _sub_state_fields(view: JobView, status: SchedulerStatus | None) -> dict[str, Any]:
+    """The sub-state columns to write so the record says what ``status`` says (a final or
+    absent job has none); empty when they already do."""
+    alive = status is not None and not status.state.is_terminal and status.sub_state is not None
+    sub = status.sub_state.value if alive and status is not None and status.sub_state else None
+    reason = status.sub_state_reason if alive and status is not None else None
+    if (sub, reason) == (view.sub_state, view.sub_state_reason):
+        return {}
+    return {"sub_state": sub, "sub_state_reason": reason}
 
 
 def _clear_misses(view: JobView) -> dict[str, Any]:
@@ -148,6 +162,7 @@ def _finish(view: JobView, status: SchedulerStatus, now: float) -> Decision:
         "failure_reason": None if state == JobState.SUCCEEDED else (reason or state.value),
         "missing_count": 0,
         "missing_since": None,
+        **_sub_state_fields(view, None),
     }
     if status.started_at and not view.started_at:
         fields["started_at"] = max(status.started_at, view.submitted_at or status.started_at)
@@ -163,17 +178,17 @@ def _alive(view: JobView, status: SchedulerStatus, now: float) -> Decision | Non
         reason = f"dependency can never be satisfied ({status.reason or status.raw_state})"
         return Decision(view.job_id, view.state, JobState.FAILED, reason, {
             "raw_state": status.raw_state or None, "failure_reason": reason, "finished_at": now,
-            "missing_count": 0, "missing_since": None,
+            "missing_count": 0, "missing_since": None, **_sub_state_fields(view, None),
             "end_cause": EndCause.DEPENDENCY_NEVER_SATISFIED.value,
         }, cancel_first=True)
     raw = status.raw_state or None
     target = status.state
     if target in (JobState.SUBMITTED, JobState.CREATED) or target == view.state:
-        fields = _clear_misses(view)
+        fields = {**_clear_misses(view), **_sub_state_fields(view, status)}
         if raw != view.raw_state:
             fields["raw_state"] = raw
         return Decision(view.job_id, view.state, None, None, fields) if fields else None
-    fields = {"raw_state": raw, "missing_count": 0, "missing_since": None}
+    fields = {"raw_state": raw, "missing_count": 0, "missing_since": None, **_sub_state_fields(view, status)}
     if target == JobState.RUNNING:
         started = status.started_at or now
         fields["started_at"] = max(started, view.submitted_at or started)
@@ -191,6 +206,7 @@ def _missed(view: JobView, now: float) -> Decision | None:
         return Decision(view.job_id, view.state, JobState.CANCELLED, reason, {
             "failure_reason": "cancelled by user", "finished_at": now, "missing_count": 0, "missing_since": None,
             "end_cause": EndCause.CANCELLED_BY_USER.value,
+            **_sub_state_fields(view, None),
         })
     misses = view.missing_count + 1
     since = view.missing_since or now
@@ -198,7 +214,8 @@ def _missed(view: JobView, now: float) -> Decision | None:
         return Decision(view.job_id, view.state, JobState.LOST,
                         f"the scheduler no longer knows job {view.scheduler_job_id} and left no final state",
                         {"failure_reason": "lost: the scheduler has no record of the job and no exit code was written",
-                         "finished_at": now, "missing_count": misses, "end_cause": EndCause.LOST.value})
+                         "finished_at": now, "missing_count": misses, "end_cause": EndCause.LOST.value,
+                         **_sub_state_fields(view, None)})
     return Decision(view.job_id, view.state, None, None, {"missing_count": misses, "missing_since": since})
 
 
@@ -226,6 +243,7 @@ def decide(view: JobView, evidence: Evidence, now: float) -> Decision | None:
             return Decision(view.job_id, view.state, JobState.CANCELLED, reason, {
                 "failure_reason": "cancelled by user", "finished_at": now, "missing_count": 0,
                 "missing_since": None, "end_cause": EndCause.CANCELLED_BY_USER.value,
+                **_sub_state_fields(view, None),
             })
         fields = _clear_misses(view)  # known to the scheduler: not missing; how it ended comes later
         return Decision(view.job_id, view.state, None, None, fields) if fields else None

@@ -15,7 +15,7 @@ import attrs
 
 from molq import wrapper
 from molq.causes import EndCause, cause_from_exit
-from molq.model import JobState, QueueEntry, SchedulerStatus
+from molq.model import JobState, QueueEntry, SchedulerStatus, SubState
 from molq.usage import Usage
 
 __all__ = ["JobFacts", "status_from", "entry_name", "entry_sid", "queue_line", "parse_queue",
@@ -131,11 +131,14 @@ def parse_queue(text: str) -> list[QueueEntry]:
             why = parts[3] if len(parts) > 3 else ""
             waits_for = {"ok": "cores", "wait": why, "never": why or "can never start"}.get(verdict, verdict)
             waits = waits_for if verdict == "never" else f"waits for {waits_for}"
+            # "ok": its dependencies (if any) hold, so only cores are missing.
+            sub = {"ok": SubState.WAITING_RESOURCES, "wait": SubState.WAITING_DEPENDENCY}.get(verdict)
             ns = entry.split("-", 1)[0].rstrip("d")
             queued.append(QueueEntry(entry_sid(entry), state=JobState.QUEUED,
                                      raw_state=f"queued ({_cores(cpus)}): {waits}",
                                      submit_time=int(ns) / 1e9 if ns.isdigit() else None,
-                                     cpus=_int(cpus), waits_for=waits_for))
+                                     cpus=_int(cpus), waits_for=waits_for,
+                                     sub_state=sub, sub_state_reason=waits if sub else None))
     return running + queued
 
 

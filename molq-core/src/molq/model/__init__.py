@@ -19,7 +19,7 @@ from __future__ import annotations
 
 # JobState lives in its own small module so that `molq list` can read records without
 # importing this package (defining the attrs classes costs tens of milliseconds).
-from molq._states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from molq._states import ACTIVE_STATES, TERMINAL_STATES, JobState, SubState
 from molq.model.policies import (
     RetentionPolicy,
     RetryBackoff,
@@ -42,6 +42,7 @@ from molq.model.submission import (
     JobScheduling,
     Script,
 )
+from molq.model.submission import check_extra_directives as check_extra_directives
 from molq.model.submission import upgrade_legacy_scheduling as upgrade_legacy_scheduling
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "JobExecution",
     "DependencyRef",
     "JobState",
+    "SubState",
     "TERMINAL_STATES",
     "ACTIVE_STATES",
     "JobRecord",

@@ -8,7 +8,7 @@ from typing import Literal
 
 import attrs
 
-from molq._states import TERMINAL_STATES, JobState
+from molq._states import TERMINAL_STATES, JobState, SubState, sub_state_or_none
 from molq.causes import EndCause, to_cause
 from molq.model.submission import DependencyCondition
 from molq.usage import Usage, to_usage
@@ -54,7 +54,8 @@ class JobDependency:
 @attrs.frozen
 class QueueEntry:
     """One row of the scheduler's own queue (``squeue``, ``qstat``, ``bjobs``); may be a job
-    that molq did not submit."""
+    that molq did not submit. ``sub_state`` (a :class:`~molq.SubState` or None) and
+    ``sub_state_reason`` say what holds it beside its state."""
 
     scheduler_job_id: str
     name: str | None = None
@@ -68,11 +69,20 @@ class QueueEntry:
     cpus: int | None = None
     #: What a queued job waits for ("cores", "<job> to end", or why it can never start).
     waits_for: str | None = None
+    #: Held, suspended, requeued, waiting for a dependency or for resources (None: plain).
+    sub_state: SubState | None = attrs.field(default=None, converter=sub_state_or_none)
+    #: The scheduler's own words for the sub-state (SLURM reason, PBS comment, LSF reason).
+    sub_state_reason: str | None = None
 
 
 @attrs.frozen
 class JobRecord:
-    """Immutable snapshot of a persisted job."""
+    """Immutable snapshot of a persisted job.
+
+    ``sub_state`` and ``sub_state_reason`` say what the scheduler last reported beside the
+    state of an active job (held, suspended, requeued, waiting for a dependency or for
+    resources, with the scheduler's own reason); both are None once the job ended.
+    """
 
     job_id: str
     cluster_name: str
@@ -106,6 +116,10 @@ class JobRecord:
     end_cause: EndCause | None = attrs.field(default=None, converter=to_cause)
     #: What it used, where the scheduler reports it.
     usage: Usage | None = attrs.field(default=None, converter=to_usage, hash=False)
+    #: What the scheduler last said beside the state (see :class:`~molq.SubState`); None once
+    #: the job ended or when nothing particular holds it.
+    sub_state: SubState | None = attrs.field(default=None, converter=sub_state_or_none)
+    sub_state_reason: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import attrs
 
-from molq._states import JobState
+from molq._states import JobState, SubState, sub_state_or_none
 from molq.causes import EndCause, to_cause
 from molq.errors import ConfigError
 from molq.model.submission import (
@@ -38,6 +38,8 @@ CAPABILITY_FIELDS: dict[str, str] = {
     "email": "scheduling.email",
     "qos": "scheduling.qos",
     "reservation": "scheduling.reservation",
+    "rerunnable": "scheduling.rerunnable",
+    "extra_directives": "scheduling.extra_directives",
     "job_name": "execution.job_name",
     "output_file": "execution.output_file",
     "error_file": "execution.error_file",
@@ -82,7 +84,8 @@ class SchedulerCapabilities:
 
 @attrs.frozen
 class SchedulerStatus:
-    """What a scheduler says about one job: a molq state plus the native details."""
+    """What a scheduler says about one job: a molq state plus the native details, and for a
+    live job its ``sub_state`` (held, suspended...) with the scheduler's ``sub_state_reason``."""
 
     state: JobState
     raw_state: str = ""
@@ -99,6 +102,10 @@ class SchedulerStatus:
     end_cause: EndCause | None = attrs.field(default=None, converter=to_cause)
     #: What the job used, where the scheduler reports it.
     usage: Usage | None = attrs.field(default=None, hash=False)
+    #: Held, suspended, requeued, waiting... beside ``state`` (None: nothing particular).
+    sub_state: SubState | None = attrs.field(default=None, converter=sub_state_or_none)
+    #: The scheduler's own reason for ``sub_state`` (e.g. SLURM's ``JobHeldUser``).
+    sub_state_reason: str | None = None
 
 
 # The seed API calls the terminal answer of a scheduler a TerminalStatus.

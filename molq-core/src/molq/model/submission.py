@@ -114,6 +114,59 @@ def _deps_tuple(value: Any) -> tuple[DependencyRef, ...]:
     return tuple(out)
 
 
+def _directives_tuple(value: Any) -> tuple[str, ...]:
+    """``extra_directives`` as a tuple of option texts; one string is one directive."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"extra_directives must be a list of strings, got {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f"extra_directives holds {item!r}, which is not a string")
+        if "\n" in item or "\r" in item or "\x00" in item:
+            # One directive is one line: a line break would let the rest run as shell code.
+            raise ConfigError(f"extra directive {item!r} must be one line (no line break or NUL byte)")
+        text = item.strip()
+        if text.startswith("#"):
+            raise ConfigError(
+                f"extra directive {item!r}: give the option only (e.g. '--constraint=avx2'); "
+                "molq adds the scheduler's own prefix (#SBATCH, #PBS, #BSUB)"
+            )
+        if not text.startswith("-") or len(text) < 2 or text[1].isspace():
+            raise ConfigError(
+                f"extra directive {item!r} must be a scheduler option starting with '-', "
+                "e.g. '--constraint=avx2' or '-l software=abc'"
+            )
+        out.append(text)
+    return tuple(out)
+
+
+def directive_option(text: str) -> str:
+    """The option name of one extra directive: ``'--mem=4G'`` -> ``'--mem'``, ``'-l a=b'`` -> ``'-l'``.
+
+    Dialects use it to refuse directives that would override what molq sets itself.
+    """
+    return re.split(r"[=\s]", text, maxsplit=1)[0]
+
+
+def check_extra_directives(
+    directives: tuple[str, ...], reserved: Mapping[str, str], scheduler: str
+) -> tuple[str, ...]:
+    """``directives``, or a :class:`ConfigError` for the first one whose option molq sets itself
+    (``reserved`` maps such an option to the molq field to use instead)."""
+    for text in directives:
+        option = directive_option(text)
+        if option in reserved:
+            raise ConfigError(
+                f"extra directive {text!r}: molq sets {option} itself on {scheduler}; "
+                f"use {reserved[option]} instead"
+            )
+    return directives
+
+
 _ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
 
 
@@ -140,12 +193,29 @@ def _remember_given(cls: _Cls) -> _Cls:
     return cls
 
 
+#: JobScheduling fields newer than the reference API (seed 000), left out of its repr when unset.
+_LATER_FIELDS = frozenset({"rerunnable", "extra_directives"})
+
+
 @_remember_given
 @attrs.frozen
 class JobScheduling:
     """Where and when a job runs: partition, account, dependencies, arrays...
 
     ``dependency`` (a raw scheduler string) and ``dependencies`` (molq ids) are mutually exclusive.
+
+    ``rerunnable`` (None: the cluster's default) says whether the scheduler may run the job
+    again after a node failure or preemption: SLURM ``--requeue``/``--no-requeue``, PBS
+    ``-r y``/``-r n``, LSF ``-r``/``-rn``. The local scheduler never reruns a job: False is
+    already true there, True is refused.
+
+    ``extra_directives`` are scheduler options molq has no field for, one per entry and
+    written without the prefix (``("--constraint=avx2", "--nice=5")`` on SLURM,
+    ``("-l software=abaqus",)`` on PBS): molq writes each as one ``#SBATCH``/``#PBS`` line of
+    the job script (on LSF, as ``bsub`` options). An entry must be one line starting with
+    ``-``, and must not set what molq sets itself (job name, tag, output files, dependencies,
+    rerunnable); anything else is a :class:`ConfigError` before the job is stored. A job
+    that gives its own list replaces the defaults' list. The local scheduler refuses them.
     """
 
     partition: str | None = attrs.field(default=None, validator=_opt_str("partition"))
@@ -159,8 +229,21 @@ class JobScheduling:
     email: str | None = attrs.field(default=None, validator=_opt_str("email"))
     qos: str | None = attrs.field(default=None, validator=_opt_str("qos"))
     reservation: str | None = attrs.field(default=None, validator=_opt_str("reservation"))
+    #: Whether the scheduler may run the job again after a node failure or preemption
+    #: (SLURM ``--requeue``/``--no-requeue``, PBS ``-r y``/``-r n``, LSF ``-r``/``-rn``);
+    #: None keeps the cluster's default.
+    rerunnable: bool | None = attrs.field(default=None)
+    #: Scheduler options for this job that molq has no field for, one per entry, written
+    #: without the prefix (``"--constraint=avx2"``): rendered as ``#SBATCH``/``#PBS`` lines
+    #: (bsub options on LSF), never as shell code.
+    extra_directives: tuple[str, ...] = attrs.field(default=(), converter=_directives_tuple)
     # Names of the arguments given to the constructor (see _remember_given); not part of the value.
     _given: frozenset[str] = attrs.field(init=False, factory=frozenset, eq=False, repr=False, hash=False)
+
+    @rerunnable.validator
+    def _check_rerunnable(self, _attr: Any, value: Any) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"rerunnable must be true, false or unset, got {value!r}")
 
     def __attrs_post_init__(self) -> None:
         if self.dependency is not None and self.dependencies:
@@ -172,6 +255,12 @@ class JobScheduling:
             raise ConfigError(
                 f"cannot parse array_spec {self.array_spec!r}; write e.g. '1-10', '1-10%2' or '1,3,5'"
             )
+
+    def __repr__(self) -> str:
+        # The reference's repr, word for word; fields added since show only when set.
+        shown = [f"{a.name}={getattr(self, a.name)!r}" for a in attrs.fields(type(self))
+                 if a.init and (a.name not in _LATER_FIELDS or getattr(self, a.name) != a.default)]
+        return f"JobScheduling({', '.join(shown)})"
 
     @property
     def queue(self) -> str | None:

@@ -35,6 +35,7 @@ MIGRATIONS: dict[int, Callable[[sa.engine.Connection], None]] = {
     2: _add_missing_columns,  # 2 -> 3: cancel_requested_at, confirmed_at, held
     3: _add_missing_columns,  # 3 -> 4: end_cause, usage_json
     4: _add_missing_columns,  # 4 -> 5: the molq_pace table (made by create_all before migrating)
+    5: _add_missing_columns,  # 5 -> 6: sub_state, sub_state_reason
 }
 
 

@@ -57,7 +57,7 @@ class SqlReads:
                       c.raw_state, c.created_at, c.submitted_at, c.started_at, c.job_dir,
                       c.retry_json.is_not(None), c.missing_count, c.missing_since, c.submit_host,
                       c.submit_pid, c.cancel_requested_at, c.confirmed_at, c.command_type,
-                      c.profile_name, c.held, c.updated_at)
+                      c.profile_name, c.held, c.updated_at, c.sub_state, c.sub_state_reason)
             .where(c.cluster_name == cluster_name)
             .where(c.state.in_([s.value for s in ACTIVE_STATES]))
             .order_by(c.created_at, c.job_id)
@@ -69,7 +69,8 @@ class SqlReads:
                 record=JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
                                  root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
                                  created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10],
-                                 command_type=r[18], profile_name=r[19], updated_at=r[21]),
+                                 command_type=r[18], profile_name=r[19], updated_at=r[21],
+                                 sub_state=r[22], sub_state_reason=r[23]),
                 has_retry=bool(r[11]), missing_count=r[12] or 0, missing_since=r[13], submit_host=r[14],
                 submit_pid=r[15], cancel_requested_at=r[16], confirmed_at=r[17], held=r[20],
             )

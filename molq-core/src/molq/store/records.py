@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from molq._states import JobState
+from molq._states import JobState, sub_state_or_none
 from molq.store.schema import JOBS, RECORD_COLUMNS
 
 if TYPE_CHECKING:
@@ -21,8 +21,10 @@ _JSON_COLUMNS = ("metadata_json", "usage_json")
 
 
 def _fields(m: Mapping[str, Any]) -> dict[str, Any]:
-    data = {name: m[name] for name in RECORD_COLUMNS if name not in _JSON_COLUMNS}
+    present = m.keys()
+    data = {name: m[name] if name in present else None for name in RECORD_COLUMNS if name not in _JSON_COLUMNS}
     data["state"] = JobState(data["state"])
+    data["sub_state"] = sub_state_or_none(data["sub_state"])
     data["metadata"] = json.loads(m["metadata_json"] or "{}")
     data["usage"] = json.loads(m["usage_json"]) if m["usage_json"] else None
     if data["attempt"] is None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
-    "DEPENDENCIES", "JOBS", "LEASES", "META", "PACE", "RECORD_COLUMNS", "SCHEMA_VERSION", "TABLES",
+    "DEPENDENCIES", "JOBS", "LATE_RECORD_COLUMNS", "LEASES", "META", "PACE", "RECORD_COLUMNS", "SCHEMA_VERSION",
+    "TABLES",
     "Column", "Index", "Table",
 ]
 
 # 1: first release. 2: target_json, missing_since. 3: cancel_requested_at, confirmed_at, held.
 # 4: end_cause, usage_json. 5: molq_pace (one row per cluster: shared polls, command budget,
-# circuit breaker).
-SCHEMA_VERSION = 5
+# circuit breaker). 6: sub_state, sub_state_reason.
+SCHEMA_VERSION = 6
 
 ColumnType = Literal["str", "text", "int", "float"]
 
@@ -119,6 +120,9 @@ JOBS = Table(
         # why a terminal job ended (molq.causes.EndCause), and what it used (molq.usage.Usage)
         _s("end_cause", 32),
         _t("usage_json"),
+        # held / suspended / requeued / waiting_* beside the state, and the scheduler's reason
+        _s("sub_state", 32),
+        _t("sub_state_reason"),
     ),
     (
         Index("ix_molq_jobs_cluster_state", ("cluster_name", "state")),
@@ -176,5 +180,9 @@ RECORD_COLUMNS = [
     "created_at", "submitted_at", "started_at", "finished_at", "updated_at", "exit_code",
     "exit_signal", "failure_reason", "cwd", "job_dir", "command_type", "command_display",
     "job_name", "metadata_json", "next_retry_at", "retried_by", "cleaned_at", "end_cause", "usage_json",
+    "sub_state", "sub_state_reason",
 ]
 assert set(RECORD_COLUMNS) <= set(JOBS.column_names())
+#: Record columns newer than schema version 3: the read-only reader does without them on a
+#: store that no read-write open has migrated yet.
+LATE_RECORD_COLUMNS = ("sub_state", "sub_state_reason")
