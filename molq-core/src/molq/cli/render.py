@@ -221,6 +221,10 @@ def usage_json(rec: Any) -> dict[str, Any] | None:
     usage = getattr(rec, "usage", None)
     if usage is None:
         return None
+    if isinstance(usage, dict):
+        # A listing read without the model: the stored form already holds the efficiencies
+        # (Usage.to_dict), and `molq list` stays free of the attrs classes.
+        return usage
     from molq.usage import to_usage
 
     return to_usage(usage).to_dict()  # type: ignore[union-attr]
