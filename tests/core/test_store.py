@@ -120,7 +120,7 @@ def test_version_1_store_is_migrated_forward(tmp_path):
         conn.execute("ALTER TABLE molq_jobs DROP COLUMN confirmed_at")
         conn.execute("UPDATE molq_meta SET value='1' WHERE key='schema_version'")
     store = JobStore(url)
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION
     assert store.get_job("c", "old-job").state == JobState.CREATED
     _insert(store, "new-job")
     assert store.transition("c", "new-job", JobState.CREATED, JobState.SUBMITTED, missing_since=None)
@@ -138,7 +138,7 @@ def test_version_2_store_gains_the_cancel_columns(tmp_path):
         conn.execute("ALTER TABLE molq_jobs DROP COLUMN confirmed_at")
         conn.execute("UPDATE molq_meta SET value='2' WHERE key='schema_version'")
     store = JobStore(url)
-    assert store.schema_version() == 5
+    assert store.schema_version() == SCHEMA_VERSION
     assert store.update_job("c", "v2-job", cancel_requested_at=12.5)
     assert store.get_internal("c", "v2-job")["cancel_requested_at"] == 12.5
     store.close()
