@@ -20,6 +20,7 @@ from molq.local import LocalSchedulerOptions, ShellScheduler, scripts
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
 from molq.transport import LocalTransport
+from privacy_probe import readable_by_another_user, tree
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -467,16 +468,8 @@ def test_another_local_user_can_read_nothing_molq_or_the_job_wrote_under_umask_0
         state, job_dir, spool = run_python(UMASK0, str(work), env=env, umask=0).split()
         assert state == "succeeded"
         molq_made = [Path(spool), Path(job_dir), work / "out.txt", work / "err.txt", work / ".molq"]
-        paths = [p for root in molq_made for p in ([root, *root.rglob("*")] if root.is_dir() else [root])]
-        readable = []
-        for p in paths:
-            if p.is_symlink():
-                continue
-            probe = ["ls", "--", str(p)] if p.is_dir() else ["cat", "--", str(p)]
-            proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *probe],
-                                  capture_output=True, text=True)
-            if proc.returncode == 0:
-                readable.append(str(p))
+        paths = tree(molq_made)
+        readable = readable_by_another_user(p for p in paths if not p.is_symlink())
         assert len(paths) > 10 and readable == []
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from privacy_probe import readable_by_another_user, tree
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -66,17 +67,6 @@ def _run_under_umask_000(base: Path, conf: str, *, private: bool) -> tuple[dict[
     return json.loads(proc.stdout.strip().splitlines()[-1]), home, work
 
 
-def _readable_by_another_user(paths: list[Path]) -> list[str]:
-    readable = []
-    for p in paths:
-        probe = ["ls", "--", str(p)] if p.is_dir() else ["cat", "--", str(p)]
-        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *probe],
-                              capture_output=True, text=True)
-        if proc.returncode == 0:
-            readable.append(str(p))
-    return readable
-
-
 def test_another_user_reads_nothing_molq_or_slurm_created_under_umask_000(acct_cluster, open_base: Path) -> None:
     result, home, work = _run_under_umask_000(open_base, acct_cluster.conf, private=True)
     assert result["state"] == "succeeded", result
@@ -89,10 +79,10 @@ def test_another_user_reads_nothing_molq_or_slurm_created_under_umask_000(acct_c
     # A file of the user's own command follows the user's umask (000): molq narrows nothing else.
     assert stat.S_IMODE(mine.stat().st_mode) == 0o666
     made = [home, job_dir, out, err, *(p for p in work.iterdir() if p.name.startswith(".molq"))]
-    paths = [p for root in made for p in ([root, *root.rglob("*")] if root.is_dir() else [root])]
+    paths = tree(made)
     paths = [p for p in paths if not p.is_symlink()]
-    assert len(paths) > 8 and _readable_by_another_user(paths) == []
-    assert _readable_by_another_user([mine]) == [str(mine)]  # the probe can read what is readable
+    assert len(paths) > 8 and readable_by_another_user(paths) == []
+    assert readable_by_another_user([mine]) == [str(mine)]  # the probe can read what is readable
 
 
 def test_shared_outputs_follow_the_submitting_umask_when_asked(acct_cluster, open_base: Path) -> None:
@@ -100,7 +90,7 @@ def test_shared_outputs_follow_the_submitting_umask_when_asked(acct_cluster, ope
     assert result["state"] == "succeeded", result
     out = work / "out.txt"
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 and out.read_text() == "secret\n0000\n"
-    assert _readable_by_another_user([out]) == [str(out)]
+    assert readable_by_another_user([out]) == [str(out)]
 
 
 def test_over_ssh_outputs_are_private_and_the_command_keeps_the_login_umask(acct_cluster, ssh_login, open_base: Path) -> None:
@@ -133,4 +123,4 @@ def test_over_ssh_outputs_are_private_and_the_command_keeps_the_login_umask(acct
     assert out.read_text() == f"secret\n{int(login_umask, 8):04o}\n"
     assert [stat.S_IMODE((work / n).stat().st_mode) for n in ("out.txt", "err.txt")] == [0o600, 0o600]
     assert stat.S_IMODE((work / "mine.txt").stat().st_mode) == 0o666 & ~int(login_umask, 8)
-    assert _readable_by_another_user([out, work / "err.txt"]) == []
+    assert readable_by_another_user([out, work / "err.txt"]) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from molq import Cluster, JobExecution, Submitor
 from molq.store import JobStore
+from privacy_probe import readable_by_another_user, tree
 from ssh_support import Sshd
 
 
@@ -50,16 +51,8 @@ def test_another_user_reads_nothing_the_remote_local_scheduler_or_the_job_made(s
         assert out.read_text() == f"secret\n{int(login_umask, 8):04o}\n"  # the command kept the login umask
         assert stat.S_IMODE((work / "mine.txt").stat().st_mode) == 0o666 & ~int(login_umask, 8)
         made = [base / "spool", job_dir, out, work / "err.txt"]
-        paths = [p for root in made for p in ([root, *root.rglob("*")] if root.is_dir() else [root])]
-        readable = []
-        for p in paths:
-            if p.is_symlink():
-                continue
-            probe = ["ls", "--", str(p)] if p.is_dir() else ["cat", "--", str(p)]
-            proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *probe],
-                                  capture_output=True, text=True)
-            if proc.returncode == 0:
-                readable.append(str(p))
+        paths = tree(made)
+        readable = readable_by_another_user(p for p in paths if not p.is_symlink())
         assert len(paths) > 8 and readable == []
     finally:
         shutil.rmtree(base, ignore_errors=True)
