@@ -37,7 +37,7 @@ _limits: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary(
 def max_array_size(sched: BatchScheduler) -> int | None:
     """The largest array index + 1 the cluster accepts: the profile's override, else the
     site's value, asked once per scheduler object (``scontrol show config`` on SLURM)."""
-    override = getattr(sched, "array_limit", None)
+    override = sched.array_limit
     if override is not None:
         return int(override)
     if sched in _limits:

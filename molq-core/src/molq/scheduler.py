@@ -137,6 +137,9 @@ class Scheduler(Protocol):
     transport: Transport
     cheap_status: bool
     host_bound: bool
+    #: The cluster's polling limits shared across processes (None: every refresh polls).
+    pacing: PacingPolicy | None
+
     @property
     def submit_in_flight_seconds(self) -> float:
         """How long a submit command may still reach the scheduler after its submitter died."""

@@ -64,8 +64,8 @@ def _owner() -> str:
 def policy_of(ctx: EngineContext) -> PacingPolicy | None:
     """The cluster's pacing, or None when its polls are not shared (unpaced scheduler, or a
     store without the shared record)."""
-    policy = getattr(ctx.scheduler, "pacing", None)
-    if not isinstance(policy, PacingPolicy) or not hasattr(ctx.store, "update_pace"):
+    policy = ctx.scheduler.pacing
+    if policy is None or not hasattr(ctx.store, "update_pace"):
         return None
     return policy
 
