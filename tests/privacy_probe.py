@@ -5,9 +5,19 @@ The other user is uid/gid 65534, switched to with setpriv(1); it needs root.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+
+import pytest
+
+
+def require_another_user() -> None:
+    """Skip unless this test can act as another user (root, with setpriv)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv(1) to act as another user")
 
 
 def tree(roots: Iterable[Path]) -> list[Path]:

@@ -20,7 +20,7 @@ from molq.local import LocalSchedulerOptions, ShellScheduler, scripts
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
 from molq.transport import LocalTransport
-from privacy_probe import readable_by_another_user, tree
+from privacy_probe import readable_by_another_user, require_another_user, tree
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -451,8 +451,7 @@ def test_random_sigkills_of_submitters_never_run_a_job_twice_nor_record_a_wrong_
 
 
 def test_another_local_user_can_read_nothing_molq_or_the_job_wrote_under_umask_000():
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv(1) to act as another user")
+    require_another_user()
     import tempfile
 
     # Reachable by anyone (0711 up to here): only each file's own mode protects it.

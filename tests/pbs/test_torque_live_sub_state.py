@@ -7,22 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 from molq import Cluster, JobState, Submitor, SubState
 from molq.store import JobStore
+from waiting import until
 
 pytestmark = pytest.mark.slurm
-
-
-def _until(check, timeout=60.0):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value or time.time() > deadline:
-            return value
-        time.sleep(1)
 
 
 def test_suspended_torque_job_has_the_suspended_sub_state(torque_options, tmp_path):
@@ -35,15 +26,15 @@ def test_suspended_torque_job_has_the_suspended_sub_state(torque_options, tmp_pa
             sub.refresh_jobs()
             return sub.get_job(handle.job_id)
 
-        assert _until(lambda: refreshed().state == JobState.RUNNING), "never started"
+        assert until(lambda: refreshed().state == JobState.RUNNING), "never started"
         sid = sub.get_job(handle.job_id).scheduler_job_id
         assert subprocess.run(["scontrol", "suspend", sid], env=env, timeout=30).returncode == 0
-        record = _until(lambda: (lambda r: r if r.sub_state else None)(refreshed()))
+        record = until(lambda: (lambda r: r if r.sub_state else None)(refreshed()))
         assert record is not None and (record.state, record.sub_state) == (JobState.RUNNING, SubState.SUSPENDED)
         queue = {e.scheduler_job_id: e for e in sub.target.get_queue()}
         assert queue[sid].sub_state == SubState.SUSPENDED
         assert subprocess.run(["scontrol", "resume", sid], env=env, timeout=30).returncode == 0
-        assert _until(lambda: refreshed().sub_state is None)
+        assert until(lambda: refreshed().sub_state is None)
     finally:
         sub.cancel_job(handle.job_id)
         sub.close()

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from privacy_probe import readable_by_another_user, tree
+from privacy_probe import readable_by_another_user, require_another_user, tree
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -43,8 +43,7 @@ s.close()
 
 @pytest.fixture
 def open_base() -> Iterator[Path]:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv(1) to act as another user")
+    require_another_user()
     # Reachable by anyone (0711 up to here): only each file's own mode protects it.
     base = Path(tempfile.mkdtemp(prefix="molq-slurm-priv-", dir="/tmp"))
     os.chmod(base, 0o711)

@@ -9,7 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from waiting import until
 
 
 def _molq(home, cwd, *args, timeout=120):
@@ -28,15 +29,6 @@ def _show(home, cwd, job):
     return json.loads(proc.stdout)
 
 
-def _until(check, timeout=60.0):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value or time.time() > deadline:
-            return value
-        time.sleep(1)
-
-
 def test_held_and_suspended_jobs_show_their_sub_state(slurm_cluster, molq_home, tmp_path):
     add = _molq(molq_home, tmp_path, "profile", "add", "hpc", "--scheduler", "slurm",
                 "--option", f"env.SLURM_CONF={slurm_cluster.conf}", "--default")
@@ -52,14 +44,14 @@ def test_held_and_suspended_jobs_show_their_sub_state(slurm_cluster, molq_home, 
             sids[job] = _show(molq_home, tmp_path, job)["scheduler_job_id"]
         hold = slurm_cluster.run("scontrol", "hold", sids[held])
         assert hold.returncode == 0, hold.stderr
-        assert _until(lambda: _show(molq_home, tmp_path, runner)["state"] == "running"), "never started"
+        assert until(lambda: _show(molq_home, tmp_path, runner)["state"] == "running"), "never started"
         suspend = slurm_cluster.run("scontrol", "suspend", sids[runner])
         assert suspend.returncode == 0, suspend.stderr
 
-        shown = _until(lambda: (lambda d: d if d["sub_state"] == "held" else None)(_show(molq_home, tmp_path, held)))
+        shown = until(lambda: (lambda d: d if d["sub_state"] == "held" else None)(_show(molq_home, tmp_path, held)))
         assert shown and shown["state"] == "queued", shown
         assert shown["sub_state_reason"] == "JobHeldAdmin", shown  # root holds as the administrator
-        suspended = _until(lambda: (lambda d: d if d["sub_state"] == "suspended" else None)(
+        suspended = until(lambda: (lambda d: d if d["sub_state"] == "suspended" else None)(
             _show(molq_home, tmp_path, runner)))
         assert suspended and suspended["state"] == "running", suspended
 
@@ -84,12 +76,12 @@ def test_held_and_suspended_jobs_show_their_sub_state(slurm_cluster, molq_home, 
 
         # Resumed: the sub-state goes away on the next refresh.
         assert slurm_cluster.run("scontrol", "resume", sids[runner]).returncode == 0
-        assert _until(lambda: _show(molq_home, tmp_path, runner)["sub_state"] is None)
+        assert until(lambda: _show(molq_home, tmp_path, runner)["sub_state"] is None)
     finally:
         for job in (held, runner):
             _molq(molq_home, tmp_path, "cancel", job[:8])
     for job in (held, runner):
-        final = _until(lambda j=job: (lambda d: d if d["state"] == "cancelled" else None)(_show(molq_home, tmp_path, j)))
+        final = until(lambda j=job: (lambda d: d if d["state"] == "cancelled" else None)(_show(molq_home, tmp_path, j)))
         assert final and final["sub_state"] is None, final
 
 

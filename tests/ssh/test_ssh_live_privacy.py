@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 from molq import Cluster, JobExecution, Submitor
 from molq.store import JobStore
-from privacy_probe import readable_by_another_user, tree
+from privacy_probe import readable_by_another_user, require_another_user, tree
 from ssh_support import Sshd
 
 
 @pytest.mark.sshd
 def test_another_user_reads_nothing_the_remote_local_scheduler_or_the_job_made(sshd: Sshd, control_dir: str) -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv(1) to act as another user")
+    require_another_user()
     base = Path(tempfile.mkdtemp(prefix="molq-ssh-priv-", dir="/tmp"))
     try:
         os.chmod(base, 0o711)
