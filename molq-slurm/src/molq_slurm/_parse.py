@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from molq.usage import Usage
 from molq_slurm.states import (
     END_CAUSES,
     FAILURE_DESCRIPTIONS,
+    STATE_MAP,
     is_known_state,
     map_state,
     normalize_state,
@@ -255,6 +257,34 @@ def make_status(
         sub_state_reason=None if sub is None or blank(reason) else (reason or "").strip(),
     )
 
+
+
+@functools.lru_cache(maxsize=256)
+def _live_state(raw_state: str) -> JobState | None:
+    """The molq state of a known, not final SLURM state (None: final or unknown)."""
+    state = STATE_MAP.get(normalize_state(raw_state))
+    return None if state is None or state.is_terminal else state
+
+
+def squeue_status(raw_state: str, reason: str, code: str, start: str, end: str) -> SchedulerStatus:
+    """:func:`make_status` for one squeue row (``code``: the raw wait status). Rows that mean
+    the same share one status: a pending job's start time is a forecast and a live job's end
+    time and exit status projections, which make_status drops, so they are left out of the
+    key -- thousands of queued jobs are then a handful of distinct statuses to build."""
+    live = _live_state(raw_state)
+    if live is not None:
+        code = end = ""
+        if live == JobState.QUEUED:
+            start = ""
+    return _squeue_status(raw_state, reason, code, start, end)
+
+
+@functools.lru_cache(maxsize=4096)
+def _squeue_status(raw_state: str, reason: str, code: str, start: str, end: str) -> SchedulerStatus:
+    exit_code, exit_signal = (None, None)
+    if code.lstrip("-").isdigit():
+        exit_code, exit_signal = exit_from_wait_status(int(code))
+    return make_status(raw_state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start, end=end)
 
 # -- scontrol ------------------------------------------------------------------------------------
 

@@ -48,13 +48,13 @@ from molq.transport import CommandResult
 from molq_slurm._parse import (
     blank,
     exit_from_pair,
-    exit_from_wait_status,
     make_status,
     make_usage,
     parse_req_mem,
     parse_rss,
     parse_scontrol_record,
     parse_time,
+    squeue_status,
     tres_count,
 )
 from molq_slurm.options import SlurmOptions
@@ -515,8 +515,8 @@ class SlurmDialect(BatchDialect):
         parts: dict[str, dict[str, list[SchedulerStatus]]] = {}
         kinds: dict[str, str] = {}
         for cols in read.rows:
-            job_id, array_id, task_id, het_id, het_offset, state, reason, code, start, end, submit = (
-                c.strip() for c in cols[:-1]
+            job_id, array_id, task_id, het_id, het_offset, state, reason, code, start, end, submit = map(
+                str.strip, cols[:-1]
             )
             owner = self._owner(job_id, array_id, task_id, het_id, het_offset, wanted)
             if owner is None:
@@ -524,10 +524,7 @@ class SlurmDialect(BatchDialect):
             sid, part, kind = owner
             if self._foreign(sid, submit, cols[-1]):
                 continue
-            exit_code, exit_signal = (None, None)
-            if code.lstrip("-").isdigit():
-                exit_code, exit_signal = exit_from_wait_status(int(code))
-            status = make_status(state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start, end=end)
+            status = squeue_status(state, reason, code, start, end)
             parts.setdefault(sid, {}).setdefault(part, []).append(status)
             kinds[sid] = kind
         # squeue prints one row per job, task and component: two rows for one of them mean
@@ -560,9 +557,10 @@ class SlurmDialect(BatchDialect):
     ) -> tuple[str, str, str] | None:
         """Which requested id a row belongs to, as (id, part, kind of part): the job itself,
         the array it is a task of, or the heterogeneous job it is a component of."""
-        if not blank(het_id) and het_id in wanted:
+        # "N/A" first: what a plain job's row holds, without blank()'s normalising.
+        if het_id != "N/A" and not blank(het_id) and het_id in wanted:
             return het_id, het_offset if not blank(het_offset) else job_id, "het job component"
-        if not blank(task_id) and array_id in wanted:
+        if task_id != "N/A" and not blank(task_id) and array_id in wanted:
             return array_id, task_id, "array task"
         if job_id in wanted:
             return job_id, job_id, "array task"

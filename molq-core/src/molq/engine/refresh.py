@@ -168,10 +168,11 @@ class RefreshPass:
         decisions = self._cancel_unsatisfiable(decisions, {r.job_id: r for r in records})
         by_id = {r.job_id: r for r in records}
         changed = 0
-        with ctx.store.batch():  # one commit for the whole refresh
-            for decision in decisions:
-                if self.apply(by_id[decision.job_id], decision):
-                    changed += 1
+        if decisions:  # a refresh in which nothing changed writes nothing (nor takes the write lock)
+            with ctx.store.batch():  # one commit for the whole refresh
+                for decision in decisions:
+                    if self.apply(by_id[decision.job_id], decision):
+                        changed += 1
         crash_point("refresh:after-write")
         return changed
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -24,6 +25,42 @@ _SELECT_RECORD = [jobs_table.c[name] for name in RECORD_COLUMNS]
 
 def _row_to_record(row: Any) -> JobRecord:
     return row_to_record(row._mapping)
+
+
+#: What a refresh reads of each active job (:meth:`SqlReads.active_jobs`), in this order;
+#: ``retry_json`` is read as "has a retry policy" only.
+ACTIVE_COLUMNS = (
+    "job_id", "scheduler", "state", "root_job_id", "attempt", "scheduler_job_id", "raw_state", "created_at",
+    "submitted_at", "started_at", "job_dir", "retry_json", "missing_count", "missing_since", "submit_host",
+    "submit_pid", "cancel_requested_at", "confirmed_at", "command_type", "profile_name", "held", "updated_at",
+    "sub_state", "sub_state_reason",
+)
+#: The active states' stored values, in a fixed order (one statement text for every call).
+ACTIVE_VALUES = tuple(sorted(s.value for s in ACTIVE_STATES))
+
+
+@functools.lru_cache(maxsize=1)
+def _active_stmt() -> sa.Select[Any]:
+    c = jobs_table.c
+    columns = [c.retry_json.is_not(None) if name == "retry_json" else c[name] for name in ACTIVE_COLUMNS]
+    return (
+        sa.select(*columns)
+        .where(c.cluster_name == sa.bindparam("cluster"))
+        .where(c.state.in_(ACTIVE_VALUES))
+        .order_by(c.created_at, c.job_id)
+    )
+
+
+def _active_job(cluster_name: str, r: Sequence[Any]) -> ActiveJob:
+    return ActiveJob(
+        record=JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
+                         root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
+                         created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10],
+                         command_type=r[18], profile_name=r[19], updated_at=r[21],
+                         sub_state=r[22], sub_state_reason=r[23]),
+        has_retry=bool(r[11]), missing_count=r[12] or 0, missing_since=r[13], submit_host=r[14],
+        submit_pid=r[15], cancel_requested_at=r[16], confirmed_at=r[17], held=r[20],
+    )
 
 
 class SqlReads:
@@ -51,31 +88,13 @@ class SqlReads:
     def active_jobs(self, cluster_name: str) -> list[ActiveJob]:
         """Typed :meth:`list_active_light`: every active job of ``cluster_name`` with what a
         refresh needs, oldest first."""
-        c = jobs_table.c
-        stmt = (
-            sa.select(c.job_id, c.scheduler, c.state, c.root_job_id, c.attempt, c.scheduler_job_id,
-                      c.raw_state, c.created_at, c.submitted_at, c.started_at, c.job_dir,
-                      c.retry_json.is_not(None), c.missing_count, c.missing_since, c.submit_host,
-                      c.submit_pid, c.cancel_requested_at, c.confirmed_at, c.command_type,
-                      c.profile_name, c.held, c.updated_at, c.sub_state, c.sub_state_reason)
-            .where(c.cluster_name == cluster_name)
-            .where(c.state.in_([s.value for s in ACTIVE_STATES]))
-            .order_by(c.created_at, c.job_id)
-        )
+        return [_active_job(cluster_name, r) for r in self._active_rows(cluster_name)]
+
+    def _active_rows(self, cluster_name: str) -> Sequence[Sequence[Any]]:
+        """The :data:`ACTIVE_COLUMNS` of every active job of ``cluster_name``, oldest first
+        (the SQL store reads a SQLite file without SQLAlchemy's row machinery)."""
         with self._read() as conn:
-            rows = conn.execute(stmt).all()
-        return [
-            ActiveJob(
-                record=JobRecord(job_id=r[0], cluster_name=cluster_name, scheduler=r[1], state=JobState(r[2]),
-                                 root_job_id=r[3], attempt=r[4], scheduler_job_id=r[5], raw_state=r[6],
-                                 created_at=r[7], submitted_at=r[8], started_at=r[9], job_dir=r[10],
-                                 command_type=r[18], profile_name=r[19], updated_at=r[21],
-                                 sub_state=r[22], sub_state_reason=r[23]),
-                has_retry=bool(r[11]), missing_count=r[12] or 0, missing_since=r[13], submit_host=r[14],
-                submit_pid=r[15], cancel_requested_at=r[16], confirmed_at=r[17], held=r[20],
-            )
-            for r in rows
-        ]
+            return conn.execute(_active_stmt(), {"cluster": cluster_name}).all()
 
     def get_job(self, cluster_name: str, job_id: str) -> JobRecord:
         with self._read() as conn:

@@ -36,7 +36,7 @@ from molq.model import (
 )
 from molq.store.engine import make_engine, normalize_url, sqlite_file, stamp_verified
 from molq.store.migrate import init_schema
-from molq.store.queries import SqlReads
+from molq.store.queries import ACTIVE_COLUMNS, ACTIVE_VALUES, SqlReads
 from molq.store.records import RECORD_COLUMNS
 from molq.store.schema import SCHEMA_VERSION
 from molq.store.tables import (
@@ -103,6 +103,18 @@ def _sqlite_cas_sql(columns: tuple[str, ...]) -> str:
     _check_columns(jobs_table, columns)
     sets = ", ".join(f"{c} = ?" for c in columns)
     return f"UPDATE {jobs_table.name} SET {sets} WHERE job_id = ? AND cluster_name = ? AND state = ?"
+
+
+@functools.lru_cache(maxsize=1)
+def _sqlite_active_sql() -> str:
+    _check_columns(jobs_table, ACTIVE_COLUMNS)
+    columns = ", ".join(f"{c} IS NOT NULL" if c == "retry_json" else c for c in ACTIVE_COLUMNS)
+    marks = ", ".join("?" * len(ACTIVE_VALUES))
+    return f"SELECT {columns} FROM {jobs_table.name} WHERE cluster_name = ? AND state IN ({marks})"
+
+
+def _oldest_first(row: Sequence[Any]) -> tuple[float, str]:
+    return (row[7] or 0.0, row[0])  # created_at, job_id (see ACTIVE_COLUMNS)
 
 
 def _record_from_values(row: dict[str, Any]) -> JobRecord:
@@ -358,14 +370,7 @@ class SqlJobStore(SqlReads):
         if batch is not None:
             yield batch.connection.dbapi_connection.cursor()
             return
-        raw = getattr(self._local, "raw", None)
-        if raw is None or raw[1] != os.getpid():
-            with self._guard():
-                raw = (self.engine.raw_connection(), os.getpid())
-            self._local.raw = raw
-            self._raws.append(raw)
-        dbapi = raw[0].dbapi_connection
-        assert dbapi is not None  # a live pool connection
+        dbapi = self._raw_sqlite()
         with self._guard():
             cur = dbapi.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -376,6 +381,32 @@ class SqlJobStore(SqlReads):
                 if dbapi.in_transaction:
                     dbapi.rollback()
                 raise
+
+    def _raw_sqlite(self) -> Any:
+        """This thread's own DBAPI connection to the SQLite file (taken from the engine's pool
+        once, so its connect listener has set WAL, autocommit and the busy timeout)."""
+        raw = getattr(self._local, "raw", None)
+        if raw is None or raw[1] != os.getpid():
+            with self._guard():
+                raw = (self.engine.raw_connection(), os.getpid())
+            self._local.raw = raw
+            self._raws.append(raw)
+        dbapi = raw[0].dbapi_connection
+        assert dbapi is not None  # a live pool connection
+        return dbapi
+
+    def _active_rows(self, cluster_name: str) -> Sequence[Sequence[Any]]:
+        if not self._raw_file_sqlite:
+            return super()._active_rows(cluster_name)
+        # One statement outside a transaction is one consistent snapshot (WAL). The rows are
+        # sorted here: SQLite's ORDER BY over the index's right part (a temporary B-tree)
+        # doubled the query's cost.
+        batch = getattr(self._local, "conn", None)
+        with self._guard():
+            cur = batch.connection.dbapi_connection.cursor() if batch is not None else self._raw_sqlite().cursor()
+            rows: list[tuple[Any, ...]] = cur.execute(_sqlite_active_sql(), (cluster_name, *ACTIVE_VALUES)).fetchall()
+        rows.sort(key=_oldest_first)
+        return rows
 
     # -- domain-typed interface ----------------------------------------------------------------
     def add_submission(self, sub: NewSubmission) -> JobRecord:
