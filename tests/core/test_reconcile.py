@@ -204,3 +204,48 @@ def test_an_interrupted_submission_that_ran_is_not_recorded_never_ran(flaky, mon
     rec = flaky.get_job(h.job_id)
     assert rec.state == JobState.SUCCEEDED and rec.exit_code == 0
     assert "never ran" not in (rec.failure_reason or "")
+
+
+def test_a_refresh_in_which_nothing_changed_writes_nothing(tmp_path):
+    # Another process holds the store's write lock for the whole refresh: a refresh that wrote
+    # (or merely opened a write transaction) would wait for it, and finish only after release.
+    import sqlite3
+    import threading
+
+    from molq.store import JobStore
+
+    db = tmp_path / "jobs.db"
+    sub = Submitor(Cluster("quiet", "local"), store=JobStore(f"sqlite:///{db}"), jobs_dir=str(tmp_path / "jobs"))
+    handle = sub.submit_job(argv=["sleep", "60"])
+    try:
+        for _ in range(200):
+            sub.refresh_jobs()
+            if sub.get_job(handle.job_id).state == JobState.RUNNING:
+                break
+        assert sub.get_job(handle.job_id).state == JobState.RUNNING
+        assert sub.refresh_jobs().changed == 0  # settled: nothing left to record
+        locked, done, released = threading.Event(), threading.Event(), threading.Event()
+
+        def hold_the_write_lock() -> None:
+            conn = sqlite3.connect(db, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            done.wait(15)
+            conn.execute("COMMIT")
+            released.set()
+            conn.close()
+
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        assert locked.wait(10)
+        try:
+            result = sub.refresh_jobs()
+            finished_under_lock = not released.is_set()
+        finally:
+            done.set()
+            holder.join()
+        assert result.looked_at == 1 and result.changed == 0
+        assert finished_under_lock, "the refresh waited for the write lock although nothing changed"
+    finally:
+        sub.cancel_job(handle.job_id)
+        sub.close()

@@ -696,3 +696,23 @@ def test_scancel_refusal_raises_even_with_status_0(rc: int) -> None:
     result = CommandResult(("scancel", "13"), rc, "", "scancel: error: Kill job error on job id 13: Access/permission denied\n")
     with pytest.raises(SchedulerError, match="refused"):
         SlurmDialect().parse_cancel(result, ["13"])
+
+
+def test_rows_that_differ_only_in_projections_give_the_same_status() -> None:
+    # A pending job's start time is a forecast and a live job's end time a projection: two
+    # such rows describe the same status; a running job's start and a finished job's exit do not.
+    rows = "\n".join([
+        "11|11|N/A|N/A|N/A|PENDING|BeginTime|0|1796192372|NONE|1796188772|",
+        "12|12|N/A|N/A|N/A|PENDING|BeginTime|0|1796192999|1796199999|1796188772|",
+        "13|13|N/A|N/A|N/A|RUNNING|None|0|1796180000|1796190000|1796170000|",
+        "14|14|N/A|N/A|N/A|RUNNING|None|0|1796180500|1796190000|1796170000|",
+        "15|15|N/A|N/A|N/A|FAILED|NonZeroExitCode|256|1796180000|1796180100|1796170000|",
+        "16|16|N/A|N/A|N/A|FAILED|NonZeroExitCode|768|1796180000|1796180100|1796170000|",
+    ]) + "\n"
+    got = SlurmDialect().parse_status(CommandResult(("squeue",), 0, rows, ""), [str(i) for i in range(11, 17)]).statuses
+    assert got["11"] == got["12"] and got["11"].state == JobState.QUEUED
+    assert got["11"].started_at is None and got["11"].finished_at is None and got["11"].sub_state is None
+    assert (got["13"].started_at, got["14"].started_at) == (1796180000.0, 1796180500.0)
+    assert got["13"].finished_at is None and got["13"].state == JobState.RUNNING
+    assert (got["15"].exit_code, got["16"].exit_code) == (1, 3)
+    assert got["15"].finished_at == 1796180100.0

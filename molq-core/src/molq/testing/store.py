@@ -203,6 +203,22 @@ class StoreConformance:
         assert {r.state for r in other.list_jobs("conf")} == {S.SUBMITTED}
         assert other.get_job("conf", "b0").raw_state == "PENDING"
 
+    def test_active_jobs_are_the_live_ones_oldest_first(self, store: Any, other: Any) -> None:
+        # Inserted newest first, so an answer in insertion order would be wrong.
+        for i, job_id in enumerate(["c", "b", "a", "done", "elsewhere"]):
+            values = _values(job_id, cluster="two" if job_id == "elsewhere" else "conf", created_at=100.0 - i)
+            store.insert_job(values)
+        store.transition("conf", "done", S.CREATED, S.FAILED, finished_at=1.0)
+        store.insert_job(_values("tie", created_at=98.0))  # the same created_at as "a": job id decides
+        assert [a.record.job_id for a in other.active_jobs("conf")] == ["a", "tie", "b", "c"]
+        with store.batch():
+            assert store.transition("conf", "b", S.CREATED, S.SUBMITTED, scheduler_job_id="7")
+            inside = {a.record.job_id: a.record for a in store.active_jobs("conf")}
+            assert inside["b"].state == S.SUBMITTED and inside["b"].scheduler_job_id == "7"  # sees its own write
+            assert store.transition("conf", "c", S.CREATED, S.CANCELLED, finished_at=2.0)
+            assert [a.record.job_id for a in store.active_jobs("conf")] == ["a", "tie", "b"]
+        assert [a.record.job_id for a in other.active_jobs("conf")] == ["a", "tie", "b"]
+
     def test_claim_retry_once(self, store: Any, other: Any) -> None:
         store.insert_job(_values("r1"))
         assert store.claim_retry("conf", "r1", "r2")
