@@ -36,3 +36,16 @@ def test_one_bad_job_refuses_the_whole_batch_before_anything_is_stored(sub):
     assert sub.store.list_jobs("bulk", include_terminal=True) == []
     with pytest.raises(ConfigError, match="job 1"):
         sub.submit_jobs([{"argv": ["true"], "no_such_keyword": 1}])
+
+
+def test_bulk_calls_one_after_another_never_run_out_of_store_connections(sub):
+    # Every call runs its submissions on new threads; the SQLite store once kept a connection
+    # per thread out of its engine's pool (15), so the second call with 16 workers hung 30 s
+    # and failed.
+    ids = []
+    for _ in range(3):
+        handles = sub.submit_jobs([{"argv": ["true"]} for _ in range(16)], concurrency=16)
+        assert [h.error for h in handles] == [None] * 16
+        ids += [h.job_id for h in handles]
+    finals = sub.watch_jobs(ids, timeout=120)
+    assert {r.state for r in finals} == {JobState.SUCCEEDED}

@@ -184,7 +184,10 @@ class SqlJobStore(SqlReads):
             and self.engine.dialect.name == "sqlite"
             and not isinstance(self.engine.pool, sa.pool.StaticPool)
         )
-        self._raws: list[Any] = []
+        self._raw_lock = threading.Lock()
+        self._raw_pid = os.getpid()
+        self._raws: list[Any] = []  # every DBAPI connection _raw_sqlite made in this process
+        self._raw_free: list[Any] = []
         try:
             self._init_schema()
         except BaseException:
@@ -254,11 +257,11 @@ class SqlJobStore(SqlReads):
             ).scalar_one())
 
     def close(self) -> None:
-        pid = os.getpid()
-        for raw, owner in self._raws:
-            if owner == pid:  # a connection inherited across fork() belongs to the parent
-                raw.close()
-        self._raws.clear()
+        with self._raw_lock:
+            if self._raw_pid == os.getpid():  # a connection inherited across fork() belongs to the parent
+                for dbapi in self._raws:
+                    dbapi.close()
+            self._raws, self._raw_free = [], []
         if self._owns_engine:
             self.engine.dispose()
             path = sqlite_file(self.engine.url)
@@ -363,15 +366,13 @@ class SqlJobStore(SqlReads):
         """A DBAPI cursor in a write transaction, for the statements of every submission and
         state change on a SQLite file: SQLAlchemy's connection checkout, begin event and
         per-statement machinery cost many times the SQLite work itself there. Inside
-        :meth:`batch` the batch's transaction is used; otherwise this thread's own connection
-        (taken from the engine's pool once, so its connect listener has set WAL and the busy
-        timeout) runs BEGIN IMMEDIATE ... COMMIT."""
+        :meth:`batch` the batch's transaction is used; otherwise one of the store's own
+        connections (:meth:`_raw_sqlite`) runs BEGIN IMMEDIATE ... COMMIT."""
         batch = getattr(self._local, "conn", None)
         if batch is not None:
             yield batch.connection.dbapi_connection.cursor()
             return
-        dbapi = self._raw_sqlite()
-        with self._guard():
+        with self._raw_sqlite() as dbapi, self._guard():
             cur = dbapi.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -382,18 +383,32 @@ class SqlJobStore(SqlReads):
                     dbapi.rollback()
                 raise
 
-    def _raw_sqlite(self) -> Any:
-        """This thread's own DBAPI connection to the SQLite file (taken from the engine's pool
-        once, so its connect listener has set WAL, autocommit and the busy timeout)."""
-        raw = getattr(self._local, "raw", None)
-        if raw is None or raw[1] != os.getpid():
+    @contextmanager
+    def _raw_sqlite(self) -> Iterator[Any]:
+        """A DBAPI connection to the SQLite file for one statement or transaction, from the
+        store's own free list. Each was made by the engine (its connect listener set WAL,
+        autocommit and the busy timeout), then detached from the engine's pool: holding one
+        per thread in the pool exhausted it once bulk submissions had started more threads
+        than the pool's limit, and a free list keeps only as many as ran at once."""
+        pid = os.getpid()
+        with self._raw_lock:
+            if self._raw_pid != pid:  # inherited across fork(): the parent's, never used here
+                self._raw_pid, self._raws, self._raw_free = pid, [], []
+            dbapi = self._raw_free.pop() if self._raw_free else None
+        if dbapi is None:
             with self._guard():
-                raw = (self.engine.raw_connection(), os.getpid())
-            self._local.raw = raw
-            self._raws.append(raw)
-        dbapi = raw[0].dbapi_connection
-        assert dbapi is not None  # a live pool connection
-        return dbapi
+                fairy = self.engine.raw_connection()
+                fairy.detach()
+            dbapi = fairy.dbapi_connection
+            assert dbapi is not None  # a live connection
+            with self._raw_lock:
+                self._raws.append(dbapi)
+        try:
+            yield dbapi
+        finally:
+            with self._raw_lock:
+                if self._raw_pid == pid:
+                    self._raw_free.append(dbapi)
 
     def _active_rows(self, cluster_name: str) -> Sequence[Sequence[Any]]:
         if not self._raw_file_sqlite:
@@ -401,10 +416,15 @@ class SqlJobStore(SqlReads):
         # One statement outside a transaction is one consistent snapshot (WAL). The rows are
         # sorted here: SQLite's ORDER BY over the index's right part (a temporary B-tree)
         # doubled the query's cost.
+        query = (_sqlite_active_sql(), (cluster_name, *ACTIVE_VALUES))
         batch = getattr(self._local, "conn", None)
-        with self._guard():
-            cur = batch.connection.dbapi_connection.cursor() if batch is not None else self._raw_sqlite().cursor()
-            rows: list[tuple[Any, ...]] = cur.execute(_sqlite_active_sql(), (cluster_name, *ACTIVE_VALUES)).fetchall()
+        rows: list[tuple[Any, ...]]
+        if batch is not None:
+            with self._guard():
+                rows = batch.connection.dbapi_connection.cursor().execute(*query).fetchall()
+        else:
+            with self._raw_sqlite() as dbapi, self._guard():
+                rows = dbapi.execute(*query).fetchall()
         rows.sort(key=_oldest_first)
         return rows
 
