@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import molq.engine.decide as submitor_mod
 import pytest
 from molq import Cluster, JobState, Submitor
@@ -17,8 +19,10 @@ class FlakyScheduler(ShellScheduler):
 
     name = "flaky"
     mode = "normal"
+    collector_on: bool | None = None  # whether Python's garbage collector ran during the last poll
 
     def poll_many(self, jobs):
+        FlakyScheduler.collector_on = gc.isenabled()
         if FlakyScheduler.mode == "fail":
             raise SchedulerError("slurm_load_jobs error: Socket timed out on send/recv operation")
         if FlakyScheduler.mode == "blind":
@@ -249,3 +253,24 @@ def test_a_refresh_in_which_nothing_changed_writes_nothing(tmp_path):
     finally:
         sub.cancel_job(handle.job_id)
         sub.close()
+
+
+def test_the_garbage_collector_pauses_during_a_refresh_only(flaky):
+    h = flaky.submit_job(argv=["sleep", "30"])
+    try:
+        assert gc.isenabled()
+        flaky.refresh_jobs()
+        assert FlakyScheduler.collector_on is False and gc.isenabled()
+        FlakyScheduler.mode = "fail"  # a refresh whose poll fails resumes it too
+        flaky.refresh_jobs()
+        assert FlakyScheduler.collector_on is False and gc.isenabled()
+        FlakyScheduler.mode = "normal"
+        gc.disable()  # the caller's choice stands
+        try:
+            flaky.refresh_jobs()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        FlakyScheduler.mode = "normal"
+        flaky.cancel_job(h.job_id)

@@ -20,9 +20,11 @@ Steps:
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import attrs
 
@@ -200,8 +202,24 @@ class RefreshPass:
         return tr is not None
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for one pass. A refresh of thousands of jobs
+    allocates tens of thousands of short-lived objects without cycles (rows, records, statuses,
+    decisions), and the collections they set off cost about a third of its CPU at 10,000 jobs;
+    reference counting frees them all the same. The collector resumes if it was running."""
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
+
+
 def refresh(ctx: EngineContext, *, waiting: bool = False) -> RefreshResult:
     """Reconcile every active job of ``ctx``'s cluster and start the retries that are due.
     ``waiting``: called by a loop (``watch``, the daemon), which polls at the cluster's
     adaptive interval shared with every process on the store (:mod:`molq.engine.shared_poll`)."""
-    return RefreshPass(ctx, waiting=waiting).run()
+    with collector_paused():
+        return RefreshPass(ctx, waiting=waiting).run()
