@@ -27,6 +27,7 @@ from molq.model import (
     SchedulerCapabilities,
     SchedulerStatus,
 )
+from molq.pacing import PacingPolicy
 from molq.scheduler import SchedulerBase, TrackedJob
 from molq.transport import CommandResult, Transport
 
@@ -66,6 +67,8 @@ class BatchScheduler(SchedulerBase):
         extra_submit_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         retry: RetrySettings = RetrySettings(),
+        pacing: PacingPolicy | None = None,
+        array_limit: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.dialect = dialect
@@ -81,8 +84,10 @@ class BatchScheduler(SchedulerBase):
         self._accounting_unavailable_at: float | None = None
         self._login_user: str | None = None
         self._found_programs: set[str] = set()
+        #: The cluster's polling limits shared across processes (None: every refresh polls).
+        self.pacing = pacing
         #: The array limit from the profile, instead of the site's (molq.array_runner).
-        self.array_limit: int | None = None
+        self.array_limit = array_limit
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
