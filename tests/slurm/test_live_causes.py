@@ -10,6 +10,8 @@ so that memory is sampled every second instead of the cluster's 30 s.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,10 +19,11 @@ from pathlib import Path
 import pytest
 from molq import Cluster, EndCause, JobResources, JobScheduling, RetryBackoff, RetryPolicy, Submitor
 from molq.cli.render import resources_text
-from molq.model import JobRecord, JobState
+from molq.model import JobRecord, JobState, SchedulerStatus
 from molq.retry_rules import Grow
+from molq.transport import CommandResult
 from molq.wrapper import STDERR_FILE
-
+from molq_slurm.dialect import SlurmDialect
 from waiting import until
 
 pytestmark = pytest.mark.slurm
@@ -45,7 +48,24 @@ def _family(submitor: Submitor, job_id: str) -> list[JobRecord]:
 
 def _shown_resources(submitor: Submitor, record: JobRecord) -> str:
     """The ``resources:`` line of ``molq show`` for one attempt."""
-    return resources_text(submitor.store.internals(record.cluster_name, record.job_id).spec)
+    return resources_text(dict(submitor.store.internals(record.cluster_name, record.job_id).spec))
+
+
+def _accounting(acct_cluster, sid: str) -> SchedulerStatus | None:
+    """Accounting's final word on ``sid`` through molq's own sacct command and parser (the
+    record may reach the database a moment after the controller has it)."""
+    dialect = SlurmDialect()
+    argv = dialect.terminal_argv([sid], time.time() - 3600)
+    assert argv is not None and argv[0] == "sacct"
+    env = dict(os.environ, SLURM_CONF=acct_cluster.conf, SLURM_TIME_FORMAT="%s")
+
+    def final() -> SchedulerStatus | None:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+        status = dialect.parse_terminal(CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr),
+                                        [sid]).statuses.get(sid)
+        return status if status is not None and status.state.is_terminal else None
+
+    return until(final, timeout=60)
 
 
 def _cleanup(acct_cluster, submitor: Submitor) -> None:
@@ -69,6 +89,7 @@ def test_a_job_over_its_memory_ends_out_of_memory_and_succeeds_with_more(acct_cl
     first, *rest = _family(submitor, handle.job_id)
     story = [(t.new_state, t.reason) for t in submitor.get_transitions(first.job_id)]
     assert (first.state, first.end_cause) == (JobState.FAILED, EndCause.OUT_OF_MEMORY), (first, story)
+    assert "out of memory" in (first.failure_reason or ""), first.failure_reason
     assert first.usage is not None and first.usage.requested_memory_bytes == 128 << 20, first.usage
     assert first.usage.max_rss_bytes is not None and first.usage.max_rss_bytes > 128 << 20, first.usage
     # SLURM's own words, in the job's error file (molq's default one)
@@ -97,6 +118,8 @@ def test_a_job_past_its_time_limit_succeeds_with_a_longer_one(acct_cluster, tmp_
     first, *rest = _family(submitor, handle.job_id)
     assert (first.state, first.end_cause) == (JobState.TIMED_OUT, EndCause.TIME_LIMIT), first
     assert _shown_resources(submitor, first) == "time=00:01:00"
+    truth = _accounting(acct_cluster, first.scheduler_job_id or "")
+    assert truth is not None and (truth.state, truth.end_cause) == (JobState.TIMED_OUT, EndCause.TIME_LIMIT), truth
     assert len(rest) == 1, rest
     second = rest[0]
     assert second.attempt == 2 and _shown_resources(submitor, second) == "time=00:03:00"
@@ -151,3 +174,7 @@ def test_a_requeued_job_is_tracked_under_its_id_without_a_new_attempt(acct_clust
     history = [t.new_state for t in submitor.get_transitions(job_id)]
     assert [s for s in history if s.is_terminal] == [JobState.SUCCEEDED], history
     assert history.count(JobState.RUNNING) == 2 and JobState.LOST not in history, history
+    # Accounting keeps both runs under the one id (REQUEUED, then COMPLETED): the latest counts.
+    truth = _accounting(acct_cluster, sid)
+    assert truth is not None and (truth.state, truth.exit_code, truth.end_cause) == (
+        JobState.SUCCEEDED, 0, EndCause.COMPLETED), truth

@@ -240,12 +240,16 @@ def make_status(
     elif end_cause is None:
         end_cause = END_CAUSES.get(name)
     sub = None if state.is_terminal else sub_state_of(raw_state, reason)
+    text = describe(raw_state, reason, exit_code, exit_signal)
+    if end_cause == EndCause.OUT_OF_MEMORY and name != "OUT_OF_MEMORY":
+        # An OverMemoryKill end: the job's own record says only "killed by signal 9".
+        text = "; ".join(part for part in (FAILURE_DESCRIPTIONS["OUT_OF_MEMORY"], text) if part)
     return SchedulerStatus(
         state=state,
         raw_state=raw_state.strip(),
         exit_code=exit_code,
         exit_signal=exit_signal,
-        reason=describe(raw_state, reason, exit_code, exit_signal),
+        reason=text,
         started_at=started_at,
         finished_at=finished_at,
         dependency_never_satisfied=never,
