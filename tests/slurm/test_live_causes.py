@@ -4,13 +4,15 @@ a job past its ``--time``, and a job an operator requeues while it runs.
 
 Each job goes through ``Submitor`` with a retry policy; the stored family of attempts is what
 is checked: the cause of the end, what the next attempt asked for (as ``molq show`` prints
-it), and that the grown attempt succeeds. The jobs ask for ``--acctg-freq=task=1`` (per job)
-so that memory is sampled every second instead of the cluster's 30 s.
+it), and that the grown attempt succeeds. The out-of-memory job asks for
+``--acctg-freq=task=1`` (an extra directive of its own) so that its memory is sampled every
+second instead of every 30 s, the cluster's setting.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -99,7 +101,8 @@ def test_a_job_over_its_memory_ends_out_of_memory_and_succeeds_with_more(acct_cl
     second = rest[0]
     assert second.attempt == 2 and second.scheduler_job_id != first.scheduler_job_id
     assert _shown_resources(submitor, second) == "memory=384M"
-    assert "#SBATCH --mem=384M" in Path(second.job_dir or "", "job.sh").read_text()
+    script = Path(second.job_dir or "", "job.sh").read_text()
+    assert "#SBATCH --mem=384M" in script and "#SBATCH --acctg-freq=task=1" in script, script
     assert (final.job_id, final.state, final.exit_code) == (second.job_id, JobState.SUCCEEDED, 0), final
     assert final.end_cause == EndCause.COMPLETED
 
@@ -134,7 +137,8 @@ def test_a_requeued_job_is_tracked_under_its_id_without_a_new_attempt(acct_clust
     submitor = _submitor(acct_cluster, tmp_path, "requeue")
     marker = tmp_path / "first-run"
     # The first run waits to be requeued; the run after the requeue ends by itself, exit 0.
-    command = f"if [ ! -e '{marker}' ]; then touch '{marker}'; sleep 300; fi; sleep 5"
+    quoted = shlex.quote(str(marker))
+    command = f"if [ ! -e {quoted} ]; then touch {quoted}; sleep 300; fi; sleep 5"
     policy = RetryPolicy(max_attempts=2, backoff=FAST)
     try:
         handle = submitor.submit_job(command=command, retry=policy)
