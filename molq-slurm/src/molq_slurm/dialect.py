@@ -51,11 +51,10 @@ from molq_slurm._parse import (
     exit_from_wait_status,
     make_status,
     make_usage,
-    parse_req_mem,
     parse_rss,
     parse_scontrol_record,
     parse_time,
-    tres_count,
+    requested_memory,
 )
 from molq_slurm.options import SlurmOptions
 from molq_slurm.privacy import PRIVATE_UMASK, restore_umask_line
@@ -660,7 +659,7 @@ class SlurmDialect(BatchDialect):
             ncpus = int(cpus) if cpus.isdigit() else None
             cause = end_cause(
                 state, reason=reason, exit_signal=exit_signal_of_steps, owner_uid=uid, steps=evidence,
-                requested_memory_bytes=parse_req_mem(req_mem, ncpus, tres_count(tres, "node") or 1),
+                requested_memory_bytes=requested_memory(req_mem, ncpus, tres),
             )
             usage = make_usage(elapsed=elapsed, total_cpu=total_cpu, cpus=cpus, req_mem=req_mem,
                                max_rss=max(rss) if rss else None, tres=tres, nodes=nodes)
