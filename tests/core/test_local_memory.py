@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from molq import Cluster, ConfigError, EndCause, JobResources, JobState, Submitor
@@ -48,9 +49,8 @@ CGROUP_PARENT = _memory_cgroup_parent()
 needs_cgroup = pytest.mark.skipif(CGROUP_PARENT is None, reason="no writable memory cgroup on this machine")
 
 
-def _submitor(tmp_path: Path, **options: object) -> Submitor:
-    return Submitor(Cluster("mem", scheduler_options=LocalSchedulerOptions(**options)),  # type: ignore[arg-type]
-                    jobs_dir=str(tmp_path / "jobs"))
+def _submitor(tmp_path: Path, **options: Any) -> Submitor:
+    return Submitor(Cluster("mem", scheduler_options=LocalSchedulerOptions(**options)), jobs_dir=str(tmp_path / "jobs"))
 
 
 def _cgroup_of(job_dir: str) -> Path | None:
