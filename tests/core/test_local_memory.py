@@ -190,3 +190,42 @@ def test_memory_limit_option_is_checked() -> None:
 def test_out_of_memory_only_with_evidence(facts: JobFacts, state: JobState, cause: EndCause) -> None:
     st = status_from(facts)
     assert st is not None and (st.state, st.end_cause) == (state, cause)
+
+
+def test_a_user_who_may_not_make_cgroups_still_runs_limited_jobs(tmp_path: Path) -> None:
+    """``auto`` on a host where this user cannot create a memory cgroup (uid 65534 here): the
+    job runs under ``ulimit -v`` instead, and its failed allocation is still out of memory."""
+    import shutil
+    import subprocess
+    import textwrap
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv(1) to act as a user without cgroup rights")
+    # The job's program: an interpreter the other user may run (a virtualenv's may live where
+    # only its owner can reach).
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 for the other user's job")
+    import tempfile
+
+    # Outside pytest's private temporary tree, which the other user cannot enter.
+    home = Path(tempfile.mkdtemp(prefix="molq-nocgroup-"))
+    os.chown(home, 65534, 65534)
+    code = textwrap.dedent(f"""
+        import sys
+        from molq import Cluster, JobResources, Submitor
+        s = Submitor(Cluster("mem"), jobs_dir={str(home / 'jobs')!r})
+        rec = s.submit_job(argv=[{python!r}, "-c", {ALLOCATE_300M!r}],
+                           resources=JobResources(memory="100M")).wait(timeout=60)
+        import os
+        print(rec.state.value, rec.exit_code, rec.end_cause, os.path.exists(rec.job_dir + "/cgroup"))
+        print(open(rec.job_dir + "/stderr").read()[-300:], file=sys.stderr)
+    """)
+    env = dict(os.environ, MOLQ_HOME=str(home / "home"), HOME=str(home))
+    try:
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                               "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["failed", "1", "out_of_memory", "False"], (proc.stdout, proc.stderr)
