@@ -182,7 +182,7 @@ class TestRemoteLocalSchedulerConformance(SchedulerConformance):
 
     @pytest.fixture
     def unsupported_field(self) -> dict[str, Any]:
-        return {"resources": JobResources(memory="1G")}
+        return {"scheduling": JobScheduling(partition="gpu")}
 
 
 # -- the remote spool scripts under each POSIX shell here (no server needed) ------------------
