@@ -289,6 +289,8 @@ class SlurmDialect(BatchDialect):
         self.default_partition = default_partition
         self.default_account = default_account
         self.use_accounting = use_accounting
+        # squeue shows no usage; sacct (steps included) does, unless the profile turned it off.
+        self.accounting_reports_usage = use_accounting is not False
         self.mail_type = mail_type
         # Set: output files are private (sbatch runs with SLURM_UMASK=0077) and the wrapper
         # gives the user's command this umask back (see molq_slurm.privacy).

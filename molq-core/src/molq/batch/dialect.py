@@ -127,6 +127,11 @@ class BatchDialect:
     ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
         raise NotImplementedError
 
+    #: Whether :meth:`parse_terminal`'s statuses carry usage while the queue's do not: a job
+    #: the queue reports final then gets its usage from the refresh's one accounting call
+    #: (and from later refreshes' while accounting lags). False: the queue's word is all there is.
+    accounting_reports_usage: bool = False
+
     def fallback_terminal_argv(self, scheduler_ids: Sequence[str]) -> list[str] | None:
         """A second source of final states when accounting is unavailable
         (e.g. ``scontrol show job``). None if there is none."""
