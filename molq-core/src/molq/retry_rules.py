@@ -144,9 +144,12 @@ def _free(policy: RetryPolicy, record: JobRecord) -> bool:
     return isinstance(rule, Resubmit) and not rule.count_as_attempt
 
 
-def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecord) -> JobResources:
+def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecord, *,
+                    time_cap: float | None = None) -> JobResources:
     """The next attempt's resources: ``grow``'s factors applied to what the job asked for (or,
-    when it asked for nothing, to what the scheduler says it was given), within the cap."""
+    when it asked for nothing, to what the scheduler says it was given), within the cap.
+    ``time_cap`` is the longest time the partition allows (the scheduler's word): a grown time
+    stops there too, never below what the job already had."""
     if grow is None:
         return resources
     from molq.model import Duration, Memory
@@ -164,7 +167,11 @@ def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecor
         if base_t:
             new_t = int(base_t * grow.time)
             cap_t = grow.cap_time()
-            changes["time_limit"] = Duration(min(new_t, cap_t) if cap_t is not None else new_t)
+            if cap_t is not None:
+                new_t = min(new_t, cap_t)
+            if time_cap is not None:
+                new_t = min(new_t, max(int(time_cap), base_t))
+            changes["time_limit"] = Duration(new_t)
     return attrs.evolve(resources, **changes) if changes else resources
 
 

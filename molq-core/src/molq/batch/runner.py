@@ -17,6 +17,7 @@ from molq import array_runner, wrapper
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files
+from molq.batch.site_limits import site_value
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError, TransportError
 from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
 from molq.model import (
@@ -181,6 +182,13 @@ class BatchScheduler(SchedulerBase):
     # -- Scheduler protocol ------------------------------------------------------------------
     def capabilities(self) -> SchedulerCapabilities:
         return self.dialect.capabilities
+
+    def max_time_limit(self, partition: str | None) -> float | None:
+        """The longest time limit a job in ``partition`` may ask for (seconds; None: no limit
+        told), from the partitions' limits read once per scheduler object."""
+        limits = site_value(self, "partition limits", self.dialect.partition_limits_argv(),
+                            self.dialect.parse_partition_limits)
+        return None if limits is None else limits.max_time_of(self.dialect.job_partition(partition))
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:
         return self.dialect.render_script(spec, job_dir)
