@@ -12,6 +12,7 @@ import click
 from molq.cli import render
 from molq.cli.common import cluster_options, complete_job_ids, open_store, resolve_target, store_url
 from molq.cli.freshness import confirmed_json
+from molq.cli.retry_options import retry_options, retry_policy
 from molq.errors import ConfigError, MolqError
 
 
@@ -55,10 +56,7 @@ def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
 @click.option("--after", multiple=True, metavar="ID", shell_complete=complete_job_ids,
               help="Start after this job ended, whatever the result.")
 @click.option("--retries", type=click.IntRange(min=0), default=0, help="Extra attempts on failure.")
-@click.option("--retry-on", metavar="CAUSES",
-              help="Retry only these end causes, e.g. oom,timeout (implies one retry without --retries).")
-@click.option("--grow-memory", type=float, metavar="FACTOR",
-              help="Retry an out-of-memory job with its memory times FACTOR (default 1.5, at most 64G).")
+@retry_options
 @click.option("--command", "shell_command", metavar="TEXT",
               help="Run this shell command line (pipes, redirections, $VARS), e.g. 'make && ./run > out'.")
 @click.option("--script", "script_file", type=click.Path(exists=True, dir_okay=False, readable=True),
@@ -73,7 +71,8 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
            account: str | None, qos: str | None, nodes: int | None, array_spec: str | None,
            rerunnable: bool | None, directives: tuple[str, ...], name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
            after_failure: tuple[str, ...], after_started: tuple[str, ...], after: tuple[str, ...],
-           retries: int, retry_on: str | None, grow_memory: float | None,
+           retries: int, retry_on: str | None, grow_memory: float | None, grow_max_memory: str | None,
+           grow_time: float | None, grow_max_time: str | None,
            shell_command: str | None, script_file: str | None, dry_run: bool, wait: bool,
            as_json: bool, command: tuple[str, ...]) -> int:
     """Submit a job and print its id.
@@ -84,7 +83,6 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     (partition, time, ...) apply; options given here override them.
     """
     from molq.model import JobExecution, JobResources, JobScheduling, Script
-    from molq.retry_rules import policy_from_options
     from molq.submitor import Submitor
 
     given = [what for what, value in (("a command after --", command), ("--command", shell_command),
@@ -121,7 +119,7 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     job: dict[str, Any] = dict(
         argv=list(command) if command else None, command=shell_command, script=script,
         resources=resources, scheduling=scheduling, execution=execution,
-        retry=policy_from_options(retries, retry_on, grow_memory), **deps,
+        retry=retry_policy(retries, retry_on, grow_memory, grow_max_memory, grow_time, grow_max_time), **deps,
     )
     if dry_run:
         click.echo(_job_script(submitor, job), nl=False)
