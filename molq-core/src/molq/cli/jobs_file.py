@@ -33,7 +33,8 @@ JOB_KEYS: dict[str, type | tuple[type, ...]] = {
     "partition": str, "queue": str, "account": str, "qos": str, "nodes": int, "array": (str, int),
     "rerunnable": bool, "directives": list, "name": str, "cwd": str, "env": (dict, list),
     "after_success": list, "after_failure": list, "after_started": list, "after": list,
-    "retries": int, "retry_on": (str, list), "grow_memory": (int, float),
+    "retries": int, "retry_on": (str, list), "grow_memory": (int, float), "grow_max_memory": str,
+    "grow_time": (int, float), "grow_max_time": str,
 }
 _WHAT_RUNS = ("command", "argv", "script")
 

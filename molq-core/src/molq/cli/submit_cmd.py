@@ -12,6 +12,7 @@ import click
 from molq.cli import render
 from molq.cli.common import cluster_options, complete_job_ids, open_store, resolve_target, store_url
 from molq.cli.freshness import confirmed_json
+from molq.cli.retry_options import retry_options, retry_policy
 from molq.errors import ConfigError, MolqError
 
 
@@ -55,10 +56,7 @@ def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
 @click.option("--after", multiple=True, metavar="ID", shell_complete=complete_job_ids,
               help="Start after this job ended, whatever the result.")
 @click.option("--retries", type=click.IntRange(min=0), default=0, help="Extra attempts on failure.")
-@click.option("--retry-on", metavar="CAUSES",
-              help="Retry only these end causes, e.g. oom,timeout (implies one retry without --retries).")
-@click.option("--grow-memory", type=float, metavar="FACTOR",
-              help="Retry an out-of-memory job with its memory times FACTOR (default 1.5, at most 64G).")
+@retry_options
 @click.option("--command", "shell_command", metavar="TEXT",
               help="Run this shell command line (pipes, redirections, $VARS), e.g. 'make && ./run > out'.")
 @click.option("--script", "script_file", type=click.Path(exists=True, dir_okay=False, readable=True),
@@ -77,7 +75,8 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
            account: str | None, qos: str | None, nodes: int | None, array_spec: str | None,
            rerunnable: bool | None, directives: tuple[str, ...], name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
            after_failure: tuple[str, ...], after_started: tuple[str, ...], after: tuple[str, ...],
-           retries: int, retry_on: str | None, grow_memory: float | None,
+           retries: int, retry_on: str | None, grow_memory: float | None, grow_max_memory: str | None,
+           grow_time: float | None, grow_max_time: str | None,
            shell_command: str | None, script_file: str | None, from_file: str | None, concurrency: int | None,
            dry_run: bool, wait: bool, as_json: bool, command: tuple[str, ...]) -> int:
     """Submit a job and print its id.
@@ -114,7 +113,8 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
         ("rerunnable", rerunnable), ("directives", list(directives)), ("name", name), ("cwd", cwd),
         ("env", list(env)), ("after_success", list(after_success)), ("after_failure", list(after_failure)),
         ("after_started", list(after_started)), ("after", list(after)), ("retries", retries),
-        ("retry_on", retry_on), ("grow_memory", grow_memory),
+        ("retry_on", retry_on), ("grow_memory", grow_memory), ("grow_max_memory", grow_max_memory),
+        ("grow_time", grow_time), ("grow_max_time", grow_max_time),
         ("argv", list(command)), ("command", shell_command), ("script", script_file),
     ) if value is not None and value != []}
     entries = None
@@ -173,7 +173,6 @@ def _job_keywords(values: dict[str, Any], store: Any, cluster: Any) -> dict[str,
     """``submit_job`` keywords from option values by their jobs-file names (see
     :mod:`molq.cli.jobs_file`); a bad value raises :class:`ConfigError` before anything is stored."""
     from molq.model import JobExecution, JobResources, JobScheduling, Script
-    from molq.retry_rules import policy_from_options
 
     resources = JobResources(cpu_count=values.get("cpus"), memory=values.get("mem"), gpu_count=values.get("gpus"),
                              gpu_type=values.get("gpu_type"), time_limit=values.get("time"))
@@ -203,9 +202,9 @@ def _job_keywords(values: dict[str, Any], store: Any, cluster: Any) -> dict[str,
     return dict(
         argv=list(values["argv"]) if values.get("argv") else None, command=values.get("command"), script=script,
         resources=resources, scheduling=scheduling, execution=execution,
-        retry=policy_from_options(values.get("retries") or 0,
-                                  ",".join(retry_on) if isinstance(retry_on, list) else retry_on,
-                                  values.get("grow_memory")),
+        retry=retry_policy(values.get("retries"), ",".join(retry_on) if isinstance(retry_on, list) else retry_on,
+                           values.get("grow_memory"), values.get("grow_max_memory"), values.get("grow_time"),
+                           values.get("grow_max_time")),
         **deps,
     )
 
