@@ -109,8 +109,7 @@ def test_ambiguous_prefix_lists_candidates(molq):
 
 
 def test_profiles_round_trip_and_default(molq):
-    # The local scheduler honours cpu_count but not memory; a default profile's defaults apply
-    # to a plain `molq submit`, so a memory default would be refused there.
+    # A default profile's defaults apply to a plain `molq submit`.
     molq("profile", "add", "small", "--cpus", "1", "--default", check=0)
     listing = json.loads(molq("profile", "list", "--json", check=0).stdout)
     assert listing == [{"schema": 1, "name": "small", "scheduler": "local", "cluster": "small", "host": None,

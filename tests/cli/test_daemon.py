@@ -18,6 +18,7 @@ import time
 
 import pytest
 from clihelpers import cli_env, molq_runner
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -56,17 +57,6 @@ def status(molq):
 
 def cluster_status(molq, name="local"):
     return next((c for c in status(molq)["clusters"] if c["name"] == name), None)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout} s")
-        time.sleep(0.1)
 
 
 def alive(pid):

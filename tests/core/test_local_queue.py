@@ -21,17 +21,9 @@ from molq.model import JobSpec
 from molq.scheduler import TrackedJob
 from molq.transport import LocalTransport
 from privacy_probe import readable_by_another_user, require_another_user, tree
+from waiting import wait_for
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    """Watch the filesystem (never molq) until ``predicate()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None, umask: int | None = None) -> str:

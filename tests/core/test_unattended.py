@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from molq import Cluster, JobState, Submitor
+from waiting import wait_for
 
 
 def run_script(code: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -22,17 +22,6 @@ def run_script(code: str, home: Path, *args: str) -> subprocess.CompletedProcess
     proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout} s")
-        time.sleep(0.1)
 
 
 def molq_processes(home: Path, python_only: bool = False) -> list[int]:

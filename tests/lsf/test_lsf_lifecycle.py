@@ -345,3 +345,36 @@ def test_cancel_of_another_users_job_is_refused(lsf):
         lsf.scheduler.cancel_many([theirs])
     assert lsf.sim.element(sid)["stat"] == "RUN"  # nothing was stopped
     assert lsf.sim.run("bkill", sid, env={"MOLQ_LSFSIM_USER": "someone-else"}).returncode == 0
+
+
+def test_usage_of_a_finished_job_comes_with_its_status(lsf):
+    """CPU time, peak memory, run time, slots, hosts and the memory limit, measured for real
+    by the simulator and read from the one bjobs call that reads states."""
+    import socket
+    import sys
+
+    burn = ("import time\nx = bytearray(60 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\n"
+            "t = time.process_time()\nwhile time.process_time() - t < 0.6: pass")
+    busy = lsf.run([sys.executable, "-c", burn], cpu_count=2, memory="512M")
+    idle = lsf.run(["sleep", "1"])
+    for job in (busy, idle):
+        lsf.sim.wait_stat(job.scheduler_job_id, ("DONE", "EXIT"))
+    before = len(lsf.scheduler.command_log)
+    found = lsf.scheduler.poll_many([busy, idle])
+    assert [name for name, _ in lsf.scheduler.command_log[before:]] == ["bjobs"]  # no extra command
+    b, i = found[busy.job_id].usage, found[idle.job_id].usage
+    assert b is not None and i is not None
+    assert 0.6 <= (b.cpu_seconds or 0) < 10 and (i.cpu_seconds or 0) < 0.5, (b, i)
+    assert b.max_rss_bytes is not None and 60 << 20 <= b.max_rss_bytes < 512 << 20, b
+    assert b.requested_memory_bytes == 512 << 20 and i.requested_memory_bytes is None
+    assert (b.cpus, i.cpus) == (2, 1)
+    assert b.nodes == socket.gethostname()
+    assert i.elapsed_seconds is not None and i.elapsed_seconds >= 1
+    assert b.memory_efficiency is not None and 0.1 < b.memory_efficiency < 1
+
+
+def test_running_job_has_no_usage_yet(lsf):
+    job = lsf.run(["sleep", "30"])
+    status = lsf.wait(job, (JobState.RUNNING,))
+    assert status.usage is None  # what a job used is read once it has ended
+    lsf.scheduler.cancel_many([job])

@@ -13,7 +13,10 @@ from molq.model import JobState
 from molq.transport import CommandResult
 from molq_lsf.dialect import LsfDialect
 from molq_lsf.parse import (
+    BjobsRecord,
     parse_bjobs_json,
+    parse_lsf_duration,
+    parse_lsf_memory,
     parse_lsf_time,
     parse_submit_output,
     record_status,
@@ -436,3 +439,30 @@ def test_record_status_of_empty_exit_code_has_no_code():
     assert status.state == JobState.FAILED
     assert status.exit_code is None
     assert status.reason
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("0.3 second(s)", 0.3), ("12 second(s)", 12.0), ("00:00:01", 1.0), ("1:02:03", 3723.0),
+    ("", None), ("-", None), ("soon", None),
+])
+def test_lsf_durations(text, seconds):
+    assert parse_lsf_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "unit", "size"), [
+    ("12 Mbytes", "KB", 12 << 20), ("522 MBytes", "KB", 522 << 20), ("1.2 Gbytes", "KB", round(1.2 * (1 << 30))),
+    ("5 Kbytes", "KB", 5 << 10), ("4 G", "KB", 4 << 30), ("2048", "KB", 2 << 20), ("2048", "MB", 2 << 30),
+    ("", "KB", None), ("lots", "KB", None),
+])
+def test_lsf_memory_amounts(text, unit, size):
+    assert parse_lsf_memory(text, unit) == size
+
+
+def test_usage_only_once_finished_and_only_what_is_reported():
+    done = BjobsRecord(job_id="1", stat="DONE", cpu_used="0.3 second(s)", run_time="", max_mem="",
+                       exec_host="4*h1:h2", slots="5")
+    usage = record_status(done).usage
+    assert usage is not None and (usage.cpu_seconds, usage.cpus, usage.nodes) == (0.3, 5, "h1,h2")
+    assert usage.elapsed_seconds is None and usage.max_rss_bytes is None
+    assert record_status(BjobsRecord(job_id="1", stat="DONE")).usage is None
+    assert record_status(BjobsRecord(job_id="1", stat="RUN", cpu_used="1.0 second(s)")).usage is None

@@ -190,3 +190,16 @@ def test_job_control_answers_and_ownership(tmp_path):
         assert sim.run("brequeue", "99999").stderr == "Job <99999>: No matching job found\n"
     finally:
         sim.shutdown()
+
+
+def test_usage_fields_in_both_time_formats(lsf_sim):
+    jid = lsf_sim.bsub("-M", "2048", "-n", "1", "sh", "-c", "'sleep 1'")
+    lsf_sim.wait_stat(jid, ("DONE",))
+    fields = "cpu_used run_time max_mem memlimit slots"
+    plain = json.loads(lsf_sim.run("bjobs", "-a", "-o", fields, "-json", jid).stdout)["RECORDS"][0]
+    assert re.fullmatch(r"\d+\.\d second\(s\)", plain["CPU_USED"]), plain
+    assert re.fullmatch(r"[12] second\(s\)", plain["RUN_TIME"]), plain
+    assert re.fullmatch(r"\d+(\.\d)? [KMG]bytes", plain["MAX_MEM"]), plain
+    assert plain["MEMLIMIT"] == "2 Mbytes" and plain["SLOTS"] == "1"  # -M 2048 in KB (the default unit)
+    hms = json.loads(lsf_sim.run("bjobs", "-a", "-hms", "-o", fields, "-json", jid).stdout)["RECORDS"][0]
+    assert re.fullmatch(r"00:00:0[0-2]", hms["CPU_USED"]) and re.fullmatch(r"00:00:0[12]", hms["RUN_TIME"]), hms

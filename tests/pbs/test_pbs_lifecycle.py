@@ -38,6 +38,27 @@ def test_success_with_output_and_times(pbs_sim, make_job):
     assert Path(job_dir, "exit_code").read_text().strip() == "0"
 
 
+def test_usage_of_a_finished_job_is_measured(pbs_sim, make_job):
+    """resources_used.cput / walltime / mem and Resource_List.ncpus / mem: real figures from
+    the simulator's run, read from the same qstat that reads the final state."""
+    import sys
+
+    sched = pbs_sim.scheduler()
+    burn = ("import time\nx = bytearray(60 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\n"
+            "t = time.process_time()\nwhile time.process_time() - t < 0.6: pass")
+    spec, job_dir = make_job((sys.executable, "-c", burn), resources=JobResources(cpu_count=2, memory="512M"))
+    job = submit(sched, spec, job_dir)
+    final = wait_final(sched, [job])[spec.job_id]
+    usage = final.usage
+    assert final.state is JobState.SUCCEEDED and usage is not None, final
+    assert usage.cpus == 2 and usage.requested_memory_bytes == 512 << 20, usage
+    # cput is whole seconds (hh:mm:ss): 0.6 s of burning reads as 0 or 1 s.
+    assert usage.cpu_seconds is not None and usage.cpu_seconds in (0.0, 1.0, 2.0), usage
+    assert usage.max_rss_bytes is not None and 60 << 20 <= usage.max_rss_bytes < 512 << 20, usage
+    assert usage.elapsed_seconds is not None and usage.memory_efficiency is not None
+    assert usage.nodes and "/" not in usage.nodes and "+" not in usage.nodes, usage  # host names, not slots
+
+
 def test_exit_code_is_exact(pbs_sim, make_job):
     sched = pbs_sim.scheduler()
     spec, job_dir = make_job(command="echo oops >&2; exit 7")

@@ -468,3 +468,13 @@ def test_the_other_flavour_is_named_in_the_error(dialect, stderr, setting):
 def test_qdel_refusal_even_with_status_zero_is_refused():
     with pytest.raises(SchedulerError, match="refused"):
         PbsProDialect().parse_cancel(result(["qdel", "1.s"], rc=0, stderr="qdel: Unauthorized Request  1.s\n"), ["1.s"])
+
+
+@pytest.mark.parametrize(("exec_host", "nodes"), [
+    ("node1/0*2+node2/0*2", "node1,node2"), ("n1/0+n1/1+n1/2", "n1"), ("", None),
+])
+def test_usage_names_each_execution_host_once(exec_host, nodes):
+    from molq_pbs.parse import usage_from_record
+
+    usage = usage_from_record({"exec_host": exec_host, "resources_used.walltime": "00:00:05"})
+    assert usage is not None and usage.nodes == nodes

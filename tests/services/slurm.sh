@@ -141,11 +141,14 @@ gen_slurm_conf() {
     local c=$1 d node host acct_lines
     d=$(cdir "$c"); node=$(nodename "$c"); host=$(host_short)
     if [ "$c" = "$ACCT_CLUSTER" ]; then
+        # No cgroups here (proctrack/linuxproc, task/none): OverMemoryKill is what enforces
+        # --mem, at each accounting sample (a job may sample faster: sbatch --acctg-freq=task=1).
         acct_lines="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30"
+JobAcctGatherFrequency=30
+JobAcctGatherParams=OverMemoryKill"
     else
         acct_lines="AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none"

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import pytest
 from molq.model import JobExecution, JobResources, JobScheduling, JobSpec
+from shims import CommandShim
 
 ENV_FILE = Path(os.environ.get("MOLQ_TEST_DIR", "/var/lib/molq-test")) / "slurm" / "env.sh"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -188,3 +189,10 @@ def ssh_login() -> dict[str, str]:
     if probe.returncode != 0:
         _missing(f"not reachable: {probe.stderr.strip()}", "the test sshd", "sshd.sh")
     return found
+
+
+
+@pytest.fixture
+def squeue_shim(tmp_path: Path) -> CommandShim:
+    """Every ``squeue`` call of the test, whichever process made it (see tests/shims.py)."""
+    return CommandShim.install(tmp_path, "squeue")

@@ -97,6 +97,37 @@ def test_time_limit_is_retried_with_a_longer_limit(fakes, tmp_path) -> None:
     assert "#SBATCH --time=00:20:00" in Path(second.job_dir, "job.sh").read_text()
 
 
+# A partition with MaxTime=3-00:00:00, the default one (hpcugent/vsc-administration's scontrol
+# test data, SLURM 20.11.6), beside one whose name holds spaces and whose MaxTime is UNLIMITED
+# (skypilot-org/skypilot's Slurm adaptor tests); abridged.
+PARTITIONS = ("PartitionName=mypart AllowGroups=gabc,wheel AllowAccounts=ALL Default=YES QoS=N/A "
+              "DefaultTime=01:00:00 MaxNodes=UNLIMITED MaxTime=3-00:00:00 MinNodes=0 Nodes=node1,node2 State=UP\n"
+              "PartitionName=CPU nodes (amd) AllowGroups=ALL AllowAccounts=ALL Default=NO QoS=N/A "
+              "DefaultTime=NONE MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 Nodes=ip-10-3-0-193 State=UP\n")
+
+
+@pytest.mark.parametrize(("partition", "grown"), [(None, "3-00:00:00"), ("CPU nodes (amd)", "4-00:00:00")])
+def test_time_growth_without_a_max_stops_at_the_partitions_max_time(fakes, tmp_path, partition, grown) -> None:
+    from molq import JobScheduling
+
+    sub = _submitor(fakes, tmp_path)
+    fakes.set("scontrol", PARTITIONS)
+    policy = RetryPolicy(max_attempts=3, backoff=FAST, on_time_limit=Grow(time=2.0))
+    first = sub.submit_job(command="true", resources=JobResources(time_limit="2d"),
+                           scheduling=JobScheduling(partition=partition), retry=policy)
+    _end(fakes, sub, first.job_id, TIMEOUT)
+    second = _next(sub, first.job_id)
+    assert second is not None
+    assert f"#SBATCH --time={grown}\n" in Path(second.job_dir, "job.sh").read_text()
+    # Once more: the limits were read once, and a job already at the limit stays there.
+    _end(fakes, sub, second.job_id, TIMEOUT)
+    third = _next(sub, second.job_id)
+    assert third is not None and third.job_id != second.job_id
+    if partition is None:
+        assert "#SBATCH --time=3-00:00:00\n" in Path(third.job_dir, "job.sh").read_text()
+    assert [c["argv"] for c in fakes.calls("scontrol")] == [["--all", "--oneliner", "show", "partition"]]
+
+
 def test_preempted_job_is_resubmitted_without_counting_an_attempt(fakes, tmp_path) -> None:
     sub = _submitor(fakes, tmp_path)
     # max_attempts=1: no retry at all for a failure of the job's own...

@@ -397,3 +397,81 @@ def test_slurmctld_frozen_with_sigstop(slurm_cluster, tmp_path: Path) -> None:
         record = finals[job_id]
         assert (record.state, record.exit_code) == (JobState.SUCCEEDED if code == 0 else JobState.FAILED, code)
     submitor.close()
+
+
+#: The politeness trial: waiting processes, the outage, the shared interval and the breaker.
+WAITERS = 5
+OUTAGE = 120.0
+POLITE_INTERVAL = 5.0
+BACKOFF = (5.0, 40.0)
+
+
+def test_two_minute_outage_costs_a_few_commands_and_no_burst_on_recovery(
+        acct_cluster, squeue_shim, tmp_path: Path) -> None:
+    """Five processes wait on held jobs of one cluster while its controller is down for two
+    minutes. Every squeue they run goes through a counting shim: during the outage the circuit
+    breaker spaces the failing polls out (doubling pauses, whichever process probes), and after
+    the restart they poll once per interval in total again -- no burst of catching up."""
+    from molq.engine.shared_poll import pace_summary
+    from molq.store import JobStore
+    from shims import spawn_waiters
+
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    name = f"polite-{acct_cluster.name}"
+    jobs_dir = str(tmp_path / "jobs")
+    options = {"env": dict(acct_cluster.env), "command_timeout": COMMAND_TIMEOUT, "retry_attempts": RETRY_ATTEMPTS,
+               "retry_initial_delay": RETRY_DELAY, "poll_interval": POLITE_INTERVAL,
+               "poll_interval_max": POLITE_INTERVAL, "backoff_initial": BACKOFF[0], "backoff_max": BACKOFF[1]}
+    submitor = Submitor(Cluster(name, "slurm", scheduler_options={**options, "extra_sbatch_args": ["--hold"]}),
+                        store=JobStore(url), jobs_dir=jobs_dir)
+    ids = [submitor.submit_job(argv=["true"], execution=JobExecution(cwd=str(tmp_path))).job_id
+           for _ in range(WAITERS)]
+    sids = [submitor.get_job(j).scheduler_job_id or "" for j in ids]
+    settle, after = 15.0, 75.0
+    procs = spawn_waiters(url, name, "slurm", jobs_dir, ids, settle + OUTAGE + after, options, squeue_shim.path_env())
+    try:
+        time.sleep(settle)
+        stopped = time.time()
+        _services("stop-ctld", acct_cluster.name)
+        try:
+            time.sleep(OUTAGE / 2)
+            said = pace_summary(submitor.store, name) or ""
+            assert "pause" in said or "fail" in said, said  # what `molq daemon status` shows
+            time.sleep(stopped + OUTAGE - time.time())
+        finally:
+            restarted = time.time()
+            _services("start-ctld", acct_cluster.name)
+        outputs = [p.communicate(timeout=settle + OUTAGE + after + 120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+        acct_cluster.run("scancel", *sids)
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0 and "still waiting" in out, err
+
+    calls = squeue_shim.calls()
+    during = [(t, rc) for t, rc in calls if stopped + 1 < t < restarted]
+    recovered = [t for t, rc in calls if t > restarted and rc == 0]
+    assert recovered, calls
+    first_ok = recovered[0]
+    # Unshared and unbroken, five processes would have run over a hundred failing squeue calls
+    # in two minutes; the breaker allows one failing poll (RETRY_ATTEMPTS calls) per pause, the
+    # pause doubling from BACKOFF[0] up to BACKOFF[1].
+    pauses, pause, spent = 0, BACKOFF[0], 0.0
+    while spent < OUTAGE:
+        pauses += 1
+        spent += pause + RETRY_ATTEMPTS * COMMAND_TIMEOUT
+        pause = min(pause * 2, BACKOFF[1])
+    assert 1 <= len(during) <= RETRY_ATTEMPTS * (pauses + 1), (len(during), during)
+    assert all(rc != 0 for _, rc in during), during
+    # The probe finds the controller within one pause of the restart ...
+    assert first_ok - restarted <= BACKOFF[1] + RETRY_ATTEMPTS * COMMAND_TIMEOUT + POLITE_INTERVAL, calls
+    # ... and from then on the five processes together poll once per interval: no burst.
+    later = [t for t, _ in calls if t >= first_ok]
+    gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
+    assert gaps and min(gaps) >= POLITE_INTERVAL - 0.5, gaps
+    assert len(later) <= (later[-1] - first_ok) / POLITE_INTERVAL + 2, later
+    for job_id in ids:  # the outage decided nothing about the jobs
+        assert submitor.get_job(job_id).state == JobState.QUEUED
+        assert JobState.LOST not in [t.new_state for t in submitor.get_transitions(job_id)]
+    submitor.close()

@@ -698,6 +698,24 @@ def test_scancel_refusal_raises_even_with_status_0(rc: int) -> None:
         SlurmDialect().parse_cancel(result, ["13"])
 
 
+@pytest.mark.parametrize(("req_mem", "cpus", "tres", "expected"), [
+    ("128M", 1, "billing=1,cpu=1,mem=128M,node=1", 128 << 20),
+    # ReqMem wins when readable: per CPU times the CPUs, per node times the nodes.
+    ("100Mc", 4, "cpu=4,mem=999M,node=1", 400 << 20),
+    ("1Gn", 2, "cpu=2,mem=4G,node=2", 2 << 30),
+    # SLURM 22.05 right after the job ended (live, see the corpus): the allocation says it.
+    ("16?", 1, "billing=1,cpu=1,mem=128M,node=1", 128 << 20),
+    ("", 2, "cpu=2,mem=1.5G,node=1", int(1.5 * (1 << 30))),
+    # Nothing readable anywhere: unknown, never a guess.
+    ("16?", 1, "billing=1,cpu=1,node=1", None),
+    ("16?", 1, "", None),
+])
+def test_requested_memory_falls_back_to_the_allocation(req_mem, cpus, tres, expected) -> None:
+    from molq_slurm._parse import requested_memory
+
+    assert requested_memory(req_mem, cpus, tres) == expected
+
+
 def test_rows_that_differ_only_in_projections_give_the_same_status() -> None:
     # A pending job's start time is a forecast and a live job's end time a projection: two
     # such rows describe the same status; a running job's start and a finished job's exit do not.

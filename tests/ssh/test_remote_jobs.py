@@ -182,7 +182,7 @@ class TestRemoteLocalSchedulerConformance(SchedulerConformance):
 
     @pytest.fixture
     def unsupported_field(self) -> dict[str, Any]:
-        return {"resources": JobResources(memory="1G")}
+        return {"scheduling": JobScheduling(partition="gpu")}
 
 
 # -- the remote spool scripts under each POSIX shell here (no server needed) ------------------
@@ -263,6 +263,30 @@ def test_spool_scripts_run_under_each_posix_shell(shell: list[str], awk: bool, t
     finally:
         with contextlib.suppress(Exception):
             submitor.cancel_jobs([r.job_id for r in submitor.list_jobs()])
+        submitor.close()
+
+
+@pytest.mark.parametrize("method", ["auto", "rlimit"])
+def test_memory_limit_through_the_spool_scripts(method: str, tmp_path: Path) -> None:
+    """A job past its memory limit is out of memory on the remote path too: the spool scripts
+    report the wrapper's evidence and, from a private cgroup, its peak (and remove a cgroup a
+    killed wrapper left)."""
+    cluster = Cluster("as-remote", "local", transport=ShellAsRemote(["dash"]),
+                      scheduler_options={"spool_dir": str(tmp_path / "spool"), "memory_limit": method})
+    submitor = Submitor(cluster)
+    grab = "x = bytearray(300 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1"
+    try:
+        rec = submitor.submit_job(argv=[sys.executable, "-c", grab],
+                                  resources=JobResources(memory="100M")).wait(timeout=60)
+        assert (rec.state, rec.end_cause.value if rec.end_cause else None) == (JobState.FAILED, "out_of_memory"), rec
+        cgroup = Path(rec.job_dir, "cgroup")
+        if cgroup.exists():  # this host let the wrapper make a cgroup: killed in it, peak known
+            assert method == "auto" and rec.exit_signal == 9
+            assert rec.usage is not None and 0 < (rec.usage.max_rss_bytes or 0) <= 100 << 20
+            assert not Path(cgroup.read_text().strip()).exists()
+        else:  # ulimit -v: the allocation failed
+            assert rec.exit_code == 1 and rec.usage is not None and rec.usage.max_rss_bytes is None
+    finally:
         submitor.close()
 
 

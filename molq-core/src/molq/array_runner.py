@@ -11,13 +11,13 @@ line that shifts a part's task index back); one that does not (the default) neve
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from molq.arrays import PART_SEPARATOR, ArrayPart, combine_parts, part_ids, part_key, split_array
+from molq.batch.site_limits import site_value
 from molq.errors import SchedulerError, SubmitError, TransportError
 from molq.evidence import CancelOutcome, Observation
 from molq.model import JobSpec
@@ -30,30 +30,15 @@ log = logging.getLogger("molq.batch")
 
 __all__ = ["max_array_size", "plan", "submit_parts", "expand", "combine_cancel"]
 
-# scheduler object -> the site's limit (None: the site has none, or it cannot be read).
-_limits: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary()
-
 
 def max_array_size(sched: BatchScheduler) -> int | None:
     """The largest array index + 1 the cluster accepts: the profile's override, else the
-    site's value, asked once per scheduler object (``scontrol show config`` on SLURM)."""
+    site's value, asked once per scheduler object (``scontrol show config`` on SLURM). When it
+    cannot be read, the array is submitted whole and the scheduler says whether it fits."""
     override = sched.array_limit
     if override is not None:
         return int(override)
-    if sched in _limits:
-        return _limits[sched]
-    argv = sched.dialect.limits_argv()
-    limit: int | None = None
-    if argv is not None:
-        try:
-            limit = sched.dialect.parse_max_array_size(sched.run(argv))
-        except (SchedulerError, TransportError) as exc:
-            # Not cached: the next array asks again; this one is submitted whole and the
-            # scheduler says whether it fits.
-            log.warning("%s: cannot read the site's array limit: %s", sched.name, exc)
-            return None
-    _limits[sched] = limit
-    return limit
+    return site_value(sched, "array limit", sched.dialect.limits_argv(), sched.dialect.parse_max_array_size)
 
 
 def plan(sched: BatchScheduler, spec: JobSpec) -> list[ArrayPart] | None:

@@ -164,4 +164,7 @@ def combine_parts(observation: Observation, owners: Mapping[str, tuple[str, Sequ
             absent.add(job_id)
         elif over and len(over) + len(got) == len(keys) and all(s.state.is_terminal for _k, s in got):
             ended.add(job_id)
-    return Observation(statuses, frozenset(absent), observation.problems, frozenset(ended))
+    pending = {k for k in observation.usage_pending if "#part" not in k}
+    pending.update(job_id for job_id, (_same, keys) in owners.items()
+                   if any(k in observation.usage_pending for k in keys))
+    return Observation(statuses, frozenset(absent), observation.problems, frozenset(ended), frozenset(pending))

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from molq.model import JobState, SchedulerStatus
+from molq.usage import combine_usage
 
 __all__ = [
     "SourceAnswer",
@@ -147,6 +148,7 @@ def aggregate_parts(parts: Sequence[tuple[str, SchedulerStatus]], *, kind: str =
         started_at=min(starts) if starts else None,
         finished_at=max(ends) if ends else None,
         end_cause=worst.end_cause,  # the cause of the part whose end describes the job
+        usage=combine_usage([(s.usage, s.started_at, s.finished_at) for _p, s in parts]),
     )
 
 
@@ -179,3 +181,6 @@ class Observation:
     problems: tuple[str, ...] = ()
     #: Jobs a source says ended without saying how, and no other source told more.
     ended: frozenset[str] = frozenset()
+    #: Jobs with a final status but no usage yet, on a scheduler whose accounting reports it
+    #: (it lags the queue): a later refresh asks accounting again.
+    usage_pending: frozenset[str] = frozenset()

@@ -144,9 +144,12 @@ def _free(policy: RetryPolicy, record: JobRecord) -> bool:
     return isinstance(rule, Resubmit) and not rule.count_as_attempt
 
 
-def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecord) -> JobResources:
+def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecord, *,
+                    time_cap: float | None = None) -> JobResources:
     """The next attempt's resources: ``grow``'s factors applied to what the job asked for (or,
-    when it asked for nothing, to what the scheduler says it was given), within the cap."""
+    when it asked for nothing, to what the scheduler says it was given), within the cap.
+    ``time_cap`` is the longest time the partition allows (the scheduler's word): a grown time
+    stops there too, never below what the job already had."""
     if grow is None:
         return resources
     from molq.model import Duration, Memory
@@ -164,19 +167,27 @@ def grown_resources(resources: JobResources, grow: Grow | None, record: JobRecor
         if base_t:
             new_t = int(base_t * grow.time)
             cap_t = grow.cap_time()
-            changes["time_limit"] = Duration(min(new_t, cap_t) if cap_t is not None else new_t)
+            if cap_t is not None:
+                new_t = min(new_t, cap_t)
+            if time_cap is not None:
+                new_t = min(new_t, max(int(time_cap), base_t))
+            changes["time_limit"] = Duration(new_t)
     return attrs.evolve(resources, **changes) if changes else resources
 
 
 def policy_from_options(retries: int, retry_on: str | None = None, grow_memory: float | None = None,
-                        grow_time: float | None = None) -> RetryPolicy | None:
-    """The policy of ``molq submit --retries N --retry-on oom,timeout --grow-memory 1.5``
-    (None: no retries). ``--retry-on`` alone allows one retry. Invalid values raise
-    :class:`ConfigError` naming the option, before anything is stored or submitted."""
+                        grow_time: float | None = None, *, grow_max_memory: str | None = None,
+                        grow_max_time: str | None = None) -> RetryPolicy | None:
+    """The policy of ``molq submit --retries N --retry-on oom,timeout --grow-memory 1.5
+    --grow-max-memory 32G --grow-time 2 --grow-max-time 3d`` (None: no retries). ``--retry-on``
+    alone allows one retry; a cap alone keeps its rule's default factor; a cap of ``none``
+    removes molq's default cap (a grown time still stops at the partition's limit). Invalid
+    values raise :class:`ConfigError` naming the option, before anything is stored or submitted."""
     from molq.causes import parse_causes
     from molq.model import RetryPolicy
 
-    if not retries and retry_on is None and grow_memory is None and grow_time is None:
+    given = (grow_memory, grow_time, grow_max_memory, grow_max_time)
+    if not retries and retry_on is None and all(v is None for v in given):
         return None
     kwargs: dict[str, Any] = {"max_attempts": retries + 1 if retries else 2}
     if retry_on is not None:
@@ -186,15 +197,21 @@ def policy_from_options(retries: int, retry_on: str | None = None, grow_memory: 
             raise ConfigError(f"--retry-on: {exc}") from None
         if not kwargs["retry_on_causes"]:
             raise ConfigError("--retry-on: name at least one end cause (e.g. oom,timeout)")
-    for option, factor, field, base in (("--grow-memory", grow_memory, "on_out_of_memory", Grow(memory=1.5, max="64G")),
-                                        ("--grow-time", grow_time, "on_time_limit", Grow(time=2.0, max="48h"))):
-        if factor is None:
+    rules = (("memory", grow_memory, grow_max_memory, "on_out_of_memory", Grow(memory=1.5, max="64G")),
+             ("time", grow_time, grow_max_time, "on_time_limit", Grow(time=2.0, max="48h")))
+    for kind, factor, cap, field, base in rules:
+        if factor is None and cap is None:
             continue
-        try:
-            if base.memory is not None:
-                kwargs[field] = attrs.evolve(base, memory=factor)
-            else:
-                kwargs[field] = attrs.evolve(base, time=factor)
-        except ConfigError as exc:
-            raise ConfigError(f"{option}: {exc}") from None
+        rule = base
+        if factor is not None:
+            try:
+                rule = attrs.evolve(rule, memory=factor) if kind == "memory" else attrs.evolve(rule, time=factor)
+            except ConfigError as exc:
+                raise ConfigError(f"--grow-{kind}: {exc}") from None
+        if cap is not None:
+            try:
+                rule = attrs.evolve(rule, max=None if cap.strip().lower() == "none" else cap)
+            except ConfigError as exc:
+                raise ConfigError(f"--grow-max-{kind}: {exc}") from None
+        kwargs[field] = rule
     return RetryPolicy(**kwargs)

@@ -129,7 +129,7 @@ class Scheduler(Protocol):
       (:class:`~molq.evidence.CancelOutcome`); the engine records CANCELLED only once the stop
       is confirmed.
 
-    The optional abilities (``validate``, ``wait_for_change``, ``forget``) have do-nothing
+    The optional abilities (``validate``, ``wait_for_change``, ``forget``, ``max_time_limit``) have do-nothing
     defaults in :class:`SchedulerBase`, which every implementation should inherit.
     """
 
@@ -175,6 +175,11 @@ class Scheduler(Protocol):
 
     def validate(self, spec: JobSpec) -> None:
         """Refuse (ConfigError) a job this scheduler cannot run faithfully, before it is stored."""
+        ...
+
+    def max_time_limit(self, partition: str | None) -> float | None:
+        """The longest time limit (seconds) a job in ``partition`` (None: the default one) may
+        ask for, as the scheduler tells it; None: no limit told. A grown retry stops there."""
         ...
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:
@@ -265,6 +270,9 @@ class SchedulerBase:
         return Observation(statuses, frozenset(j.job_id for j in left if j.job_id not in final))
 
     def validate(self, spec: JobSpec) -> None:
+        return None
+
+    def max_time_limit(self, partition: str | None) -> float | None:
         return None
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:

@@ -20,9 +20,17 @@ Layout of a job directory::
     exit_unknown  local jobs only: the exit code could not be written (a full disk)
     usage         local jobs only: the shell's ``times``; its second line is the user and system
                   CPU time of the job's processes (``0m4.98s 0m0.01s``), written before exit_code
-    oom_killed    local jobs only: the job died of SIGKILL while the kernel's OOM killer killed
-                  a process in the wrapper's memory cgroup (``oom_kill`` of cgroup v1
-                  ``memory.oom_control`` or v2 ``memory.events``)
+                  and, for a job given memory in a private cgroup, its peak memory in bytes
+                  (the cgroup's ``memory.max_usage_in_bytes`` or ``memory.peak``) as a third line
+    oom_killed    local jobs only: evidence that the job ran out of memory (see below)
+    cgroup        local jobs with memory only: the path of the job's private memory cgroup, so
+                  that a reader can remove it when the wrapper was killed before it could
+
+Out-of-memory evidence (local jobs): a failed job whose private memory cgroup counted an OOM
+kill; a job that died of SIGKILL while the OOM killer killed a process in the wrapper's own
+(shared) memory cgroup (``oom_kill`` of cgroup v1 ``memory.oom_control`` or v2
+``memory.events``); a job limited with ``ulimit -v`` (no cgroup) that failed with a Python
+``MemoryError`` as the last line of its stderr. Anything else is not called out of memory.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ BEGUN_FILE = "begun"
 EXIT_UNKNOWN_FILE = "exit_unknown"
 USAGE_FILE = "usage"
 OOM_KILLED_FILE = "oom_killed"
+CGROUP_FILE = "cgroup"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 
@@ -175,6 +184,8 @@ def render_wrapper_body(
     if pre_run:
         lines.append(pre_run)
     if local is not None:
+        if local.memory_bytes:
+            lines += _memory_limit_lines(spec, job_dir, local)
         lines.append("molq_oom_count; molq_oom0=$molq_oomn")
     if spec.cwd:
         cd = f"cd {q(spec.cwd)}"
@@ -191,12 +202,28 @@ def render_wrapper_body(
             # CPU time of the job's processes (the shell's children: the second line of `times`);
             # a SIGKILL that coincides with a new OOM kill in the cgroup is the
             # kernel's doing. Both before the exit code, whose presence says the job ended.
-            f'{{ times; }} 2>/dev/null > "$molq_dir/{USAGE_FILE}$molq_task" || :',
+            "molq_oom_count; molq_oom=",
+            'if [ "$molq_rc" = 137 ] && [ -n "$molq_oomn" ] && [ "$molq_oomn" != "$molq_oom0" ]; then molq_oom=1; fi',
         ]
+        if local.memory_bytes:
+            err = q(stderr_path(spec, job_dir))
+            lines += [
+                # Its own cgroup: every OOM kill counted there is the job's.
+                'if [ "$molq_mem" = cgroup ] && [ "$molq_rc" != 0 ] && [ "${molq_oomn:-0}" != 0 ]; then molq_oom=1; fi',
+                # ulimit -v makes an allocation fail instead; only Python's own word counts.
+                'if [ "$molq_mem" = rlimit ] && [ "$molq_rc" != 0 ]; then '
+                f'case $(tail -n 1 {err} 2>/dev/null) in MemoryError*) molq_oom=1 ;; esac; fi',
+                'molq_peak=; if [ "$molq_mem" = cgroup ]; then '
+                '{ read -r molq_peak < "$molq_cgnew/memory.peak" || read -r molq_peak < "$molq_cgnew/memory.max_usage_in_bytes"; } 2>/dev/null; '
+                # Out of the job's cgroup, then remove it (a process the job left behind keeps it:
+                # the spool's reader removes it later).
+                'printf "%s\\n" "$$" 2>/dev/null > "$molq_cgup/cgroup.procs"; rmdir "$molq_cgnew" 2>/dev/null; fi',
+                f'{{ times; printf "%s\\n" "$molq_peak"; }} 2>/dev/null > "$molq_dir/{USAGE_FILE}$molq_task" || :',
+            ]
+        else:
+            lines.append(f'{{ times; }} 2>/dev/null > "$molq_dir/{USAGE_FILE}$molq_task" || :')
         lines += [
-            "molq_oom_count",
-            'if [ "$molq_rc" = 137 ] && [ -n "$molq_oomn" ] && [ "$molq_oomn" != "$molq_oom0" ]; then '
-            f'true 2>/dev/null > "$molq_dir/{OOM_KILLED_FILE}$molq_task"; fi',
+            f'[ -z "$molq_oom" ] || true 2>/dev/null > "$molq_dir/{OOM_KILLED_FILE}$molq_task"',
             f'printf "%s\\n" "$molq_rc" 2>/dev/null > "$molq_dir/{EXIT_CODE_FILE}$molq_task" || '
             f'true 2>/dev/null > "$molq_dir/{EXIT_UNKNOWN_FILE}$molq_task"',
             "molq_handover",
@@ -216,13 +243,62 @@ def read_whole(body: str) -> str:
     return "{\n" + body + "}\n"
 
 
+def _memory_limit_lines(spec: JobSpec, job_dir: str, local: LocalWrapping) -> list[str]:
+    """Shell lines that put the wrapper (so the job) under its memory limit: a private memory
+    cgroup where the machine lets this user make one (cgroup v1's memory controller, or v2 with
+    memory enabled for children of the wrapper's cgroup), else ``ulimit -v``. ``$molq_mem`` says
+    which (``cgroup`` or ``rlimit``); a job whose limit cannot be set at all never runs."""
+    limit = int(local.memory_bytes or 0)
+    kib = max(1, -(-limit // 1024))
+    never = q(f"cannot limit the job's memory to {limit} bytes on this host")
+    lines = [
+        "molq_mem=; molq_cgup=; molq_cgnew=",
+        "molq_memory_cgroup() {",
+        "    molq_cgv=",
+        "    { while IFS= read -r molq_l; do case $molq_l in",
+        '        *:memory:*) molq_cgup="/sys/fs/cgroup/memory${molq_l#*:memory:}"; molq_cgv=1; break ;;',
+        '        0::*) molq_cgup="/sys/fs/cgroup${molq_l#0::}"; molq_cgv=2 ;;',
+        "    esac; done; } 2>/dev/null < /proc/self/cgroup",
+        '    [ -n "$molq_cgv" ] || return 1',
+        '    molq_cgup=${molq_cgup%/}',
+        '    if [ "$molq_cgv" = 2 ]; then',
+        '        molq_sc=; { read -r molq_sc < "$molq_cgup/cgroup.subtree_control"; } 2>/dev/null',
+        '        case " $molq_sc " in *" memory "*) ;; *) return 1 ;; esac',
+        "    fi",
+        f'    molq_cgnew="$molq_cgup/molq-{spec.job_id}$molq_task-$$"',
+        '    mkdir "$molq_cgnew" 2>/dev/null || return 1',
+        '    if [ "$molq_cgv" = 1 ]; then',
+        f'        printf "%s\\n" {limit} 2>/dev/null > "$molq_cgnew/memory.limit_in_bytes" &&',
+        # No swap beyond the limit, where the kernel accounts swap (else the job swaps instead).
+        f'        {{ printf "%s\\n" {limit} 2>/dev/null > "$molq_cgnew/memory.memsw.limit_in_bytes" || :; }}',
+        "    else",
+        f'        printf "%s\\n" {limit} 2>/dev/null > "$molq_cgnew/memory.max" &&',
+        '        { printf "0\\n" 2>/dev/null > "$molq_cgnew/memory.swap.max" || :; }',
+        '    fi && printf "%s\\n" "$$" 2>/dev/null > "$molq_cgnew/cgroup.procs" || {',
+        '        rmdir "$molq_cgnew" 2>/dev/null; molq_cgnew=; return 1; }',
+        f'    printf "%s\\n" "$molq_cgnew" 2>/dev/null > "$molq_dir/{CGROUP_FILE}$molq_task"',
+        "}",
+    ]
+    if local.memory_method == "auto":
+        lines.append("if molq_memory_cgroup; then molq_mem=cgroup; fi")
+    lines.append(
+        f'if [ -z "$molq_mem" ]; then if ulimit -v {kib} 2>/dev/null; then molq_mem=rlimit; else '
+        f'printf "%s\\n" {never} > "$molq_dir/{NEVER_RAN_FILE}"; molq_handover; exit 127; fi; fi'
+    )
+    return lines
+
+
 @attrs.frozen
 class LocalWrapping:
     """What the local scheduler adds to the wrapper: the job's umask (molq's own files are
-    created 0600 first) and the shell line that hands the job's cores to the next queued job."""
+    created 0600 first), the shell line that hands the job's cores to the next queued job, and
+    the job's memory limit with how to enforce it (``auto``: a private cgroup where the machine
+    allows one, else ``ulimit -v``; ``rlimit``: ``ulimit -v`` only)."""
 
     umask: int = 0o022
     handover: str = ""
+    memory_bytes: int | None = None
+    memory_method: str = "auto"
 
 
 def render_local_script(spec: JobSpec, job_dir: str, local: LocalWrapping | None = None) -> str:

@@ -47,12 +47,14 @@ log = logging.getLogger("molq.lsf")
 
 __all__ = ["LsfDialect", "STATUS_FIELDS", "QUEUE_FIELDS", "DEPENDENCY_FUNCTIONS"]
 
-#: ``bjobs -o`` fields read for status and final state (documented LSF 10.1 field names).
+#: ``bjobs -o`` fields read for status and final state (documented LSF 10.1 field names),
+#: usage included: a finished job's usage comes with its state, in the same call.
 #: No free text chosen by the user (job name, description) is asked for: nothing the user
 #: typed can reach this answer.
 STATUS_FIELDS = (
     "jobid jobindex stat exit_code exit_reason pend_reason "
-    "submit_time start_time finish_time"
+    "submit_time start_time finish_time "
+    "cpu_used run_time max_mem memlimit exec_host slots"
 )
 #: ``bjobs -o`` fields read for :meth:`Cluster.get_queue`.
 QUEUE_FIELDS = "jobid jobindex job_name user stat queue pend_reason submit_time start_time"
@@ -225,7 +227,7 @@ class LsfDialect(BatchDialect):
 
     def parse_status(self, result: CommandResult, scheduler_ids: Sequence[str]) -> SourceAnswer:  # type: ignore[override]
         answer = parse_bjobs_json(result.returncode, result.stdout, result.stderr)
-        return statuses_by_job(answer, scheduler_ids, now=self._clock())
+        return statuses_by_job(answer, scheduler_ids, now=self._clock(), memory_unit=self.options.unit_for_limits)
 
     # No terminal_argv: ``bjobs -a`` above already lists finished jobs (for CLEAN_PERIOD), so
     # a job it does not know is unknown to LSF; the wrapper's exit-code file decides then.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from molq.batch import BatchOptions
 from molq.errors import ConfigError
-from molq.scheduler import SchedulerOptions, optional_name, positive_number, string_list, string_map
+from molq.scheduler import optional_name, string_list, string_map
 
 __all__ = ["LsfOptions", "MEMORY_UNITS"]
 
@@ -23,19 +24,17 @@ def _unit(value: Any) -> str:
     return value.strip().upper()
 
 
-
-
-
-
 @attrs.frozen
-class LsfOptions(SchedulerOptions):
+class LsfOptions(BatchOptions):
     """How molq talks to one LSF cluster.
 
     ``unit_for_limits`` must match the cluster's ``LSF_UNIT_FOR_LIMITS`` (``lsf.conf``; KB
     when unset): memory in ``-M`` and ``rusage[mem=...]`` is written in that unit.
     ``binaries`` maps ``bsub``/``bjobs``/``bkill`` to other paths; ``extra_bsub_args`` go on
     every ``bsub`` command line; ``default_queue``/``default_project`` apply when a job names
-    none; ``env`` is added to the environment of every LSF command (e.g. ``LSF_ENVDIR``).
+    none; ``env`` is added to the environment of every LSF command (e.g. ``LSF_ENVDIR``). The
+    settings every batch cluster has (command timeout and retries, shared polling limits, the
+    circuit breaker, ``max_array_size``) come from :class:`~molq.batch.BatchOptions`.
 
     >>> LsfOptions(unit_for_limits="mb", default_queue="short").unit_for_limits
     'MB'
@@ -47,4 +46,3 @@ class LsfOptions(SchedulerOptions):
     default_queue: str | None = attrs.field(default=None, validator=optional_name("LsfOptions.default_queue"))
     default_project: str | None = attrs.field(default=None, validator=optional_name("LsfOptions.default_project"))
     env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("LsfOptions.env")(v), hash=False)
-    command_timeout: float = attrs.field(default=60.0, validator=positive_number("LsfOptions.command_timeout"))

@@ -10,6 +10,11 @@ Formats (IBM Spectrum LSF 10.1):
   id LSF does not know is reported as ``Job <123> is not found`` (on stderr, or as an
   ``ERROR`` record in JSON mode).
 * Time stamps look like ``Dec 28 19:56`` (no year), optionally followed by a flag letter.
+* Usage fields: ``cpu_used`` ``0.3 second(s)`` (one decimal) and ``run_time`` ``12 second(s)``,
+  or ``hh:mm:ss`` under ``-hms``/``LSB_HMS_TIME_FORMAT``; ``max_mem``/``memlimit`` a number
+  and a binary unit (``12 Mbytes``, ``5.2 Gbytes``, ``522 MBytes``; a bare number is in the
+  cluster's ``LSF_UNIT_FOR_LIMITS``); ``exec_host`` the hosts, ``:``-separated, each
+  optionally ``N*host``; ``slots`` the slots the job was given.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from molq import wrapper
 from molq.errors import SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import SourceAnswer, aggregate_parts
 from molq.model import TERMINAL_STATES, JobState, SchedulerStatus
+from molq.usage import Usage
 
 from molq_lsf.states import LSF_STATES, classify_exit, end_cause, is_known_state, map_state, sub_state_of
 
@@ -37,6 +43,9 @@ __all__ = [
     "statuses_by_job",
     "not_found_ids",
     "TRANSIENT_MARKERS",
+    "parse_lsf_duration",
+    "parse_lsf_memory",
+    "record_usage",
 ]
 
 _SUBMITTED_RE = re.compile(r"Job <(\d+)> is submitted\b")
@@ -149,6 +158,12 @@ class BjobsRecord:
     submit_time: str = ""
     start_time: str = ""
     finish_time: str = ""
+    cpu_used: str = ""
+    run_time: str = ""
+    max_mem: str = ""
+    memlimit: str = ""
+    exec_host: str = ""
+    slots: str = ""
 
     @property
     def element_id(self) -> str:
@@ -168,7 +183,75 @@ _FIELD_KEYS = {
     "submit_time": "SUBMIT_TIME",
     "start_time": "START_TIME",
     "finish_time": "FINISH_TIME",
+    "cpu_used": "CPU_USED",
+    "run_time": "RUN_TIME",
+    "max_mem": "MAX_MEM",
+    "memlimit": "MEMLIMIT",
+    "exec_host": "EXEC_HOST",
+    "slots": "SLOTS",
 }
+
+_SECONDS_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:second\(s\)|seconds?|sec|s)?$", re.IGNORECASE)
+_HMS_RE = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTPE]?)(?:bytes?|b)?$", re.IGNORECASE)
+_MEMORY_SCALE = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+
+
+def parse_lsf_duration(text: str | None) -> float | None:
+    """Seconds of a bjobs duration: ``0.3 second(s)``, ``12 second(s)`` or ``00:01:02``.
+
+    >>> parse_lsf_duration("0.3 second(s)"), parse_lsf_duration("01:00:02")
+    (0.3, 3602.0)
+    """
+    text = _text(text)
+    match = _SECONDS_RE.match(text)
+    if match:
+        return float(match.group(1))
+    match = _HMS_RE.match(text)
+    if match:
+        return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
+    return None
+
+
+def parse_lsf_memory(text: str | None, default_unit: str = "KB") -> int | None:
+    """Bytes of a bjobs memory amount: ``12 Mbytes``, ``1.2 Gbytes``, ``522 MBytes``, ``4 G``.
+    LSF's units are binary; a bare number is in ``default_unit`` (``LSF_UNIT_FOR_LIMITS``).
+
+    >>> parse_lsf_memory("12 Mbytes"), parse_lsf_memory("2048")
+    (12582912, 2097152)
+    """
+    match = _MEMORY_RE.match(_text(text))
+    if not match:
+        return None
+    unit = match.group(2).upper() or default_unit.strip().upper()[:1]
+    if unit not in _MEMORY_SCALE:
+        return None
+    return int(round(float(match.group(1)) * 1024 ** _MEMORY_SCALE[unit]))
+
+
+def _hosts(text: str) -> str | None:
+    """``hostA:hostA:hostB`` or ``2*hostA:hostB`` as ``hostA,hostB`` (each host once)."""
+    hosts: list[str] = []
+    for item in re.split(r"[:\s]+", _text(text)):
+        host = item.partition("*")[2] if "*" in item else item
+        if host and host not in hosts:
+            hosts.append(host)
+    return ",".join(hosts) or None
+
+
+def record_usage(rec: BjobsRecord, *, memory_unit: str = "KB") -> Usage | None:
+    """What one job or element used, from the usage fields of its bjobs record (None: LSF
+    reported none of them)."""
+    slots = rec.slots if rec.slots.isdigit() else ""
+    usage = Usage(
+        elapsed_seconds=parse_lsf_duration(rec.run_time),
+        cpu_seconds=parse_lsf_duration(rec.cpu_used),
+        cpus=int(slots) if slots else None,
+        max_rss_bytes=parse_lsf_memory(rec.max_mem, memory_unit),
+        requested_memory_bytes=parse_lsf_memory(rec.memlimit, memory_unit),
+        nodes=_hosts(rec.exec_host),
+    )
+    return None if usage.is_empty() else usage
 
 
 def _text(value: object) -> str:
@@ -313,8 +396,8 @@ def parse_bjobs_json(returncode: int, stdout: str, stderr: str) -> BjobsAnswer:
     return BjobsAnswer(tuple(records), tuple(missing), frozenset(unreadable), complete)
 
 
-def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerStatus:
-    """The molq status of one job or array element."""
+def record_status(rec: BjobsRecord, *, now: float | None = None, memory_unit: str = "KB") -> SchedulerStatus:
+    """The molq status of one job or array element (with its usage once it has ended)."""
     started_at = parse_lsf_time(rec.start_time, now=now)
     finished_at = parse_lsf_time(rec.finish_time, now=now)
     raw = rec.stat
@@ -356,6 +439,7 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
         started_at=started_at,
         finished_at=finished_at if state in TERMINAL_STATES else None,
         end_cause=end_cause(raw, rec.exit_reason, code, signal) if state in TERMINAL_STATES else None,
+        usage=record_usage(rec, memory_unit=memory_unit) if state in TERMINAL_STATES else None,
         sub_state=sub,
         sub_state_reason=sub_reason or None,
         # LSF keeps such a job pending forever; the engine cancels it and says why.
@@ -364,7 +448,7 @@ def record_status(rec: BjobsRecord, *, now: float | None = None) -> SchedulerSta
 
 
 def statuses_by_job(
-    answer: BjobsAnswer, wanted: Sequence[str], *, now: float | None = None
+    answer: BjobsAnswer, wanted: Sequence[str], *, now: float | None = None, memory_unit: str = "KB"
 ) -> SourceAnswer:
     """One status per job id in ``wanted``: a job's records (one, or one per array element)
     are combined by core's part policy. A job with any unreadable record has no status."""
@@ -379,7 +463,7 @@ def statuses_by_job(
         if sid in unreadable:
             continue
         status = aggregate_parts(
-            [(rec.element_id, record_status(rec, now=now)) for rec in sorted(recs, key=lambda r: r.index)],
+            [(rec.element_id, record_status(rec, now=now, memory_unit=memory_unit)) for rec in sorted(recs, key=lambda r: r.index)],
             kind="array element",
         )
         if status.state.is_terminal and not answer.complete and any(rec.index for rec in recs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from molq.batch import BatchScheduler, RetrySettings
+from molq.batch import BatchScheduler
 from molq.errors import ConfigError
 
 from molq_lsf.dialect import LsfDialect
@@ -26,7 +26,7 @@ def build_scheduler(transport: Any, options: LsfOptions | None = None, **kwargs:
         options = LsfOptions()
     elif not isinstance(options, LsfOptions):
         raise ConfigError(f"the lsf scheduler takes LsfOptions, got {type(options).__name__}")
-    kwargs.setdefault("retry", RetrySettings(command_timeout=options.command_timeout))
+    kwargs = {**options.runner_settings(), **kwargs}
     return BatchScheduler(
         LsfDialect(options),
         transport,

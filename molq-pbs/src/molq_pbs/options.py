@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from molq.batch import BatchOptions
 from molq.errors import ConfigError
-from molq.scheduler import SchedulerOptions, optional_name, positive_number, string_list, string_map
+from molq.scheduler import optional_name, string_list, string_map
 
 __all__ = ["PbsOptions", "FLAVORS"]
 
@@ -25,7 +26,7 @@ def _flavor(value: Any) -> str:
 
 
 @attrs.frozen
-class PbsOptions(SchedulerOptions):
+class PbsOptions(BatchOptions):
     """How molq talks to one PBS cluster.
 
     ``flavor`` picks the dialect: ``"pbspro"`` (PBS Professional and OpenPBS, the default),
@@ -38,7 +39,9 @@ class PbsOptions(SchedulerOptions):
     ``gpu_type_resource`` (PBS Pro only) names the site's custom chunk resource for GPU models
     (``gpu_model`` on many sites); without it ``resources.gpu_type`` is refused.
     ``use_history`` adds ``-x`` to status queries so finished jobs are read from the server's job
-    history; turn it off for servers with ``job_history_enable = False``.
+    history; turn it off for servers with ``job_history_enable = False``. The settings every
+    batch cluster has (command timeout and retries, shared polling limits, the circuit breaker,
+    ``max_array_size``) come from :class:`~molq.batch.BatchOptions`.
 
     >>> PbsOptions(flavor="OpenPBS").flavor
     'pbspro'
@@ -50,6 +53,5 @@ class PbsOptions(SchedulerOptions):
     default_queue: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.default_queue", spaces=False))
     default_account: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.default_account", spaces=False))
     env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("PbsOptions.env")(v), hash=False)
-    command_timeout: float = attrs.field(default=60.0, validator=positive_number("PbsOptions.command_timeout"))
     gpu_type_resource: str | None = attrs.field(default=None, validator=optional_name("PbsOptions.gpu_type_resource", spaces=False))
     use_history: bool = True

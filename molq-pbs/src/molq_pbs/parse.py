@@ -243,10 +243,21 @@ def parse_size(value: str | None) -> int | None:
     return int(match.group(1)) * _PBS_UNITS[match.group(2) or "b"]
 
 
+def _exec_hosts(text: str | None) -> str | None:
+    """The hosts of an ``exec_host`` (``n1/0*2+n2/0*2`` on PBS Pro, ``n1/0+n1/1`` on Torque),
+    each once: ``n1,n2``."""
+    hosts: list[str] = []
+    for part in (text or "").split("+"):
+        host = part.strip().partition("/")[0]
+        if host and host not in hosts:
+            hosts.append(host)
+    return ",".join(hosts) or None
+
+
 def usage_from_record(record: Mapping[str, str]) -> Usage | None:
     """What a finished job used, from its ``resources_used.*`` and ``Resource_List.*``."""
     ncpus = parse_int(record.get("resources_used.ncpus") or record.get("Resource_List.ncpus"))
-    host = record.get("exec_host") or None
+    host = _exec_hosts(record.get("exec_host"))
     usage = Usage(
         elapsed_seconds=parse_hms(record.get("resources_used.walltime")),
         cpu_seconds=parse_hms(record.get("resources_used.cput")),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from molq.batch import BatchScheduler, RetrySettings
+from molq.batch import BatchScheduler
 from molq.errors import ConfigError, SchedulerError, TransportError
 from molq.transport import CommandResult
 
@@ -83,7 +83,7 @@ def build_scheduler(transport: Any, options: PbsOptions | None = None, **kwargs:
         use_history=options.use_history,
         gpu_type_resource=options.gpu_type_resource,
     )
-    kwargs.setdefault("retry", RetrySettings(command_timeout=options.command_timeout))
+    kwargs = {**options.runner_settings(), **kwargs}
     return BatchScheduler(
         dialect,
         transport,

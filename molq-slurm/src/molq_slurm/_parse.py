@@ -149,6 +149,20 @@ def parse_req_mem(text: str | None, cpus: int | None, nodes: int = 1) -> int | N
     return value * max(nodes, 1)
 
 
+def requested_memory(req_mem: str | None, cpus: int | None, tres: str | None) -> int | None:
+    """The job's requested memory in bytes: ``ReqMem``, or else the ``mem`` of its allocated
+    TRES. Right after a job ends, SLURM 22.05's sacct may print a ReqMem such as ``16?`` (seen
+    live) while AllocTRES already says ``mem=128M``."""
+    asked = parse_req_mem(req_mem, cpus, tres_count(tres, "node") or 1)
+    if asked is not None or blank(tres):
+        return asked
+    for item in (tres or "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "mem":
+            return _memory(value, "M")[0] or None
+    return None
+
+
 def parse_duration(text: str | None) -> float | None:
     """Seconds of a SLURM duration: ``MM:SS.mmm``, ``HH:MM:SS``, ``D-HH:MM:SS`` (TotalCPU,
     Elapsed) or plain seconds (ElapsedRaw)."""
@@ -186,13 +200,12 @@ def make_usage(
 ) -> Usage | None:
     """A job's usage from its sacct allocation record and the peak RSS of its steps."""
     ncpus = int(cpus) if cpus and cpus.strip().isdigit() else None
-    node_count = tres_count(tres, "node") or 1
     usage = Usage(
         elapsed_seconds=parse_duration(elapsed),
         cpu_seconds=parse_duration(total_cpu),
         cpus=ncpus or None,
         max_rss_bytes=max_rss,
-        requested_memory_bytes=parse_req_mem(req_mem, ncpus, node_count),
+        requested_memory_bytes=requested_memory(req_mem, ncpus, tres),
         gpus=tres_count(tres, "gres/gpu"),
         nodes=None if blank(nodes) or (nodes or "").strip() == "None assigned" else (nodes or "").strip(),
     )
@@ -242,12 +255,16 @@ def make_status(
     elif end_cause is None:
         end_cause = END_CAUSES.get(name)
     sub = None if state.is_terminal else sub_state_of(raw_state, reason)
+    text = describe(raw_state, reason, exit_code, exit_signal)
+    if end_cause == EndCause.OUT_OF_MEMORY and name != "OUT_OF_MEMORY":
+        # An OverMemoryKill end: the job's own record says only "killed by signal 9".
+        text = "; ".join(part for part in (FAILURE_DESCRIPTIONS["OUT_OF_MEMORY"], text) if part)
     return SchedulerStatus(
         state=state,
         raw_state=raw_state.strip(),
         exit_code=exit_code,
         exit_signal=exit_signal,
-        reason=describe(raw_state, reason, exit_code, exit_signal),
+        reason=text,
         started_at=started_at,
         finished_at=finished_at,
         dependency_never_satisfied=never,

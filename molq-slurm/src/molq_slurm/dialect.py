@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 import attrs
 from molq import wrapper
 from molq.arrays import owner_of
-from molq.batch import AccountingUnavailable, BatchDialect
+from molq.batch import AccountingUnavailable, BatchDialect, PartitionLimits
 from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer, aggregate_parts
@@ -50,12 +50,12 @@ from molq_slurm._parse import (
     exit_from_pair,
     make_status,
     make_usage,
-    parse_req_mem,
+    parse_duration,
     parse_rss,
     parse_scontrol_record,
     parse_time,
+    requested_memory,
     squeue_status,
-    tres_count,
 )
 from molq_slurm.options import SlurmOptions
 from molq_slurm.privacy import PRIVATE_UMASK, restore_umask_line
@@ -228,6 +228,29 @@ def _latest(records: list[tuple[float | None, int, SchedulerStatus]]) -> Schedul
     return max(records, key=lambda r: (r[0] if r[0] is not None else float("-inf"), r[1]))[2]
 
 
+_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/]*)=")
+
+
+def _key_values(line: str) -> dict[str, str]:
+    """``Key=value`` pairs of one ``scontrol --oneliner`` line; a value runs up to the next
+    `` Key=`` (it may hold spaces, or ``=`` as in ``TRES=cpu=16,mem=8G``)."""
+    keys = list(_KEY.finditer(line))
+    out: dict[str, str] = {}
+    for k, match in enumerate(keys):
+        end = keys[k + 1].start() if k + 1 < len(keys) else len(line)
+        out.setdefault(match.group(1), line[match.end():end].strip())
+    return out
+
+
+def _max_time(text: str | None) -> int | None:
+    """Seconds of a partition's MaxTime (``1-00:00:00``, ``04:00:00``); None: unlimited, or
+    a value molq cannot read (then the scheduler's own check is the only one)."""
+    if text is None or text.strip().upper() in ("UNLIMITED", "INFINITE", "NONE", ""):
+        return None
+    seconds = parse_duration(text)
+    return int(seconds) if seconds else None
+
+
 def _split_job_id(job_id: str) -> tuple[str, str, str]:
     """(job id, kind of part, part) of a sacct JobID: ``123_4`` is task 4 of array 123,
     ``123+1`` component 1 of heterogeneous job 123, ``123`` the job itself."""
@@ -289,6 +312,8 @@ class SlurmDialect(BatchDialect):
         self.default_partition = default_partition
         self.default_account = default_account
         self.use_accounting = use_accounting
+        # squeue shows no usage; sacct (steps included) does, unless the profile turned it off.
+        self.accounting_reports_usage = use_accounting is not False
         self.mail_type = mail_type
         # Set: output files are private (sbatch runs with SLURM_UMASK=0077) and the wrapper
         # gives the user's command this umask back (see molq_slurm.privacy).
@@ -456,6 +481,32 @@ class SlurmDialect(BatchDialect):
             raise SchedulerError("scontrol show config printed no MaxArraySize",
                                  stderr=result.stderr, command=list(result.argv))
         return int(match.group(1))
+
+    # -- partition limits (a grown retry stops at MaxTime) -----------------------------------
+    def partition_limits_argv(self) -> list[str]:
+        # --all: hidden partitions too (a job may name one it is allowed to use).
+        return ["scontrol", "--all", "--oneliner", "show", "partition"]
+
+    def parse_partition_limits(self, result: CommandResult) -> PartitionLimits:
+        """Each partition's ``MaxTime`` (``UNLIMITED``/``INFINITE``: none) and which one is
+        ``Default=YES``, from one ``key=value`` line per partition. A name may hold spaces
+        (``PartitionName=CPU nodes (amd)``): a value runs up to the next `` Key=``."""
+        if result.returncode != 0:
+            self._raise(result, "scontrol")
+        limits: dict[str, int | None] = {}
+        default = None
+        for line in _lines(result.stdout):
+            fields = _key_values(line)
+            name = fields.get("PartitionName")
+            if not name:
+                continue
+            limits[name] = _max_time(fields.get("MaxTime"))
+            if fields.get("Default", "").upper() == "YES" and default is None:
+                default = name
+        return PartitionLimits(limits, default)
+
+    def job_partition(self, partition: str | None) -> str | None:
+        return partition or self.default_partition
 
     def array_offset_line(self, offset: int) -> str:
         # Before the wrapper reads the index: the job and molq's per-task files see the index
@@ -658,7 +709,7 @@ class SlurmDialect(BatchDialect):
             ncpus = int(cpus) if cpus.isdigit() else None
             cause = end_cause(
                 state, reason=reason, exit_signal=exit_signal_of_steps, owner_uid=uid, steps=evidence,
-                requested_memory_bytes=parse_req_mem(req_mem, ncpus, tres_count(tres, "node") or 1),
+                requested_memory_bytes=requested_memory(req_mem, ncpus, tres),
             )
             usage = make_usage(elapsed=elapsed, total_cpu=total_cpu, cpus=cpus, req_mem=req_mem,
                                max_rss=max(rss) if rss else None, tres=tres, nodes=nodes)

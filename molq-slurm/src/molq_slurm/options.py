@@ -17,9 +17,9 @@ Example profile::
 from __future__ import annotations
 
 import attrs
+from molq.batch import BatchOptions
 from molq.errors import ConfigError
-from molq.pacing import PacingPolicy
-from molq.scheduler import SchedulerOptions, optional_name, positive_number, string_list, string_map
+from molq.scheduler import optional_name, string_list, string_map
 
 __all__ = ["SlurmOptions", "SLURM_COMMANDS"]
 
@@ -27,12 +27,8 @@ __all__ = ["SlurmOptions", "SLURM_COMMANDS"]
 SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
 
 
-
-
-
-
 @attrs.frozen
-class SlurmOptions(SchedulerOptions):
+class SlurmOptions(BatchOptions):
     """Settings of one SLURM cluster.
 
     * ``binaries`` -- paths of the client commands on the cluster, e.g.
@@ -49,16 +45,10 @@ class SlurmOptions(SchedulerOptions):
       0600 wherever they are, while the user's command keeps the user's umask; ``False``:
       SLURM's own behaviour, the files follow the submitting umask (for outputs shared with a
       group). A ``SLURM_UMASK`` in ``env`` is used as given instead.
-    * ``command_timeout`` -- seconds one SLURM command may take.
-    * ``retry_attempts``, ``retry_initial_delay``, ``retry_factor`` -- how a command that
-      failed transiently (controller not answering, socket timeout) is retried.
-    * ``poll_interval`` / ``poll_interval_max`` -- seconds between two status polls of the
-      cluster by all molq processes on the store together: the shortest (after submissions
-      and changes) and the longest (while nothing moves).
-    * ``commands_per_minute`` -- status commands all molq processes on the store may run per
-      minute against this cluster.
     * ``max_array_size`` -- the cluster's ``MaxArraySize`` (largest array index + 1) instead of
       the value ``scontrol show config`` reports; arrays reaching it are split into several.
+    * the settings every batch cluster has (:class:`~molq.batch.BatchOptions`): command
+      timeout and retries, shared polling limits, the circuit breaker.
     """
 
     binaries: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("SlurmOptions.binaries")(v), hash=False)
@@ -69,24 +59,10 @@ class SlurmOptions(SchedulerOptions):
     use_accounting: bool | None = None
     mail_type: str = attrs.field(default="END,FAIL", validator=optional_name("SlurmOptions.mail_type"))
     private_outputs: bool = True
-    command_timeout: float = attrs.field(default=60.0, validator=positive_number("SlurmOptions.command_timeout"))
-    retry_attempts: int = attrs.field(default=3)
-    retry_initial_delay: float = attrs.field(default=0.5)
-    retry_factor: float = attrs.field(default=2.0)
-    poll_interval: float = attrs.field(default=2.0, validator=positive_number("SlurmOptions.poll_interval"))
-    poll_interval_max: float = attrs.field(default=30.0, validator=positive_number("SlurmOptions.poll_interval_max"))
-    commands_per_minute: int = attrs.field(default=60, validator=positive_number("SlurmOptions.commands_per_minute"))
     max_array_size: int | None = attrs.field(default=None)
 
-    def pacing(self) -> PacingPolicy:
-        """These options' polling limits (:mod:`molq.pacing`)."""
-        try:
-            return PacingPolicy(self.poll_interval, self.poll_interval_max, self.commands_per_minute)
-        except ConfigError as exc:
-            raise ConfigError(f"SlurmOptions: {exc}") from None
-
     def __attrs_post_init__(self) -> None:
-        self.pacing()  # refuse an inconsistent pair of intervals when the profile is read
+        super().__attrs_post_init__()
         if self.max_array_size is not None and (isinstance(self.max_array_size, bool) or not isinstance(
                 self.max_array_size, int) or self.max_array_size < 1):
             raise ConfigError(f"SlurmOptions.max_array_size must be a whole number >= 1, got {self.max_array_size!r}")
@@ -100,9 +76,3 @@ class SlurmOptions(SchedulerOptions):
             raise ConfigError(f"SlurmOptions.private_outputs must be true or false, got {self.private_outputs!r}")
         if self.use_accounting is not None and not isinstance(self.use_accounting, bool):
             raise ConfigError(f"SlurmOptions.use_accounting must be true, false or unset, got {self.use_accounting!r}")
-        if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int) or self.retry_attempts < 1:
-            raise ConfigError(f"SlurmOptions.retry_attempts must be a whole number >= 1, got {self.retry_attempts!r}")
-        if not isinstance(self.retry_initial_delay, (int, float)) or self.retry_initial_delay < 0:
-            raise ConfigError(f"SlurmOptions.retry_initial_delay must be >= 0, got {self.retry_initial_delay!r}")
-        if not isinstance(self.retry_factor, (int, float)) or self.retry_factor < 1:
-            raise ConfigError(f"SlurmOptions.retry_factor must be >= 1, got {self.retry_factor!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from molq.batch import BatchScheduler, RetrySettings
+from molq.batch import BatchScheduler
 from molq.transport import Transport
 
 from molq_slurm.dialect import SlurmDialect
@@ -47,14 +47,8 @@ def SlurmScheduler(  # noqa: N802 -- the public name of what used to be a class
         binaries=dict(options.binaries),
         extra_submit_args=options.extra_sbatch_args,
         env={**TIME_FORMAT_ENV, **options.env},
-        retry=RetrySettings(
-            attempts=options.retry_attempts,
-            initial_delay=options.retry_initial_delay,
-            factor=options.retry_factor,
-            command_timeout=options.command_timeout,
-        ),
+        array_limit=options.max_array_size,
         sleep=sleep,
+        **options.runner_settings(),
     )
-    scheduler.pacing = options.pacing()
-    scheduler.array_limit = options.max_array_size
     return scheduler

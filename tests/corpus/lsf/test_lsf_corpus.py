@@ -124,6 +124,7 @@ def test_status_evidence(name, fake, submitor):
             assert got.raw_state == want["raw_state"], f"{name}: {sid}"
         if "end_cause" in want:
             assert got.end_cause is not None and got.end_cause.value == want["end_cause"], f"{name}: {sid}"
+        _check_usage(got.usage, want, f"{name}: {sid}")
         _check_sub_state(got, want, f"{name}: {sid}")
         assert job_ids[sid] not in seen.absent
     for sid in expect.get("no_evidence", []):
@@ -132,6 +133,15 @@ def test_status_evidence(name, fake, submitor):
         assert job_ids[sid] in seen.absent, f"{name}: {sid}"
     if expect.get("problem"):
         assert any(expect["problem"] in p for p in seen.problems), seen.problems
+
+
+def _check_usage(usage: Any, want: dict[str, Any], where: str) -> None:
+    """``usage``: each field the sample names (``usage = "none"``: no usage at all)."""
+    if want.get("usage") == "none":
+        assert usage is None, f"{where}: usage {usage}"
+        return
+    for key, value in want.get("usage", {}).items():
+        assert usage is not None and getattr(usage, key) == value, f"{where}: usage.{key} of {usage}"
 
 
 def _check_sub_state(got: Any, want: dict[str, Any], where: str) -> None:
@@ -168,6 +178,8 @@ def test_refresh_records(name, fake, submitor):
             assert rec.exit_code == want["exit_code"], f"{name}: {sid}"
         if rec.state.is_terminal and "end_cause" in want:
             assert rec.end_cause is not None and rec.end_cause.value == want["end_cause"], f"{name}: {sid}"
+        if rec.state.is_terminal:
+            _check_usage(rec.usage, want, f"{name}: {sid} (stored)")
         _check_sub_state(rec, want, f"{name}: {sid}")
     for sid in [*expect.get("no_evidence", [])]:
         rec = submitor.get_job(job_ids[sid])

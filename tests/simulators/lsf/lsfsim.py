@@ -16,6 +16,12 @@ shrinks LSF's minutes so ``-W 1`` can be tested in a second. A file ``down`` in 
 ``MOLQ_LSFSIM_DOWN=1``) simulates an outage: every command prints the file's text (default
 ``LSF is down. Please wait ...``) and exits 255. ``MOLQ_LSFSIM_USER`` overrides the user name.
 Output formats follow the IBM Spectrum LSF 10.1 command reference.
+
+Usage is measured for real: the monitor reads the CPU time and peak memory of the job's
+processes (its reaped children's rusage) when the job ends; ``bjobs -o`` prints ``cpu_used``
+with one decimal (``0.3 second(s)``), ``run_time`` in whole seconds, ``max_mem``/``memlimit``
+with a unit (``12 Mbytes``), and times as ``hh:mm:ss`` under ``-hms``. ``unit_for_limits``
+(config, default KB) is the unit of a bare ``-M`` number, as ``LSF_UNIT_FOR_LIMITS`` is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shlex
 import signal
 import socket
@@ -35,7 +42,7 @@ import time
 DEFAULTS = {
     "queues": ["normal", "long"], "default_queue": "normal", "restricted_queues": [],
     "slots": 64, "max_slots_per_job": 64, "clean_period": 3600, "minute_seconds": 60,
-    "kill_interval": 1.0, "runlimit_grace": 2.0, "max_array_size": 1000,
+    "kill_interval": 1.0, "runlimit_grace": 2.0, "max_array_size": 1000, "unit_for_limits": "KB",
 }
 FINISHED = ("DONE", "EXIT")
 STARTED = ("RUN", "USUSP", "SSUSP", "DONE", "EXIT")
@@ -55,7 +62,8 @@ TERM_REQUEUE = "TERM_REQUEUE_OWNER: job killed and requeued by owner"
 ON_HOST = ("RUN", "USUSP", "SSUSP")
 FIELDS = ("jobid", "jobindex", "job_name", "stat", "user", "queue", "proj_name", "job_description",
           "exit_code", "exit_reason", "pend_reason", "from_host", "exec_host", "submit_time",
-          "start_time", "finish_time", "command", "dependency", "slots", "runtimelimit")
+          "start_time", "finish_time", "command", "dependency", "slots", "runtimelimit",
+          "cpu_used", "run_time", "max_mem", "memlimit")
 ALIASES = {"id": "jobid", "name": "job_name", "proj": "proj_name", "project": "proj_name",
            "nreq_slot": "slots"}
 
@@ -298,7 +306,7 @@ def monitor(root: str, jid: str, index: str) -> None:
         except OSError:  # LSF would mail the output instead
             return open(os.devnull, "ab")
 
-    outcome = None
+    outcome, usage = None, None
     out = sink(job["out"])
     err = sink(job["err"]) if job["err"] else out
     try:
@@ -333,6 +341,9 @@ def monitor(root: str, jid: str, index: str) -> None:
                     pass
             time.sleep(0.05)
         rc = proc.returncode
+        # The job's processes are this monitor's reaped descendants: their rusage is the job's.
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage = {"cpu": used.ru_utime + used.ru_stime, "maxrss_kb": used.ru_maxrss}
         if why:  # a killed job is killed whole: no process of its group survives
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -348,6 +359,8 @@ def monitor(root: str, jid: str, index: str) -> None:
                            exit_reason="", reason=REASON_NEW, requeued=element.get("requeued", 0) + 1)
         elif element["stat"] in ON_HOST:
             finish(element, *outcome)
+            if usage is not None:
+                element.update(usage)
         advance(root, state, config(root))
 
 
@@ -453,6 +466,7 @@ def bsub(argv: list, root: str, cfg: dict) -> int:
             "project": opts.get("-P", "default"), "cwd": cwd, "command": " ".join(command),
             "out": opts.get("-oo") or opts.get("-o"), "err": opts.get("-eo") or opts.get("-e"),
             "slots": slots, "runlimit": runlimit, "dependency": dependency,
+            "memlimit_kb": memory_kb(opts["-M"], cfg) if "-M" in opts else None,
             "dependency_text": opts.get("-w", ""), "limit": limit, "submit": time.time(),
             "elements": {str(i): {"stat": "PSUSP" if held else "PEND", "start": None, "finish": None,
                                   "code": None, "exit_reason": "", "monitor": None,
@@ -464,10 +478,45 @@ def bsub(argv: list, root: str, cfg: dict) -> int:
     return 0
 
 
-def field_values(job: dict, jid: str, index: str, e: dict) -> dict:
+def memory_kb(text: str, cfg: dict) -> int:
+    """KB of a ``-M`` value: a number in ``unit_for_limits``, or with its own unit."""
+    m = re.fullmatch(r"(\d+)([KMGTP]?)B?", text.strip(), re.I)
+    assert m, text  # checked by bsub
+    unit = (m.group(2) or cfg["unit_for_limits"][:1]).upper()
+    return int(m.group(1)) * 1024 ** "KMGTP".index(unit)
+
+
+def amount(kb) -> str:
+    """A memory amount as bjobs prints it (``12 Mbytes``, ``1.2 Gbytes``)."""
+    if kb is None:
+        return ""
+    for unit, scale in (("Gbytes", 1 << 20), ("Mbytes", 1 << 10)):
+        if kb >= scale:
+            value = kb / scale
+            return f"{value:.0f} {unit}" if value >= 10 or value == int(value) else f"{value:.1f} {unit}"
+    return f"{kb} Kbytes"
+
+
+def duration(seconds, hms: bool, decimal: bool) -> str:
+    """A bjobs duration: ``0.3 second(s)`` (cpu_used: one decimal) or, under -hms, hh:mm:ss
+    with the seconds rounded up."""
+    if seconds is None:
+        return ""
+    if hms:
+        total = int(-(-seconds // 1))
+        return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+    return f"{seconds:.1f} second(s)" if decimal else f"{int(seconds)} second(s)"
+
+
+def field_values(job: dict, jid: str, index: str, e: dict, hms: bool = False) -> dict:
     host = socket.gethostname()
     started = e["start"] is not None
+    ran = None
+    if started:
+        ran = (e["finish"] if e["finish"] is not None else time.time()) - e["start"]
     return {
+        "cpu_used": duration(e.get("cpu"), hms, True), "run_time": duration(ran, hms, False),
+        "max_mem": amount(e.get("maxrss_kb")), "memlimit": amount(job.get("memlimit_kb")),
         "jobid": jid, "jobindex": index, "stat": e["stat"], "user": job["user"], "queue": job["queue"],
         "job_name": f"{job['name']}[{index}]" if job["array"] else job["name"],
         "proj_name": job["project"], "job_description": job["desc"],
@@ -486,7 +535,7 @@ def bjobs(argv: list, root: str, cfg: dict) -> int:
     opts, ids, i = {}, [], 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("-a", "-d", "-r", "-p", "-json", "-noheader", "-w"):
+        if arg in ("-a", "-d", "-r", "-p", "-json", "-noheader", "-w", "-hms"):
             opts[arg] = True
         elif arg in ("-o", "-u", "-q", "-J", "-Jd"):
             if i + 1 >= len(argv):
@@ -545,7 +594,7 @@ def bjobs(argv: list, root: str, cfg: dict) -> int:
             continue
         for index, e in sorted(job["elements"].items(), key=lambda kv: int(kv[0])):
             if (not idx or index == idx.rstrip("]")) and selected(job, e) and state_ok(e["stat"]):
-                rows.append(field_values(job, jid, index, e))
+                rows.append(field_values(job, jid, index, e, bool(opts.get("-hms"))))
     if opts.get("-json") and fields:  # -json without -o has no effect (LSF docs)
         records = [{f.upper(): row[f] for f in fields} for row in rows]
         records += [{"ERROR": message} for message in errors]

@@ -28,6 +28,7 @@ import getpass
 import json
 import os
 import re
+import resource
 import shlex
 import signal
 import socket
@@ -179,7 +180,9 @@ class Server:
             job_state="X" if job.get("array_id") else "F",
         )
         ncpus = job["Resource_List"].get("ncpus", 1)
-        job["resources_used"] = {"cput": "00:00:00", "ncpus": ncpus, "walltime": hms(used)}
+        job["resources_used"] = {"cput": hms(res.get("cput", 0)), "ncpus": ncpus, "walltime": hms(used)}
+        if res.get("mem_kb"):
+            job["resources_used"]["mem"] = f"{res['mem_kb']}kb"
         if job.get("_deleted"):
             job.update(substate=91, comment=f"Job deleted by {owner(job)}")
         else:
@@ -498,12 +501,21 @@ def cmd_qsub(argv: list[str]) -> int:
         if "V" in flags:
             env = dict(os.environ) | env
         env.update(variables)
-        # Job-wide ncpus becomes a one-chunk select, as PBS Pro converts it.
+        # Job-wide ncpus becomes a one-chunk select, as PBS Pro converts it; the server sums the
+        # chunks' ncpus and mem into the job-wide Resource_List (count x per-chunk amount).
         select = resources.get("select") or f"1:ncpus={resources.get('ncpus', 1)}"
-        found = re.search(r"ncpus=(\d+)", select)
-        ncpus = int(found[1]) if found else 1
-        nodect = sum(int(c.split(":")[0]) if c[0].isdigit() else 1 for c in select.split("+"))
+        ncpus, mem_kb, nodect = 0, 0, 0
+        for chunk in select.split("+"):
+            count = int(chunk.split(":")[0]) if chunk[0].isdigit() else 1
+            nodect += count
+            found = re.search(r"ncpus=(\d+)", chunk)
+            ncpus += count * (int(found[1]) if found else 1)
+            found = re.search(r"mem=(\d+)([kmgt]?)b", chunk, re.I)
+            if found:
+                mem_kb += count * int(found[1]) * 1024 ** "bkmgt".index(found[2].lower() or "b") // 1024
         resource_list = {"place": "pack", **resources, "select": select, "ncpus": ncpus, "nodect": nodect}
+        if mem_kb and "mem" not in resources:
+            resource_list["mem"] = f"{mem_kb}kb"
         held = "h" in flags
         job = dict(
             JOB_DEFAULTS, Job_Name=name, Job_Owner=f"{user}@{HOST}", queue=queue, Priority=int(priority)
@@ -727,7 +739,11 @@ def run_job(jdir: str) -> None:
         os.killpg(child.pid, signal.SIGKILL)  # MoM cleans up what the job left behind
     rc = child.returncode
     status = WALLTIME_EXIT if reason == "walltime" else (rc if rc >= 0 else 256 - rc)
-    result = {"Exit_status": status, "end": time.time(), "used": int(time.time() - start), "reason": reason}
+    # The job's processes are this runner's reaped descendants: their rusage is the job's
+    # (what MoM reports as resources_used.cput and .mem).
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {"Exit_status": status, "end": time.time(), "used": int(time.time() - start), "reason": reason,
+              "cput": ru.ru_utime + ru.ru_stime, "mem_kb": ru.ru_maxrss}
     write_atomic(os.path.join(jdir, "result.json"), json.dumps(result))
 
 

@@ -10,9 +10,12 @@ Import the names from here (``from molq.batch import BatchDialect``); each conce
 
 - :mod:`molq.batch.dialect`: the dialect protocol (:class:`BatchDialect`,
   :class:`AccountingUnavailable`)
+- :mod:`molq.batch.options`: the options every batch backend shares (:class:`BatchOptions`)
 - :mod:`molq.batch.runner`: the scheduler runner (:class:`BatchScheduler`, :class:`RetrySettings`)
 - :mod:`molq.batch.chunking`: splitting ids into command lines within a length budget
 - :mod:`molq.batch.exit_files`: final states from the wrapper's exit-code files
+- :mod:`molq.batch.site_limits`: the site's limits, read once per scheduler object
+  (:class:`PartitionLimits`)
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from __future__ import annotations
 from molq.batch.chunking import chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files as read_exit_files
+from molq.batch.options import BatchOptions
 from molq.batch.runner import BatchScheduler, RetrySettings
 from molq.batch.runner import options_kwargs as options_kwargs
+from molq.batch.site_limits import PartitionLimits
 
-__all__ = ["BatchDialect", "BatchScheduler", "RetrySettings", "chunk_ids", "AccountingUnavailable"]
+__all__ = ["BatchDialect", "BatchOptions", "BatchScheduler", "RetrySettings", "chunk_ids", "AccountingUnavailable",
+           "PartitionLimits"]

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from molq import wrapper
+from molq.batch.site_limits import PartitionLimits
 from molq.errors import SchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer
 from molq.model import (
@@ -94,6 +95,21 @@ class BatchDialect:
         """The largest array index + 1 the site accepts, from :meth:`limits_argv`'s answer."""
         return None
 
+    # -- partition limits (a grown retry stops at them) -------------------------------------
+    def partition_limits_argv(self) -> list[str] | None:
+        """The command that shows the partitions' (queues') time limits, or None (no cap)."""
+        return None
+
+    def parse_partition_limits(self, result: CommandResult) -> PartitionLimits | None:
+        """The partitions' limits from :meth:`partition_limits_argv`'s answer."""
+        return None
+
+    def job_partition(self, partition: str | None) -> str | None:
+        """The partition a job that names ``partition`` (None: none) is submitted to, as far
+        as the dialect itself decides it (a profile's default partition); None: the site's
+        default."""
+        return partition
+
     def array_offset_line(self, offset: int) -> str | None:
         """Shell that adds ``offset`` to the scheduler's task index of a split array's part,
         or None when this scheduler's arrays are never split."""
@@ -126,6 +142,11 @@ class BatchDialect:
         self, result: CommandResult, scheduler_ids: Sequence[str]
     ) -> Mapping[str, SchedulerStatus] | SourceAnswer:
         raise NotImplementedError
+
+    #: Whether :meth:`parse_terminal`'s statuses carry usage while the queue's do not: a job
+    #: the queue reports final then gets its usage from the refresh's one accounting call
+    #: (and from later refreshes' while accounting lags). False: the queue's word is all there is.
+    accounting_reports_usage: bool = False
 
     def fallback_terminal_argv(self, scheduler_ids: Sequence[str]) -> list[str] | None:
         """A second source of final states when accounting is unavailable

@@ -17,6 +17,7 @@ from molq import array_runner, wrapper
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files
+from molq.batch.site_limits import site_value
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError, TransportError
 from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
 from molq.model import (
@@ -27,8 +28,10 @@ from molq.model import (
     SchedulerCapabilities,
     SchedulerStatus,
 )
+from molq.pacing import PacingPolicy
 from molq.scheduler import SchedulerBase, TrackedJob
 from molq.transport import CommandResult, Transport
+from molq.usage import Usage
 
 log = logging.getLogger("molq.batch")
 
@@ -66,6 +69,8 @@ class BatchScheduler(SchedulerBase):
         extra_submit_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         retry: RetrySettings = RetrySettings(),
+        pacing: PacingPolicy | None = None,
+        array_limit: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.dialect = dialect
@@ -81,8 +86,10 @@ class BatchScheduler(SchedulerBase):
         self._accounting_unavailable_at: float | None = None
         self._login_user: str | None = None
         self._found_programs: set[str] = set()
+        #: The cluster's polling limits shared across processes (None: every refresh polls).
+        self.pacing = pacing
         #: The array limit from the profile, instead of the site's (molq.array_runner).
-        self.array_limit: int | None = None
+        self.array_limit = array_limit
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
@@ -180,6 +187,13 @@ class BatchScheduler(SchedulerBase):
     # -- Scheduler protocol ------------------------------------------------------------------
     def capabilities(self) -> SchedulerCapabilities:
         return self.dialect.capabilities
+
+    def max_time_limit(self, partition: str | None) -> float | None:
+        """The longest time limit a job in ``partition`` may ask for (seconds; None: no limit
+        told), from the partitions' limits read once per scheduler object."""
+        limits = site_value(self, "partition limits", self.dialect.partition_limits_argv(),
+                            self.dialect.parse_partition_limits)
+        return None if limits is None else limits.max_time_of(self.dialect.job_partition(partition))
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:
         return self.dialect.render_script(spec, job_dir)
@@ -308,7 +322,13 @@ class BatchScheduler(SchedulerBase):
         # the wrapper's exit-code file); it is only never "absent": the queue mentioned it.
         left = [sid for sid in by_sid if sid not in found]
         ended: set[str] = set(queue.ended)
-        final, absent, problems = self._final_states([by_sid[sid] for sid in left], since, dialect, ended)
+        # A job the queue already reports final carries no usage there: it is read from the
+        # same accounting call as the final states of the jobs that left the queue.
+        usage_of = [by_sid[sid] for sid, st in found.items() if self._wants_usage(dialect, st)]
+        final, absent, problems, usage = self._final_states(
+            [by_sid[sid] for sid in left], since, dialect, ended, usage_of=usage_of)
+        for sid, used in usage.items():
+            found[sid] = attrs.evolve(found[sid], usage=used)
         absent -= set(queue.unreadable) | ended
         if not queue.complete:
             absent = set()
@@ -318,27 +338,41 @@ class BatchScheduler(SchedulerBase):
             frozenset(by_sid[sid].job_id for sid in absent),
             tuple(problems),
             frozenset(by_sid[sid].job_id for sid in ended if sid in by_sid and sid not in found),
+            usage_pending=frozenset(by_sid[sid].job_id for sid, st in found.items() if self._wants_usage(dialect, st)),
         )
+
+    def _wants_usage(self, dialect: BatchDialect, status: SchedulerStatus) -> bool:
+        """Whether ``status`` is final without usage, for a job that started, on a scheduler
+        whose accounting reports usage. (SLURM gives a job cancelled while pending a start time
+        equal to its end, like a job that ran for under a second: both are asked about.)"""
+        if not status.state.is_terminal or (status.usage is not None and not status.usage.is_empty()):
+            return False
+        return (status.started_at is not None and dialect.accounting_reports_usage
+                and not self._accounting_known_unavailable())
 
     def _final_states(
         self, jobs: Sequence[TrackedJob], since: float | None, dialect: BatchDialect | None = None,
-        ended: set[str] | None = None,
-    ) -> tuple[dict[str, SchedulerStatus], set[str], list[str]]:
+        ended: set[str] | None = None, *, usage_of: Sequence[TrackedJob] = (),
+    ) -> tuple[dict[str, SchedulerStatus], set[str], list[str], dict[str, Usage]]:
         """Statuses (by scheduler id) of jobs that left the queue, the ids every source proved
-        unknown, and the problems met on the way."""
+        unknown, the problems met on the way, and the usage accounting reports for the jobs
+        ``usage_of`` (ended, still in the queue), asked in the same accounting call."""
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
         sids = list(by_sid)
-        if not sids:
-            return {}, set(), []
-        dialect = dialect or self.dialect.for_jobs(list(by_sid.values()))
+        usage_sids = [j.scheduler_job_id for j in usage_of if j.scheduler_job_id and j.scheduler_job_id not in by_sid]
+        usage: dict[str, Usage] = {}
+        if not sids and not usage_sids:
+            return {}, set(), [], usage
+        dialect = dialect or self.dialect.for_jobs([*by_sid.values(), *usage_of])
         problems: list[str] = []
         resolved: dict[str, SchedulerStatus] = {}
         absent: set[str] = set()
         use_fallback = True
         fallback_proves = True
-        if dialect.terminal_argv(sids, since) is not None and not self._accounting_known_unavailable():
+        asked = sids + usage_sids
+        if dialect.terminal_argv(asked, since) is not None and not self._accounting_known_unavailable():
             try:
-                answer = self._ask(lambda c: dialect.terminal_argv(c, since), dialect.parse_terminal, sids)
+                answer = self._ask(lambda c: dialect.terminal_argv(c, since), dialect.parse_terminal, asked)
             except AccountingUnavailable:
                 self._accounting_unavailable_at = time.monotonic()
             except (SchedulerError, TransportError) as exc:
@@ -348,10 +382,18 @@ class BatchScheduler(SchedulerBase):
                 fallback_proves = False
             else:
                 use_fallback = False
-                resolved.update(answer.statuses)
+                resolved.update({sid: st for sid, st in answer.statuses.items() if sid in by_sid})
                 absent = {sid for sid in sids if answer.proves_absent(sid)}
                 if ended is not None:
-                    ended |= answer.ended
+                    ended |= answer.ended & set(sids)
+                for sid in usage_sids:
+                    st = answer.statuses.get(sid)
+                    # Only a final record's usage is final: one accounting still shows running
+                    # (it lags the queue) is left for a later refresh.
+                    if st is not None and st.state.is_terminal and st.usage is not None and not st.usage.is_empty():
+                        usage[sid] = st.usage
+        if not sids:
+            return resolved, absent, problems, usage
         if use_fallback:
             if dialect.fallback_terminal_argv(sids) is None:
                 absent = set(sids) if fallback_proves else set()
@@ -379,7 +421,7 @@ class BatchScheduler(SchedulerBase):
             files = read_exit_files(self.transport, wanted)
         except (TransportError, OSError) as exc:
             problems.append(f"{self.name}: could not read exit-code files: {exc}")
-            return resolved, set(), problems
+            return resolved, set(), problems, usage
         for sid in unresolved:
             from_file = files.get(by_sid[sid].job_id)
             if from_file is not None:
@@ -393,7 +435,7 @@ class BatchScheduler(SchedulerBase):
             from_file = files.get(by_sid[sid].job_id)
             if from_file is not None:
                 resolved[sid] = from_file
-        return resolved, absent, problems
+        return resolved, absent, problems, usage
 
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]:
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
@@ -405,7 +447,7 @@ class BatchScheduler(SchedulerBase):
         self, jobs: Sequence[TrackedJob], *, since: float | None = None
     ) -> dict[str, SchedulerStatus]:
         by_sid = {j.scheduler_job_id: j for j in jobs if j.scheduler_job_id}
-        resolved, _absent, _problems = self._final_states(jobs, since)
+        resolved, _absent, _problems, _usage = self._final_states(jobs, since)
         return {by_sid[sid].job_id: st for sid, st in resolved.items() if sid in by_sid}
 
     def cancel_many(self, jobs: Sequence[TrackedJob]) -> dict[str, CancelOutcome]:

@@ -9,6 +9,7 @@ import click
 
 from molq.cli import render
 from molq.cli.common import complete_profiles
+from molq.cli.retry_options import retry_options, retry_policy
 
 
 @click.group()
@@ -108,6 +109,7 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 @click.option("--partition", "--queue", "partition", default=None, help="Default partition / queue.")
 @click.option("--account", default=None, help="Default account.")
 @click.option("--retries", type=click.IntRange(min=0), default=None, help="Default extra attempts.")
+@retry_options
 @click.option("--rerunnable/--no-rerunnable", "rerunnable", default=None,
               help="Default: let the scheduler rerun jobs after a node failure, or forbid it.")
 @click.option("--directive", "directives", multiple=True, metavar="OPTION",
@@ -120,7 +122,9 @@ def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str | None, options: tuple[str, ...],
                 transport_options: tuple[str, ...],
                 cpus: int | None, mem: str | None, time_limit: str | None, partition: str | None,
-                account: str | None, retries: int | None, rerunnable: bool | None,
+                account: str | None, retries: int | None, retry_on: str | None, grow_memory: float | None,
+                grow_max_memory: str | None, grow_time: float | None, grow_max_time: str | None,
+                rerunnable: bool | None,
                 directives: tuple[str, ...], jobs_dir: str | None, make_default: bool | None,
                 force: bool) -> int:
     """Add (or with --force replace) a profile. The scheduler plugin must be installed.
@@ -132,7 +136,7 @@ def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str |
     from molq.cluster import Cluster
     from molq.config import MolqProfile, load_config, save_config
     from molq.errors import ConfigError
-    from molq.model import JobResources, JobScheduling, RetryPolicy, SubmitorDefaults
+    from molq.model import JobResources, JobScheduling, SubmitorDefaults
 
     config = load_config()
     if name in config.profiles and not force:
@@ -149,7 +153,7 @@ def add_profile(name: str, scheduler: str, cluster_name: str | None, host: str |
         defaults=defaults if (defaults.resources or defaults.scheduling) else None,
         scheduler_options=_kv(options, "--option"),
         transport_options=_kv(transport_options, "--transport-option"),
-        retry=RetryPolicy(max_attempts=retries + 1) if retries else None,
+        retry=retry_policy(retries, retry_on, grow_memory, grow_max_memory, grow_time, grow_max_time),
         jobs_dir=jobs_dir,
     )
     # Validate before writing: the scheduler exists and its options parse.

@@ -12,6 +12,7 @@ import click
 from molq.cli import render
 from molq.cli.common import cluster_options, complete_job_ids, open_store, resolve_target, store_url
 from molq.cli.freshness import confirmed_json
+from molq.cli.retry_options import retry_options, retry_policy
 from molq.errors import ConfigError, MolqError
 
 
@@ -55,14 +56,15 @@ def _parse_env(values: Iterable[str]) -> dict[str, str] | None:
 @click.option("--after", multiple=True, metavar="ID", shell_complete=complete_job_ids,
               help="Start after this job ended, whatever the result.")
 @click.option("--retries", type=click.IntRange(min=0), default=0, help="Extra attempts on failure.")
-@click.option("--retry-on", metavar="CAUSES",
-              help="Retry only these end causes, e.g. oom,timeout (implies one retry without --retries).")
-@click.option("--grow-memory", type=float, metavar="FACTOR",
-              help="Retry an out-of-memory job with its memory times FACTOR (default 1.5, at most 64G).")
+@retry_options
 @click.option("--command", "shell_command", metavar="TEXT",
               help="Run this shell command line (pipes, redirections, $VARS), e.g. 'make && ./run > out'.")
 @click.option("--script", "script_file", type=click.Path(exists=True, dir_okay=False, readable=True),
               help="Run this script file (its text is copied at submission, as sbatch does).")
+@click.option("--from", "from_file", metavar="FILE",
+              help="Submit every job of FILE (one command per line, a TOML [[job]] list or a JSON list; - for stdin).")
+@click.option("--concurrency", type=click.IntRange(min=1), metavar="N",
+              help="With --from: submissions in flight at once (default 4).")
 @click.option("--dry-run", is_flag=True, help="Print the job script as it would be submitted; submit nothing.")
 @click.option("--wait", is_flag=True, help="Follow the job to its end; exit with its exit code.")
 @click.option("--json", "as_json", is_flag=True,
@@ -73,62 +75,69 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
            account: str | None, qos: str | None, nodes: int | None, array_spec: str | None,
            rerunnable: bool | None, directives: tuple[str, ...], name: str | None, cwd: str | None, env: tuple[str, ...], after_success: tuple[str, ...],
            after_failure: tuple[str, ...], after_started: tuple[str, ...], after: tuple[str, ...],
-           retries: int, retry_on: str | None, grow_memory: float | None,
-           shell_command: str | None, script_file: str | None, dry_run: bool, wait: bool,
-           as_json: bool, command: tuple[str, ...]) -> int:
+           retries: int, retry_on: str | None, grow_memory: float | None, grow_max_memory: str | None,
+           grow_time: float | None, grow_max_time: str | None,
+           shell_command: str | None, script_file: str | None, from_file: str | None, concurrency: int | None,
+           dry_run: bool, wait: bool, as_json: bool, command: tuple[str, ...]) -> int:
     """Submit a job and print its id.
 
     What runs is one of: a program and its arguments after `--` (`molq submit -- python
     run.py --fast`), a shell command line (`--command 'echo $HOME > out'`) or a script file
     (`--script run.sh`). Without -p/-c the job goes to the default profile, whose defaults
     (partition, time, ...) apply; options given here override them.
+
+    `--from FILE` submits many jobs at once: one shell command per line, or a TOML file of
+    `[[job]]` tables / a JSON list of objects whose keys are these options' names (`command`,
+    `argv` or `script`; `cpus`, `mem`, `time`, `array`, `name`...). Options given here are every
+    job's defaults. Every job is checked before any is stored; the ids are printed in order,
+    and a job whose submission failed is reported on stderr (exit status 1).
     """
-    from molq.model import JobExecution, JobResources, JobScheduling, Script
-    from molq.retry_rules import policy_from_options
     from molq.submitor import Submitor
 
     given = [what for what, value in (("a command after --", command), ("--command", shell_command),
                                       ("--script", script_file)) if value]
-    if len(given) != 1:
+    if from_file is not None and given:
+        raise click.UsageError(f"--from FILE says what each job runs; drop {' and '.join(given)}")
+    if from_file is None and len(given) != 1:
         raise click.UsageError(
-            "give exactly one of: a command after --, --command TEXT or --script FILE"
+            "give exactly one of: a command after --, --command TEXT, --script FILE or --from FILE"
             + (f" (got {' and '.join(given)})" if given else ""))
-    resources = JobResources(cpu_count=cpus, memory=mem, gpu_count=gpus, gpu_type=gpu_type, time_limit=time_limit)
-    # Only a given --directive counts as the job's own: an empty tuple would replace the
-    # profile's default directives instead of inheriting them.
-    native: dict[str, Any] = {"extra_directives": directives} if directives else {}
-    scheduling = JobScheduling(partition=partition, account=account, qos=qos, node_count=nodes, array_spec=array_spec,
-                               rerunnable=rerunnable, **native)
-    execution = JobExecution(env=_parse_env(env), cwd=cwd, job_name=name)
-    script = None
-    if script_file:
-        with open(script_file) as fh:
-            script = Script.inline(fh.read(), name=script_file)
+    if from_file is None and concurrency is not None:
+        raise click.UsageError("--concurrency goes with --from FILE")
+    if from_file is not None and dry_run:
+        raise click.UsageError("--dry-run shows one job's script; it does not take --from FILE")
+    # The options given here, by the names a jobs file uses: every job's defaults.
+    values: dict[str, Any] = {key: value for key, value in (
+        ("cpus", cpus), ("mem", mem), ("gpus", gpus), ("gpu_type", gpu_type), ("time", time_limit),
+        ("partition", partition), ("account", account), ("qos", qos), ("nodes", nodes), ("array", array_spec),
+        ("rerunnable", rerunnable), ("directives", list(directives)), ("name", name), ("cwd", cwd),
+        ("env", list(env)), ("after_success", list(after_success)), ("after_failure", list(after_failure)),
+        ("after_started", list(after_started)), ("after", list(after)), ("retries", retries),
+        ("retry_on", retry_on), ("grow_memory", grow_memory), ("grow_max_memory", grow_max_memory),
+        ("grow_time", grow_time), ("grow_max_time", grow_max_time),
+        ("argv", list(command)), ("command", shell_command), ("script", script_file),
+    ) if value is not None and value != []}
+    entries = None
+    if from_file is not None:
+        from molq.cli.jobs_file import read_jobs_file
+
+        entries = read_jobs_file(from_file)  # every job checked before the store is opened
     with StoreWaitNotice(store_url()):
         store = open_store()  # may wait too: opening checks the schema in a write transaction
     cluster, profile_name = resolve_target(cluster_name, profile, store)
-    if cwd is not None:
-        _check_cwd(cluster, cwd)
     if profile_name:
         submitor = Submitor.from_profile(profile_name, target=cluster, store=store)
     else:
         submitor = Submitor(cluster, store=store)
-    deps: dict[str, list[str]] = {}
-    for cond, ids in (("after_success", after_success), ("after_failure", after_failure),
-                      ("after_started", after_started), ("after", after)):
-        if ids:
-            deps[cond] = [_full_id(store, cluster.name, i) for i in ids]
-    job: dict[str, Any] = dict(
-        argv=list(command) if command else None, command=shell_command, script=script,
-        resources=resources, scheduling=scheduling, execution=execution,
-        retry=policy_from_options(retries, retry_on, grow_memory), **deps,
-    )
+    if entries is not None:
+        return _submit_many(submitor, store, cluster, values, entries, concurrency, wait, as_json)
+    job = _job_keywords(values, store, cluster)
     if dry_run:
         click.echo(_job_script(submitor, job), nl=False)
         return 0
     with StoreWaitNotice(store_url()):
         handle = submitor.submit_job(**job)
-    if (retries or deps) and cluster.scheduler != "local":
+    if (job["retry"] is not None or _has_deps(job)) and cluster.scheduler != "local":
         _ensure_daemon(store, cluster.name)
     if as_json:
         submitted = submitor.get_job(handle.job_id)
@@ -151,6 +160,90 @@ def submit(cluster_name: str | None, profile: str | None, cpus: int | None, mem:
     if record.exit_code is not None:
         return record.exit_code if 0 <= record.exit_code < 256 else 1
     return 0 if record.state.value == "succeeded" else 1
+
+
+_DEPENDENCIES = ("after_success", "after_failure", "after_started", "after")
+
+
+def _has_deps(job: dict[str, Any]) -> bool:
+    return any(job.get(cond) for cond in _DEPENDENCIES)
+
+
+def _job_keywords(values: dict[str, Any], store: Any, cluster: Any) -> dict[str, Any]:
+    """``submit_job`` keywords from option values by their jobs-file names (see
+    :mod:`molq.cli.jobs_file`); a bad value raises :class:`ConfigError` before anything is stored."""
+    from molq.model import JobExecution, JobResources, JobScheduling, Script
+
+    resources = JobResources(cpu_count=values.get("cpus"), memory=values.get("mem"), gpu_count=values.get("gpus"),
+                             gpu_type=values.get("gpu_type"), time_limit=values.get("time"))
+    # Only given directives count as the job's own: an empty tuple would replace the profile's
+    # default directives instead of inheriting them.
+    directives = tuple(values.get("directives") or ())
+    native: dict[str, Any] = {"extra_directives": directives} if directives else {}
+    array = values.get("array")
+    scheduling = JobScheduling(partition=values.get("partition"), account=values.get("account"), qos=values.get("qos"),
+                               node_count=values.get("nodes"), array_spec=None if array is None else str(array),
+                               rerunnable=values.get("rerunnable"), **native)
+    env = values.get("env")
+    execution = JobExecution(env=env if isinstance(env, dict) else _parse_env(env or ()), cwd=values.get("cwd"),
+                             job_name=values.get("name"))
+    if values.get("cwd") is not None:
+        _check_cwd(cluster, values["cwd"])
+    script = None
+    if values.get("script"):
+        try:
+            with open(values["script"]) as fh:
+                script = Script.inline(fh.read(), name=values["script"])
+        except OSError as exc:
+            raise ConfigError(f"script {values['script']}: cannot read it ({exc})") from None
+    retry_on = values.get("retry_on")
+    deps = {cond: [_full_id(store, cluster.name, i) for i in values[cond]] for cond in _DEPENDENCIES
+            if values.get(cond)}
+    return dict(
+        argv=list(values["argv"]) if values.get("argv") else None, command=values.get("command"), script=script,
+        resources=resources, scheduling=scheduling, execution=execution,
+        retry=retry_policy(values.get("retries"), ",".join(retry_on) if isinstance(retry_on, list) else retry_on,
+                           values.get("grow_memory"), values.get("grow_max_memory"), values.get("grow_time"),
+                           values.get("grow_max_time")),
+        **deps,
+    )
+
+
+def _submit_many(submitor: Any, store: Any, cluster: Any, defaults: dict[str, Any], entries: list[Any],
+                 concurrency: int | None, wait: bool, as_json: bool) -> int:
+    """``molq submit --from FILE``: every job checked, then ``submit_jobs``; ids in order."""
+    jobs = []
+    base = {key: value for key, value in defaults.items() if key not in ("command", "argv", "script")}
+    for entry in entries:
+        values = {**base, **entry}
+        if "env" in entry and base.get("env"):  # the job's variables on top of the command line's
+            own = entry["env"] if isinstance(entry["env"], dict) else _parse_env(entry["env"]) or {}
+            values["env"] = {**(_parse_env(base["env"]) or {}), **own}
+        try:
+            jobs.append(_job_keywords(values, store, cluster))
+        except ConfigError as exc:
+            raise ConfigError(f"{entry.where}: {exc}") from None
+    with StoreWaitNotice(store_url()):
+        handles = submitor.submit_jobs(jobs, concurrency=concurrency)
+    failed = [(entries[i], h) for i, h in enumerate(handles) if h.error is not None]
+    if any(job["retry"] is not None or _has_deps(job) for job in jobs) and cluster.scheduler != "local":
+        _ensure_daemon(store, cluster.name)
+    if as_json:
+        render.dump_json([confirmed_json(render.record_json(r), r, {}) for r in
+                          (submitor.get_job(h.job_id) for h in handles)])
+    else:
+        for handle in handles:
+            click.echo(handle.job_id)
+    for entry, handle in failed:
+        click.echo(f"molq: {entry.where}: job {handle.job_id[:8]} was not submitted: {handle.error}", err=True)
+    if not wait:
+        return 1 if failed else 0
+    records = submitor.watch_jobs([h.job_id for h in handles if h.error is None])
+    ok = all(r.state.value == "succeeded" for r in records)
+    if not as_json:
+        click.echo(f"molq: {sum(r.state.value == 'succeeded' for r in records)} of {len(handles)} jobs succeeded",
+                   err=True)
+    return 0 if ok and not failed else 1
 
 
 def _ensure_daemon(store: Any, cluster_name: str) -> None:

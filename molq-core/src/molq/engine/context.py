@@ -61,6 +61,9 @@ class EngineContext:
     made_dirs: set[str] = attrs.field(factory=set)
     #: When LOST records were last re-examined (monotonic), see :mod:`molq.engine.refresh`.
     lost_checked_at: float | None = None
+    #: Ended jobs whose usage accounting has not reported yet -> refreshes left to ask it
+    #: (see :mod:`molq.engine.refresh`).
+    awaiting_usage: dict[str, int] = attrs.field(factory=dict)
     #: The StoredTarget of this context's Cluster, once computed (molq.engine.prepare).
     target_cache: Any = None
 

@@ -16,6 +16,13 @@ Steps:
    are cancelled at the scheduler first;
 5. write every decision in one store transaction, then emit events;
 6. schedule retries of jobs that ended, and submit the retries that are due.
+
+A job can end while the queue still lists it, and the queue reports no usage: the scheduler
+then reads it from the accounting call it makes anyway for the jobs that left the queue (one
+call for all of them). When accounting lags and has no final record yet, the final state is
+recorded from the queue, and the job is looked at again by the next
+:data:`USAGE_TRIES` refreshes of this process that poll, until its usage arrives; then it
+is given up (the record keeps no usage). Usage written later never changes the state.
 """
 
 from __future__ import annotations
@@ -44,12 +51,15 @@ from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
 
-__all__ = ["RefreshPass", "RefreshResult", "refresh", "LOST_RECHECK_SECONDS", "LOST_RECHECK_WINDOW"]
+__all__ = ["RefreshPass", "RefreshResult", "refresh", "LOST_RECHECK_SECONDS", "LOST_RECHECK_WINDOW", "USAGE_TRIES"]
 
 #: LOST records are looked at again this often...
 LOST_RECHECK_SECONDS = 300.0
 #: ...for this long after they were declared lost.
 LOST_RECHECK_WINDOW = 7 * 86400.0
+#: Polling refreshes that ask accounting again for an ended job's usage before giving up
+#: (accounting normally catches up within seconds; a job's record stays final meanwhile).
+USAGE_TRIES = 10
 
 
 @attrs.frozen
@@ -99,7 +109,7 @@ class RefreshPass:
                                                     missing_since=row.missing_since,
                                                     cancel_requested_at=row.cancel_requested_at)
         lost_checked_at = ctx.lost_checked_at
-        for record in self._lost_to_recheck():
+        for record in self._lost_to_recheck() + self._awaiting_usage(records):
             records[record.job_id] = record
             views[record.job_id] = rules.JobView.of(record)
         changed = 0
@@ -146,6 +156,45 @@ class RefreshPass:
             lost = [r for r in lost if ctx.store.internals(ctx.cluster_name, r.job_id).submit_host in (None, here)]
         return lost
 
+    def _awaiting_usage(self, active: dict[str, JobRecord]) -> list[JobRecord]:
+        """Ended records still waiting for their usage (see the module docstring)."""
+        waiting = self.ctx.awaiting_usage
+        ids = [job_id for job_id in waiting if job_id not in active]
+        if not ids:
+            return []
+        found = self.ctx.store.get_jobs(self.ctx.cluster_name, ids)
+        out = []
+        for job_id in ids:
+            record = found.get(job_id)
+            if record is None or not record.state.is_terminal or record.usage is not None or not record.scheduler_job_id:
+                waiting.pop(job_id, None)  # deleted, resubmitted, or its usage came another way
+                continue
+            out.append(record)
+        return out
+
+    def _record_usage(self, records: Sequence[JobRecord], observation: Observation, ended: set[str]) -> None:
+        """Usage that arrived for records already final, and which jobs still wait for theirs."""
+        ctx = self.ctx
+        waiting = ctx.awaiting_usage
+        for record in records:
+            if record.job_id not in waiting or not record.state.is_terminal:
+                continue
+            status = observation.statuses.get(record.job_id)
+            if status is not None and status.usage is not None and not status.usage.is_empty():
+                # Only the usage: the state stands as recorded, whatever this answer says.
+                ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=record.state, usage=status.usage)
+                waiting.pop(record.job_id)
+        for job_id in observation.usage_pending:
+            if job_id not in ended and job_id not in waiting:
+                continue  # not recorded final by this refresh (another process's, or no change)
+            left = waiting.get(job_id, USAGE_TRIES + 1) - 1
+            if left <= 0:
+                waiting.pop(job_id, None)
+                log.info("%s: accounting reported no usage for job %s after %d refreshes; giving up",
+                         ctx.cluster_name, job_id, USAGE_TRIES)
+            else:
+                waiting[job_id] = left
+
     def reconcile(self, records: Sequence[JobRecord], views: dict[str, rules.JobView]) -> int:
         """Observe ``records`` once and record what the evidence decides; how many changed."""
         ctx = self.ctx
@@ -170,11 +219,17 @@ class RefreshPass:
         decisions = self._cancel_unsatisfiable(decisions, {r.job_id: r for r in records})
         by_id = {r.job_id: r for r in records}
         changed = 0
-        if decisions:  # a refresh in which nothing changed writes nothing (nor takes the write lock)
+        ended: set[str] = set()
+        usage = bool(observation.usage_pending or ctx.awaiting_usage)
+        if decisions or usage:  # a refresh in which nothing changed writes nothing (nor takes the write lock)
             with ctx.store.batch():  # one commit for the whole refresh
                 for decision in decisions:
                     if self.apply(by_id[decision.job_id], decision):
                         changed += 1
+                        if decision.ends:
+                            ended.add(decision.job_id)
+                if usage:
+                    self._record_usage(records, observation, ended)
         crash_point("refresh:after-write")
         return changed
 

@@ -101,7 +101,9 @@ def resubmit(ctx: EngineContext, failed: JobRecord, request: JobRequest | None =
     plan = _plan(ctx, policy, failed) if policy is not None else None
     if plan is not None and plan.grow is not None:
         # The next attempt asks for more of what this one ran out of; its row records it.
-        grown = grown_resources(request.resources or JobResources(), plan.grow, failed)
+        partition = request.scheduling.partition if request.scheduling is not None else None
+        cap = ctx.scheduler.max_time_limit(partition) if plan.grow.time is not None else None
+        grown = grown_resources(request.resources or JobResources(), plan.grow, failed, time_cap=cap)
         request = attrs.evolve(request, resources=grown)
     try:
         sub = prepare(ctx, request, job_id=new_id, attempt_of=failed)

@@ -314,10 +314,14 @@ class HostSpool(ScriptSpool):
         code_path = wrapper.join_path(d, wrapper.EXIT_CODE_FILE)
         code = self._read(code_path)
         started_at = self._mtime(started_path)
+        # Lines of the wrapper's `times` (the second is the children's CPU time), then the peak.
+        usage = (self._read(wrapper.join_path(d, wrapper.USAGE_FILE)) or "").split("\n") if code is not None else []
         if started_at is not None:
             # File times tick coarser than the clock: never before the submission.
             started_at = max(started_at, float(info.get("submitted") or 0))
         finished_at = self._mtime(code_path) if code is not None else None
+        if code is not None or not (running or alive):
+            self._remove_cgroup(d)
         if finished_at is not None and started_at is not None:
             finished_at = max(finished_at, started_at)
         return queue.JobFacts(
@@ -326,16 +330,21 @@ class HostSpool(ScriptSpool):
             cancelled=os.path.exists(wrapper.join_path(d, queue.CANCELLED_FILE)),
             exit_unknown=os.path.exists(wrapper.join_path(d, wrapper.EXIT_UNKNOWN_FILE)),
             started_at=started_at, finished_at=finished_at,
-            usage=self._times_line(wrapper.join_path(d, wrapper.USAGE_FILE)) if code is not None else None,
+            usage=usage[1] if len(usage) > 1 else None,
+            peak=usage[2] if len(usage) > 2 else None,
             oom_killed=code is not None and os.path.exists(wrapper.join_path(d, wrapper.OOM_KILLED_FILE)),
-            cpus=info.get("cpus"),
+            cpus=info.get("cpus"), memory=info.get("memory"),
         )
 
-    def _times_line(self, path: str) -> str | None:
-        """The children's line (the second) of the wrapper's ``times`` output."""
-        text = self._read(path)
-        lines = (text or "").split("\n")
-        return lines[1] if len(lines) > 1 else None
+    def _remove_cgroup(self, job_dir: str) -> None:
+        """Remove the private memory cgroup of an ended job whose wrapper could not (it was
+        killed, or a process the job left behind was still in it)."""
+        path = (self._read(wrapper.join_path(job_dir, wrapper.CGROUP_FILE)) or "").strip()
+        if path.startswith("/sys/fs/cgroup/"):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass  # gone already, or still holding a process: tried again next time
 
     def cancel(self, sids: Sequence[str], grace: float, max_cpus: int) -> None:
         spool = self.path

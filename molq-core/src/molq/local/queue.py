@@ -41,8 +41,10 @@ class JobFacts:
     started_at: float | None = None
     finished_at: float | None = None
     usage: str | None = None  # the CPU-time line of the wrapper's `times`
-    oom_killed: bool = False  # SIGKILL with a new OOM kill in the wrapper's cgroup
+    oom_killed: bool = False  # the wrapper's out-of-memory evidence (see molq.wrapper)
     cpus: int | None = None  # cores the job was given
+    peak: str | None = None  # peak memory in bytes, from the job's private memory cgroup
+    memory: int | None = None  # the memory limit the job was given, in bytes
 
 
 #: SIGKILL: what the kernel's OOM killer sends.
@@ -53,8 +55,10 @@ def _usage(f: JobFacts) -> Usage | None:
     elapsed = None
     if f.started_at is not None and f.finished_at is not None:
         elapsed = max(f.finished_at - f.started_at, 0.0)
-    usage = Usage(elapsed_seconds=elapsed, cpu_seconds=wrapper.parse_times_line(f.usage), cpus=f.cpus)
-    return None if usage.cpu_seconds is None else usage
+    peak = int(f.peak) if f.peak and f.peak.strip().isdigit() else None
+    usage = Usage(elapsed_seconds=elapsed, cpu_seconds=wrapper.parse_times_line(f.usage), cpus=f.cpus,
+                  max_rss_bytes=peak, requested_memory_bytes=f.memory)
+    return None if usage.cpu_seconds is None and peak is None else usage
 
 
 def status_from(f: JobFacts) -> SchedulerStatus | None:
@@ -70,8 +74,10 @@ def status_from(f: JobFacts) -> SchedulerStatus | None:
                                    started_at=f.started_at, finished_at=f.finished_at,
                                    end_cause=EndCause.CANCELLED_BY_USER, usage=_usage(f))
         cause = cause_from_exit(JobState.SUCCEEDED if code == 0 else JobState.FAILED, code, sig)
-        if sig == _SIGKILL and f.oom_killed:
-            cause, reason = EndCause.OUT_OF_MEMORY, "killed by the kernel's out-of-memory killer (SIGKILL)"
+        if code != 0 and f.oom_killed:
+            cause = EndCause.OUT_OF_MEMORY
+            reason = ("killed by the kernel's out-of-memory killer (SIGKILL)" if sig == _SIGKILL
+                      else f"ran out of memory under its limit ({reason})")
         return SchedulerStatus(JobState.SUCCEEDED if code == 0 else JobState.FAILED, "exited", code, sig,
                                reason, started_at=f.started_at, finished_at=f.finished_at,
                                end_cause=cause, usage=_usage(f))

@@ -141,8 +141,8 @@ class ScriptSpool:
                 sid, name, value = (rest.split(" ", 2) + ["", ""])[:3]
                 if sid in facts and name in ("exit_code", "never_ran"):
                     facts[sid][name] = value + "\n"  # reported only once the line was complete
-                elif sid in facts and name == "usage":
-                    facts[sid]["usage"] = value
+                elif sid in facts and name in ("usage", "peak"):
+                    facts[sid][name] = value
             elif tag == "T":
                 mtime, _, path = rest.partition(" ")
                 head, _, name = path.rpartition("/")

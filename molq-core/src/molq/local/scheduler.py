@@ -104,8 +104,11 @@ class ShellScheduler(SchedulerBase):
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:
         """The wrapper script :meth:`submit` starts for ``spec``."""
+        memory = spec.resources.memory
         local = wrapper.LocalWrapping(umask=self._spool.umask,
-                                      handover=self._spool.handover_line(spec.job_id, self.max_cpus))
+                                      handover=self._spool.handover_line(spec.job_id, self.max_cpus),
+                                      memory_bytes=None if memory is None else memory.bytes,
+                                      memory_method=self.options.memory_limit)
         return wrapper.render_local_script(spec, job_dir, local)
 
     def submit(self, spec: JobSpec, job_dir: str) -> str:
@@ -179,6 +182,7 @@ def _job_info(spec: JobSpec, job_dir: str) -> dict[str, Any]:
     return {
         "job_dir": job_dir,
         "cpus": spec.resources.cpu_count or 1,
+        "memory": None if spec.resources.memory is None else spec.resources.memory.bytes,
         "deps": [[d.condition, d.scheduler_job_id] for d in spec.dependencies],
         "stdout": wrapper.stdout_path(spec, job_dir),
         "stderr": wrapper.stderr_path(spec, job_dir),

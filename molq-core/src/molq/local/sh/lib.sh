@@ -379,9 +379,18 @@ molq_facts() {
     [ ! -e "$d/exit_unknown" ] || flags="${flags}u"
     [ ! -e "$d/oom_killed" ] || flags="${flags}o"
     printf 'J %s %s\n' "$sid" "${flags:--}"
-    # The CPU time of the job's processes: the second line of the wrapper's `times`.
+    # The CPU time of the job's processes: the second line of the wrapper's `times`; the
+    # third, when there is one, the peak memory of its private cgroup.
     if [ -f "$d/usage" ] && { IFS= read -r v && IFS= read -r v; } 2>/dev/null < "$d/usage"; then
         printf 'F %s usage %s\n' "$sid" "$v"
+        if { IFS= read -r v && IFS= read -r v && IFS= read -r v; } 2>/dev/null < "$d/usage" && [ -n "$v" ]; then
+            printf 'F %s peak %s\n' "$sid" "$v"
+        fi
+    fi
+    # A memory cgroup its wrapper could not remove (killed, or a process the job left in it);
+    # the path is written once the wrapper is in it, and a cgroup with a process stays.
+    if [ -f "$d/cgroup" ] && { IFS= read -r v; } 2>/dev/null < "$d/cgroup"; then
+        case $v in /sys/fs/cgroup/*) [ ! -d "$v" ] || rmdir "$v" 2>/dev/null || : ;; esac
     fi
     for n in exit_code never_ran; do
         # A file counts once its line is complete (the exit code is one write ending in \n).
