@@ -22,6 +22,7 @@ from molq.errors import SchedulerError, SubmitError, TransportError
 from molq.evidence import CancelOutcome, Observation
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
+from molq.wrapper import join_path
 
 if TYPE_CHECKING:
     from molq.batch import BatchScheduler
@@ -81,9 +82,17 @@ def part_script(sched: BatchScheduler, spec: JobSpec, job_dir: str, part: ArrayP
     return script.replace(marker, f"{line}\n{marker}", 1)
 
 
+#: The file in a split job's directory that says how many parts it was planned as, written
+#: before the first part is submitted: adoption after a crash between parts tells a whole
+#: submission from a partial one with it.
+PLAN_FILE = "array_parts"
+
+
 def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequence[ArrayPart]) -> str:
     """Submit every part; the joined scheduler ids. If one part is refused, the parts already
     accepted are cancelled and the error raised: a job runs whole or not at all."""
+    if job_dir:
+        sched.transport.write_text(join_path(job_dir, PLAN_FILE), f"{len(parts)}\n", mode=0o600)
     ids: list[str] = []
     for part in parts:
         try:
@@ -102,6 +111,32 @@ def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequ
     log.info("%s: array %s of job %s submitted as %d arrays (%s)", sched.name, spec.scheduling.array_spec,
              spec.job_id, len(ids), PART_SEPARATOR.join(ids))
     return PART_SEPARATOR.join(ids)
+
+
+def check_adopted(sched: BatchScheduler, jobs: Sequence[TrackedJob], found: Mapping[str, str]) -> dict[str, str]:
+    """``found`` (molq job id -> scheduler id from the tag query) checked against each job's
+    plan file: a split array is adopted only when every planned part is there. A submission
+    cut between parts is not: its parts are cancelled (a job runs whole or not at all) and
+    the job left to the rest of adoption. Several arrays under the tag of a job that was not
+    split are a duplicated submission: the first is molq's, as for any job."""
+    if sched.dialect.array_offset_line(0) is None or not found:
+        return dict(found)
+    dirs = {j.job_id: j.job_dir for j in jobs if j.job_id in found and j.job_dir}
+    plans = sched.transport.read_many([join_path(d, PLAN_FILE) for d in dirs.values()])
+    out: dict[str, str] = {}
+    for job_id, sid in found.items():
+        sids = part_ids(sid)
+        raw = plans.get(join_path(dirs[job_id], PLAN_FILE)) if job_id in dirs else None
+        planned = int(raw.strip()) if raw is not None and raw.strip().isdigit() else None
+        if planned is None or planned < 2:
+            out[job_id] = sids[0] if sids else sid
+        elif len(sids) == planned:
+            out[job_id] = sid
+        else:
+            log.error("%s: job %s was submitted as %d of its %d array parts before its submitter "
+                      "stopped; cancelling %s", sched.name, job_id, len(sids), planned, ", ".join(sids))
+            sched.run(sched.dialect.cancel_argv(sids))
+    return out
 
 
 def expand(jobs: Sequence[TrackedJob]) -> tuple[list[TrackedJob], dict[str, tuple[str, list[str]]]] | None:

@@ -515,7 +515,8 @@ class BatchScheduler(SchedulerBase):
             return {}
         result = self.run(argv)
         found = self.dialect.parse_adopt(result, list(tags))
-        return {tags[tag]: sid for tag, sid in found.items() if tag in tags}
+        by_job = {tags[tag]: sid for tag, sid in found.items() if tag in tags}
+        return array_runner.check_adopted(self, jobs, by_job)
 
     def list_queue(self, *, user: str | None = None) -> list[QueueEntry]:
         result = self.run(self.dialect.queue_argv(user))
