@@ -5,12 +5,13 @@ breaks in the middle of a batch (no job failed, none sent twice; adoption sorts 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from molq import Cluster, JobExecution, JobScheduling, JobState, Submitor
+from molq import Cluster, JobExecution, JobScheduling, JobState, Script, Submitor
 from molq.engine import adopt as adopt_mod
 from molq.errors import SubmissionUncertainError, SubmitError
 from molq_ssh import SshTransport
@@ -96,21 +97,41 @@ def test_user_data_in_a_batch_is_never_shell_code(reachable: None, sshd: Sshd, c
     args = [nasty, "a\nb", "\\n", "'", "*"]
     try:
         handles = submitor.submit_jobs([
+            {"script": Script.inline(f"#!/bin/sh\nprintf '%s' {shlex.quote(nasty)}\n"),
+             "execution": JobExecution(cwd=remote_dir)},
+        ] + [
             {"argv": ["printf", "%s|", *args],
              "execution": JobExecution(cwd=remote_dir, job_name=f"q{i} {nasty}", env={"MOLQ_NASTY": nasty + "\nend"})}
             for i in range(4)
         ] + [{"command": 'printf "%s" "$MOLQ_NASTY"', "execution": JobExecution(cwd=remote_dir,
                                                                                 env={"MOLQ_NASTY": nasty + "\nend"})}])
-        assert [h.error for h in handles] == [None] * 5
+        assert [h.error for h in handles] == [None] * 6
         records = submitor.watch_jobs([h.job_id for h in handles], timeout=180)
         assert {r.state for r in records} == {JobState.SUCCEEDED}
-        for record in records[:4]:
+        assert transport.read_text(f"{records[0].job_dir}/stdout") == nasty
+        for record in records[1:5]:
             assert record.job_dir.startswith(jobs_dir + "/")
             assert transport.read_text(f"{record.job_dir}/stdout") == "".join(a + "|" for a in args)
-        assert transport.read_text(f"{records[4].job_dir}/stdout") == nasty + "\nend"
+        assert transport.read_text(f"{records[5].job_dir}/stdout") == nasty + "\nend"
         assert not transport.exists(canary)
     finally:
         cancel_all(submitor)
+        submitor.close()
+
+
+def test_job_directories_that_cannot_be_made_fail_their_jobs_before_any_submission(
+    reachable: None, sshd: Sshd, control_dir: str, remote_dir: str, transport: SshTransport,
+) -> None:
+    transport.write_text(f"{remote_dir}/a-file", "")
+    submitor = Submitor(slurm_over_ssh(sshd, control_dir, "bulk-nodir"), jobs_dir=f"{remote_dir}/a-file/jobs")
+    try:
+        with ssh_calls(submitor.target.transport) as calls:
+            handles = submitor.submit_jobs([{"argv": ["true"], "execution": JobExecution(cwd=remote_dir)}] * 3)
+        assert all(isinstance(h.error, SubmitError) and "creating" in str(h.error) for h in handles)
+        assert {submitor.get_job(h.job_id).state for h in handles} == {JobState.FAILED}
+        # The sbatch lookup, then the one command that tried the directories: no submission.
+        assert len(calls) == 2 and "command -v" in calls[0], calls
+    finally:
         submitor.close()
 
 
