@@ -39,7 +39,7 @@ def test_a_split_array_runs_every_index_once_as_one_job(pbs_sim, make_job) -> No
     sid = sched.submit(spec, job_dir)
     parts = part_ids(sid)
     assert len(parts) == 3 and all(p.endswith("[].pbssim") for p in parts)  # 0-3, 4-7, 8-9 shifted
-    assert Path(job_dir, "array_parts").read_text() == "3\n"
+    assert Path(job_dir, "array_parts").read_text() == f"3\n{sid}\n"
     final = wait_final(sched, [TrackedJob(spec.job_id, sid, job_dir, time.time())])[spec.job_id]
     assert (final.state, final.exit_code) == (JobState.SUCCEEDED, 0)
     for index in range(10):
@@ -54,3 +54,19 @@ def test_an_array_within_the_limit_goes_whole(pbs_sim, make_job) -> None:
     sched = pbs_sim.scheduler()
     spec, job_dir = make_job(command="true", scheduling=JobScheduling(array_spec="0-3"))
     assert len(part_ids(sched.submit(spec, job_dir))) == 1
+
+
+def test_adoption_takes_the_recorded_parts_once_the_server_no_longer_lists_them(pbs_sim, make_job) -> None:
+    pbs_sim.env["MOLQ_PBSSIM_MAX_ARRAY_SIZE"] = "4"
+    sched = pbs_sim.scheduler()
+    spec, job_dir = make_job(command="true", scheduling=JobScheduling(array_spec="0-9"))
+    sid = sched.submit(spec, job_dir)
+    assert Path(job_dir, "array_parts").read_text() == f"3\n{sid}\n"
+    wait_final(sched, [TrackedJob(spec.job_id, sid, job_dir, time.time())])
+    # Finished: the queue listing adoption reads no longer shows the parts; the plan file does.
+    orphan = TrackedJob(spec.job_id, None, job_dir, None)
+    assert sched.find_adoptable([orphan]) == {spec.job_id: sid}
+    # A plan without the parts' ids (the submitter stopped before every part was accepted)
+    # adopts nothing from the file.
+    Path(job_dir, "array_parts").write_text("3\n")
+    assert sched.find_adoptable([orphan]) == {}
