@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from molq.batch import bulk
-from molq.errors import SchedulerError, TransientSchedulerError, TransportError
+from molq.errors import SchedulerError, SubmissionDeferred, TransientSchedulerError, TransportError
 from molq.transport import BaseTransport, CommandResult, LocalTransport
 
 NASTY = ["it's", '"dq"', "$(touch CANARY)", "`touch CANARY`", "${HOME}", "a\nb", "\\", "*", " lead", "ü€", "%s%n", ""]
@@ -117,3 +117,14 @@ def test_make_dirs_creates_all_in_one_command_and_reports_each_failure(tmp_path:
 def test_a_nul_byte_is_refused_before_anything_runs(value: str) -> None:
     with pytest.raises(Exception, match="NUL"):
         bulk.program_for([bulk.Entry((), ("echo", value), None)])
+
+
+def test_jobs_whose_turn_comes_after_the_deadline_are_deferred_not_run(tmp_path: Path) -> None:
+    entries = [bulk.Entry((), ("sh", "-c", 'sleep 2.2; touch "$1"', "sh", str(tmp_path / "ran0")), None)]
+    entries += [bulk.Entry((), ("touch", str(tmp_path / f"ran{i}")), None) for i in (1, 2)]
+    program = bulk.program_for(entries, deadline=1)
+    result = LocalTransport().run(program.argv(), input=program.text())
+    answers = bulk.results_of(entries, result, program.nonce)
+    assert isinstance(answers[0], CommandResult) and answers[0].returncode == 0
+    assert all(isinstance(a, SubmissionDeferred) for a in answers[1:]), answers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ran0"]

@@ -135,6 +135,33 @@ def test_job_directories_that_cannot_be_made_fail_their_jobs_before_any_submissi
         submitor.close()
 
 
+def test_a_slow_batch_goes_in_rounds_and_each_job_once(reachable: None, sshd: Sshd, control_dir: str,
+                                                        remote_dir: str, transport: SshTransport) -> None:
+    real = transport.run(["sh", "-c", "command -v sbatch"]).stdout.strip()
+    slow = f"{remote_dir}/slow-sbatch"
+    counter = f"{remote_dir}/slow-calls"
+    transport.write_text(slow, f"#!/bin/sh\necho x >> '{counter}'\nsleep 1.2\nexec '{real}' \"$@\"\n", mode=0o755)
+    # A submit command may take 2 s: a round stops starting submissions after 1 s, and the
+    # jobs it did not reach are marked again and sent in the next one.
+    cluster = slurm_over_ssh(sshd, control_dir, "bulk-slow", binaries={"sbatch": slow}, command_timeout=2,
+                             extra_sbatch_args=["--begin=now+1hour"])
+    submitor = Submitor(cluster, jobs_dir=f"{remote_dir}/jobs")
+    try:
+        submitor.submit_jobs([{"argv": ["true"], "execution": JobExecution(cwd=remote_dir)}] * 2)  # one-off checks
+        before = {r.job_id for r in submitor.list_jobs()}
+        with ssh_calls(cluster.transport) as calls:
+            handles = submitor.submit_jobs([{"argv": ["true"], "execution": JobExecution(cwd=remote_dir)}] * 4)
+        assert [h.error for h in handles] == [None] * 4
+        assert len({h.scheduler_job_id for h in handles}) == 4
+        assert cluster.transport.read_text(counter) == "x\n" * 6  # every job once
+        assert 3 <= len(calls) <= 5, calls  # the directories, then two to four rounds
+        assert {submitor.get_job(h.job_id).state for h in handles} == {JobState.SUBMITTED}
+        assert before.isdisjoint(h.job_id for h in handles)
+    finally:
+        cancel_all(submitor)
+        submitor.close()
+
+
 def test_a_connection_lost_mid_batch_leaves_every_job_to_adoption(
     reachable: None, sshd: Sshd, private_control_dir: str, remote_dir: str, transport: SshTransport,
     monkeypatch: pytest.MonkeyPatch,

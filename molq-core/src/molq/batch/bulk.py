@@ -18,14 +18,15 @@ from collections.abc import Sequence
 
 import attrs
 
-from molq.errors import SchedulerError, TransientSchedulerError, TransportError
+from molq.errors import SchedulerError, SubmissionDeferred, TransientSchedulerError, TransportError
 from molq.shell_program import Program, Record, command, parse_records, word
 from molq.transport import CommandResult
 
-__all__ = ["Entry", "program_for", "results_of", "WRITE", "SUBMIT"]
+__all__ = ["Entry", "program_for", "results_of", "WRITE", "SUBMIT", "DEFERRED"]
 
-#: Record stages: the job's files could not be written / the submit command ran.
-WRITE, SUBMIT = "W", "S"
+#: Record stages: the job's files could not be written / the submit command ran / the job's
+#: turn came too late (not submitted).
+WRITE, SUBMIT, DEFERRED = "W", "S", "D"
 
 
 @attrs.frozen
@@ -38,9 +39,20 @@ class Entry:
     stdin_path: str | None
 
 
-def program_for(entries: Sequence[Entry], env: dict[str, str] | None = None) -> Program:
+def program_for(entries: Sequence[Entry], env: dict[str, str] | None = None,
+                deadline: int | None = None) -> Program:
+    """The program for ``entries``. With ``deadline`` (seconds), a job whose turn comes later
+    than that after the program started is not submitted but reported deferred (the first job
+    always goes): a submission never starts long after its record was marked as submitting,
+    which is what recovery counts on (``submit_in_flight_seconds``)."""
     program = Program(env=env)
+    if deadline is not None:
+        program.add(f"molq_until=$(( $(date +%s) + {int(deadline)} ))")
     for i, entry in enumerate(entries):
+        late = deadline is not None and i > 0
+        if late:
+            program.add('if [ "$(date +%s)" -ge "$molq_until" ]; then',
+                        f'  : > "$molq_o"; : > "$molq_e"; molq_report {i} {DEFERRED} 0', "else")
         writes = [
             f"printf '%s' {word(text)} > {word(path)} && chmod {mode:o} {word(path)}"
             for path, text, mode in entry.files
@@ -51,6 +63,8 @@ def program_for(entries: Sequence[Entry], env: dict[str, str] | None = None) -> 
             f'  {command(entry.argv)} < {stdin} > "$molq_o" 2> "$molq_e"; molq_report {i} {SUBMIT} $?',
             f"else molq_report {i} {WRITE} $?; fi",
         )
+        if late:
+            program.add("fi")
     return program
 
 
@@ -77,6 +91,8 @@ def results_of(
                 out.append(TransientSchedulerError(
                     f"{entry.argv[0]}: no answer for this job from the bulk submission; it may or may "
                     f"not have been accepted ({why})", command=list(entry.argv)))
+        elif rec.stage == DEFERRED:
+            out.append(SubmissionDeferred("the bulk submission ran out of time before this job; not submitted"))
         elif rec.stage == WRITE:
             out.append(TransportError(f"writing the job files failed: {rec.stderr.strip() or rec.returncode}"))
         else:

@@ -326,7 +326,9 @@ class BatchScheduler(SchedulerBase):
         return bulk.Entry(tuple(files), tuple(self._argv(self._with_extra(stdin_argv))), path)
 
     def _run_bulk(self, entries: Sequence[bulk.Entry]) -> list[CommandResult | BaseException]:
-        program = bulk.program_for(entries, self.env or None)
+        # Half the time a submit command may still be under way after its submitter died:
+        # later jobs wait for the next round, when the engine has marked them again.
+        program = bulk.program_for(entries, self.env or None, deadline=max(1, int(self.submit_in_flight_seconds / 2)))
         # Each submission gets the time limit one submit command has on its own.
         timeout = self.retry.command_timeout * max(1, len(entries))
         started = time.monotonic()

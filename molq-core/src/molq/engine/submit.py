@@ -22,6 +22,7 @@ from molq.errors import (
     ConfigError,
     MolqError,
     SchedulerError,
+    SubmissionDeferred,
     SubmissionUncertainError,
     SubmitError,
     TransientSchedulerError,
@@ -149,8 +150,25 @@ def launch_many(ctx: EngineContext, records: Sequence[JobRecord], specs: Sequenc
             out[i] = (None, _not_launched(ctx, record, TransportError(f"creating {record.job_dir} failed: {why}")))
         else:
             todo.append(i)
-    answers = ctx.scheduler.submit_many([(specs[i], records[i].job_dir or "") for i in todo]) if todo else []
+    while todo:
+        answers = ctx.scheduler.submit_many([(specs[i], records[i].job_dir or "") for i in todo])
+        deferred = [i for i, answer in zip(todo, answers, strict=True) if isinstance(answer, SubmissionDeferred)]
+        _record_answers(ctx, records, todo, answers, out)
+        # Not submitted: marked as being submitted again, so that recovery's in-flight window
+        # starts now for them, then sent in the next round.
+        todo = []
+        with ctx.store.batch():
+            for i in deferred:
+                if ctx.store.update_job(ctx.cluster_name, records[i].job_id, expect_state=JobState.CREATED):
+                    todo.append(i)
+    return out
+
+
+def _record_answers(ctx: EngineContext, records: Sequence[JobRecord], todo: Sequence[int],
+                    answers: Sequence[str | BaseException], out: list[tuple[str | None, MolqError | None]]) -> None:
     for i, answer in zip(todo, answers, strict=True):
+        if isinstance(answer, SubmissionDeferred):
+            continue
         if isinstance(answer, str):
             out[i] = (_accepted(ctx, records[i], answer), None)
         elif isinstance(answer, (SchedulerError, TransportError, ConfigError, OSError)):
@@ -159,7 +177,6 @@ def launch_many(ctx: EngineContext, records: Sequence[JobRecord], specs: Sequenc
             # Nothing tells whether the scheduler got it: leave it to adoption, as an
             # interrupted launch() would.
             out[i] = (None, _not_launched(ctx, records[i], TransientSchedulerError(str(answer))))
-    return out
 
 
 def _not_launched(ctx: EngineContext, record: JobRecord, exc: BaseException) -> MolqError:
