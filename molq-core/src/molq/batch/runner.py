@@ -267,12 +267,14 @@ class BatchScheduler(SchedulerBase):
     bulk_submission = True
 
     def submit_many(self, items: Sequence[tuple[JobSpec, str]]) -> list[str | BaseException]:
-        """Submit several jobs (their directories exist) in a constant number of commands,
-        however many they are: one that writes every job's files and runs every submit
-        command, printing each job's answer, which the dialect's ``parse_submit`` reads as if
-        the command had run alone. Failures the dialect calls transient (refused before
-        acceptance) are sent again together, as :meth:`run` does for one job. A split array
-        goes part by part (:mod:`molq.array_runner`). One result (id or error) per item."""
+        """Submit several jobs (their directories exist) in one command, however many they
+        are: it writes every job's files and runs every submit command, printing each job's
+        answer, which the dialect's ``parse_submit`` reads as if the command had run alone.
+        Jobs it did not reach within half the submit time limit come back as
+        :class:`~molq.errors.SubmissionDeferred` (not submitted; the engine sends them again).
+        Failures the dialect calls transient (refused before acceptance) are sent again
+        together, as :meth:`run` does for one job. A split array goes part by part
+        (:mod:`molq.array_runner`). One result (id or error) per item."""
         out: list[str | BaseException | None] = [None] * len(items)
         entries: dict[int, bulk.Entry] = {}
         for i, (spec, job_dir) in enumerate(items):

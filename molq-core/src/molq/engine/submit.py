@@ -161,6 +161,9 @@ def launch_many(ctx: EngineContext, records: Sequence[JobRecord], specs: Sequenc
             for i in deferred:
                 if ctx.store.update_job(ctx.cluster_name, records[i].job_id, expect_state=JobState.CREATED):
                     todo.append(i)
+                else:  # moved meanwhile (cancelled, say): whatever did that decided for it
+                    out[i] = (None, SubmitError(f"{records[i].job_id} was not submitted: its record changed "
+                                                f"while it waited for its turn"))
     return out
 
 
