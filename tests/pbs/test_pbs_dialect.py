@@ -129,10 +129,17 @@ def test_job_name_sanitizing(name, max_len, numeric, expected):
     assert sanitize_job_name(name, max_length=max_len, numeric_first=numeric) == expected
 
 
-@pytest.mark.parametrize("bad", ["1,3,5", "7", "1-10,20"])
+@pytest.mark.parametrize("bad", ["1,2,5", "7", "1-10,20"])
 def test_pbspro_refuses_arrays_it_cannot_express(bad):
     with pytest.raises(ConfigError, match="array"):
         PbsProDialect().render_directives(spec(scheduling=JobScheduling(array_spec=bad)), "/j")
+
+
+@pytest.mark.parametrize(("given", "option"), [("1,3,5", "-J 1-5:2"), ("0,1%1", "-J 0-1%1"), ("2-8:3", "-J 2-8:3")])
+def test_pbspro_writes_indices_in_one_step_as_its_one_range(given, option):
+    # The last part of a split array can be such a list ("0,1").
+    lines = PbsProDialect().render_directives(spec(scheduling=JobScheduling(array_spec=given)), "/j")
+    assert f"#PBS {option}" in lines
 
 
 def test_torque_refuses_array_steps():

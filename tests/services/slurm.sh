@@ -199,6 +199,7 @@ $acct_lines
 NodeName=$node NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$NODE_CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=$NODE_MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 PartitionName=long Nodes=$node Default=NO MaxTime=INFINITE State=UP
+PartitionName=short Nodes=$node Default=NO MaxTime=00:03:00 State=UP
 CONF
 }
 
@@ -373,7 +374,7 @@ export MOLQ_TEST_SLURM_ACCT_NODE=$(nodename "$ACCT_CLUSTER")
 export MOLQ_TEST_SLURM_NOACCT_NODE=$(nodename "$NOACCT_CLUSTER")
 export MOLQ_TEST_SLURM_ACCOUNT=molqtest
 export MOLQ_TEST_SLURM_QOS=molqtest
-export MOLQ_TEST_SLURM_PARTITIONS="debug long"
+export MOLQ_TEST_SLURM_PARTITIONS="debug short long"
 export MOLQ_TEST_SLURM_CPUS=$NODE_CPUS
 ENV
 }

@@ -100,3 +100,103 @@ def test_a_split_array_is_one_job_and_its_failed_tasks_rerun_in_one_call(acct_cl
         if all_sids:
             acct_cluster.run("scancel", *all_sids)
         submitor.close()
+
+
+def test_dependencies_on_a_split_array_wait_for_every_part(acct_cluster, tmp_path: Path) -> None:
+    cluster = Cluster("split-dep-" + acct_cluster.name, "slurm",
+                      scheduler_options={"env": dict(acct_cluster.env), "max_array_size": 4})
+    submitor = Submitor(cluster, store=JobStore(f"sqlite:///{tmp_path}/jobs.db"), jobs_dir=str(tmp_path / "jobs"))
+    (tmp_path / "done").mkdir()
+    here = JobExecution(cwd=str(tmp_path))
+    # The last part's tasks (8, 9) finish last: a dependency on the first part alone would
+    # start the dependent before they are done.
+    up = submitor.submit_job(
+        command='[ "$SLURM_ARRAY_TASK_ID" -lt 8 ] || sleep 6; : > "done/$SLURM_ARRAY_TASK_ID"',
+        execution=here, scheduling=JobScheduling(array_spec="0-9"))
+    sids = part_ids(submitor.get_job(up.job_id).scheduler_job_id)
+    try:
+        assert len(sids) == 3
+        ok = submitor.submit_job(command="ls done | wc -l > seen_ok", execution=here, after_success=[up.job_id])
+        any_end = submitor.submit_job(command="ls done | wc -l > seen_any", execution=here, after=[up.job_id])
+        # "Failed" is "one part failed": no scheduler says that over several jobs, so molq holds it.
+        failed = submitor.submit_job(command="true", execution=here, after_failure=[up.job_id])
+        assert submitor.get_job(failed.job_id).state == JobState.CREATED
+        assert "array submitted in parts" in (submitor.store.internals(submitor.cluster_name, failed.job_id).held
+                                              or "")
+        for h in (ok, any_end):
+            (dep,) = submitor.get_dependencies(h.job_id)
+            assert sorted(part_ids(",".join((dep.scheduler_dependency or "").replace("afterok:", "")
+                                            .replace("afterany:", "").split(",")))) == sorted(sids)
+        finals = submitor.watch_jobs([up.job_id, ok.job_id, any_end.job_id, failed.job_id], timeout=240)
+        assert [r.state for r in finals] == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.SUCCEEDED,
+                                             JobState.FAILED]
+        assert (tmp_path / "seen_ok").read_text().strip() == "10"
+        assert (tmp_path / "seen_any").read_text().strip() == "10"
+        assert "never" in (finals[3].failure_reason or "")
+    finally:
+        acct_cluster.run("scancel", *sids)
+        submitor.close()
+
+
+CUT_BETWEEN_PARTS = r"""
+import sys
+from molq import Cluster, JobExecution, JobScheduling, Submitor
+from molq.store import JobStore
+tmp, conf, sbatch = sys.argv[1:4]
+sub = Submitor(Cluster("split-cut", "slurm", scheduler_options={
+    "env": {"SLURM_CONF": conf}, "max_array_size": 4, "binaries": {"sbatch": sbatch},
+    "extra_sbatch_args": ["--begin=now+1hour"]}), store=JobStore(f"sqlite:///{tmp}/jobs.db"), jobs_dir=tmp + "/jobs")
+sub.submit_job(argv=["true"], execution=JobExecution(cwd=tmp), scheduling=JobScheduling(array_spec="0-9"))
+print("no crash")
+"""
+
+# The first part is accepted; the submitter dies before the second reaches SLURM.
+SECOND_PART_KILLS = """#!/bin/sh
+echo x >> "$0.calls"
+if [ "$(wc -l < "$0.calls")" -ge 2 ]; then kill -9 "$PPID"; exit 1; fi
+exec {sbatch} "$@"
+"""
+
+
+def test_a_submission_cut_between_parts_is_not_adopted_as_the_whole_job(acct_cluster, tmp_path: Path) -> None:
+    import shutil
+
+    real = shutil.which("sbatch")
+    assert real
+    stand_in = tmp_path / "sbatch"
+    stand_in.write_text(SECOND_PART_KILLS.replace("{sbatch}", real))
+    stand_in.chmod(0o700)
+    env = dict(os.environ, MOLQ_HOME=str(tmp_path / "home"))
+    child = subprocess.run([sys.executable, "-c", CUT_BETWEEN_PARTS, str(tmp_path), acct_cluster.conf, str(stand_in)],
+                           env=env, capture_output=True, text=True, timeout=150)
+    assert child.returncode == -9, child.stdout + child.stderr
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    (record,) = store.list_jobs("split-cut", include_terminal=True)
+    tag = f"molq-{record.job_id}"
+    assert record.state == JobState.CREATED and (Path(record.job_dir or "") / "array_parts").read_text() == "3\n"
+    sub = Submitor(Cluster("split-cut", "slurm", scheduler_options={
+        "env": dict(acct_cluster.env), "max_array_size": 4, "command_timeout": 2}), store=store,
+        jobs_dir=str(tmp_path / "jobs"))
+
+    def tagged_alive() -> list[str]:
+        out = acct_cluster.run("squeue", "--noheader", "--me", "--states=PENDING,RUNNING",
+                               "--Format=ArrayJobID:|,Comment:|").stdout
+        return [line.split("|")[0] for line in out.splitlines() if line.strip().endswith(f"|{tag}|")
+                or line.split("|")[1:2] == [tag]]
+
+    try:
+        assert len(set(tagged_alive())) == 1  # the one part SLURM got
+        deadline = time.monotonic() + 90
+        while not sub.get_job(record.job_id).is_terminal:
+            assert time.monotonic() < deadline, sub.get_job(record.job_id)
+            sub.refresh_jobs()
+            time.sleep(0.5)
+        final = sub.get_job(record.job_id)
+        # A third of the array is not the job: the part is cancelled and the job never ran.
+        assert final.state == JobState.FAILED and "never ran" in (final.failure_reason or ""), final
+        assert tagged_alive() == []
+    finally:
+        for sid in set(tagged_alive()):
+            acct_cluster.run("scancel", sid)
+        sub.close()
+        store.close()

@@ -118,10 +118,12 @@ def test_jobs_over_their_memory_end_out_of_memory_and_succeed_with_more(acct_clu
 def test_a_job_past_its_time_limit_succeeds_with_a_longer_one(acct_cluster, tmp_path) -> None:
     submitor = _submitor(acct_cluster, tmp_path, "timelimit")
     # slurmctld checks time limits every 30 s, so a 1-minute job is stopped 60-90 s in: the
-    # job sleeps past that, and well within the grown 3 minutes.
-    policy = RetryPolicy(max_attempts=2, backoff=FAST, on_time_limit=Grow(time=3.0))
+    # job sleeps past that, and well within the grown limit. Ten times 1 minute is more than
+    # the partition allows (short: MaxTime=00:03:00), so the growth stops at 3 minutes.
+    policy = RetryPolicy(max_attempts=2, backoff=FAST, on_time_limit=Grow(time=10.0))
     try:
-        handle = submitor.submit_job(argv=["sleep", "95"], resources=JobResources(time_limit="1m"), retry=policy)
+        handle = submitor.submit_job(argv=["sleep", "95"], resources=JobResources(time_limit="1m"), retry=policy,
+                                     scheduling=JobScheduling(partition="short"))
         final = handle.wait(timeout=420)
     finally:
         _cleanup(acct_cluster, submitor)
@@ -132,7 +134,7 @@ def test_a_job_past_its_time_limit_succeeds_with_a_longer_one(acct_cluster, tmp_
     assert truth is not None and (truth.state, truth.end_cause) == (JobState.TIMED_OUT, EndCause.TIME_LIMIT), truth
     assert len(rest) == 1, rest
     second = rest[0]
-    assert second.attempt == 2 and _shown_resources(submitor, second) == "time=00:03:00"
+    assert second.attempt == 2 and _shown_resources(submitor, second) == "time=00:03:00"  # the partition's cap
     assert (final.job_id, final.state, final.exit_code) == (second.job_id, JobState.SUCCEEDED, 0), final
 
 

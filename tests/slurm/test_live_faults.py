@@ -471,6 +471,9 @@ def test_two_minute_outage_costs_a_few_commands_and_no_burst_on_recovery(
     gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
     assert gaps and min(gaps) >= POLITE_INTERVAL - 0.5, gaps
     assert len(later) <= (later[-1] - first_ok) / POLITE_INTERVAL + 2, later
+    print(f"\n{WAITERS} waiting processes, {OUTAGE:.0f} s outage: {len(during)} squeue calls during it, "
+          f"first success {first_ok - restarted:.1f} s after the restart, then {len(later)} calls in "
+          f"{later[-1] - first_ok:.0f} s (smallest gap {min(gaps):.1f} s)")
     for job_id in ids:  # the outage decided nothing about the jobs
         assert submitor.get_job(job_id).state == JobState.QUEUED
         assert JobState.LOST not in [t.new_state for t in submitor.get_transitions(job_id)]

@@ -392,6 +392,18 @@ def test_adopt_takes_the_array_id_and_the_first_duplicate() -> None:
     assert found == {"molq-aa": "30", "molq-bb": "46"}
 
 
+def test_adopt_names_every_array_under_one_tag_in_order() -> None:
+    # The parts of a split array: one tag, several arrays (the runner checks the count).
+    stdout = (
+        "52|52|[0-3]|PENDING|molq-cc\n"
+        "41|40|1|RUNNING|molq-cc\n"
+        "40|40|0|RUNNING|molq-cc\n"
+        "47|47|[0-1]|PENDING|molq-cc\n"
+    )
+    found = SlurmDialect().parse_adopt(CommandResult(("squeue",), 0, stdout, ""), ["molq-cc"])
+    assert found == {"molq-cc": "40,47,52"}
+
+
 # -- sbatch --------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from molq.errors import SchedulerError, SubmitError, TransportError
 from molq.evidence import CancelOutcome, Observation
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
+from molq.wrapper import join_path
 
 if TYPE_CHECKING:
     from molq.batch import BatchScheduler
@@ -66,9 +67,28 @@ def part_script(sched: BatchScheduler, spec: JobSpec, job_dir: str, part: ArrayP
     return script.replace(marker, f"{line}\n{marker}", 1)
 
 
+#: The file in a split job's directory that says how many parts it was planned as, written
+#: before the first part is submitted, and the parts' scheduler ids on a second line once
+#: every part was accepted: adoption after a crash tells a whole submission from a partial
+#: one with it, even when the scheduler no longer lists the parts.
+PLAN_FILE = "array_parts"
+
+
+def _read_plan(raw: str | None) -> tuple[int | None, str | None]:
+    """(planned part count, the parts' joined ids once all were accepted) from a plan file."""
+    lines = (raw or "").split("\n")
+    count = int(lines[0]) if lines[0].strip().isdigit() else None
+    ids = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    if count is None or ids is None or len(part_ids(ids)) != count:
+        ids = None
+    return count, ids
+
+
 def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequence[ArrayPart]) -> str:
     """Submit every part; the joined scheduler ids. If one part is refused, the parts already
     accepted are cancelled and the error raised: a job runs whole or not at all."""
+    if job_dir:
+        sched.transport.write_text(join_path(job_dir, PLAN_FILE), f"{len(parts)}\n", mode=0o600)
     ids: list[str] = []
     for part in parts:
         try:
@@ -86,7 +106,49 @@ def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequ
                               ) from exc
     log.info("%s: array %s of job %s submitted as %d arrays (%s)", sched.name, spec.scheduling.array_spec,
              spec.job_id, len(ids), PART_SEPARATOR.join(ids))
-    return PART_SEPARATOR.join(ids)
+    joined = PART_SEPARATOR.join(ids)
+    if job_dir:
+        try:
+            sched.transport.write_text(join_path(job_dir, PLAN_FILE), f"{len(parts)}\n{joined}\n", mode=0o600)
+        except (TransportError, OSError) as exc:  # submitted all the same: only recovery reads it
+            log.warning("%s: could not record the parts of job %s in its directory: %s", sched.name, spec.job_id, exc)
+    return joined
+
+
+def check_adopted(sched: BatchScheduler, jobs: Sequence[TrackedJob], found: Mapping[str, str]) -> dict[str, str]:
+    """``found`` (molq job id -> scheduler id from the tag query) checked against each job's
+    plan file. A split array whose plan lists every part's id is adopted with those ids (some
+    parts may have left the scheduler's list already). One whose parts were not all accepted
+    is not: the parts the scheduler has are cancelled (a job runs whole or not at all) and the
+    job is left to the rest of adoption. Several jobs under the tag of a job that was not
+    split are a duplicated submission: the first is molq's, as for any job."""
+    first = {job_id: (part_ids(sid) or [sid])[0] for job_id, sid in found.items()}
+    if sched.dialect.array_offset_line(0) is None:
+        return first  # this scheduler's jobs are never split
+    dirs = {j.job_id: j.job_dir for j in jobs if j.job_dir}
+    if not dirs:
+        return first
+    plans = sched.transport.read_many([join_path(d, PLAN_FILE) for d in dirs.values()])
+    out: dict[str, str] = {}
+    for job in jobs:
+        raw = plans.get(join_path(dirs[job.job_id], PLAN_FILE)) if job.job_id in dirs else None
+        planned, recorded = _read_plan(raw)
+        sid = found.get(job.job_id)
+        if recorded is not None and (planned or 0) > 1:
+            out[job.job_id] = recorded
+        elif sid is None:
+            continue
+        elif planned is None or planned < 2:
+            sids = part_ids(sid)
+            out[job.job_id] = sids[0] if sids else sid
+        elif len(part_ids(sid)) == planned:
+            out[job.job_id] = sid  # every part accepted; the submitter stopped before noting it
+        else:
+            sids = part_ids(sid)
+            log.error("%s: job %s was submitted as %d of its %d array parts before its submitter "
+                      "stopped; cancelling %s", sched.name, job.job_id, len(sids), planned, ", ".join(sids))
+            sched.run(sched.dialect.cancel_argv(sids))
+    return out
 
 
 def expand(jobs: Sequence[TrackedJob]) -> tuple[list[TrackedJob], dict[str, tuple[str, list[str]]]] | None:

@@ -76,6 +76,11 @@ class SubmitError(SchedulerError):
     """The scheduler refused a submission (invalid partition, account, qos...)."""
 
 
+class SubmissionDeferred(SchedulerError):
+    """A bulk submission ran out of its time before this job's turn: the job was definitely
+    not submitted, and is sent again (its record freshly marked as being submitted)."""
+
+
 class SubmissionUncertainError(SubmitError):
     """The scheduler may or may not have accepted a job (the connection failed mid-submit).
 

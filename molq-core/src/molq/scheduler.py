@@ -139,6 +139,9 @@ class Scheduler(Protocol):
     host_bound: bool
     #: The cluster's polling limits shared across processes (None: every refresh polls).
     pacing: PacingPolicy | None
+    #: Whether ``submit_many`` costs fewer commands than one ``submit`` per job (then the
+    #: engine hands it whole batches when commands are expensive: a remote transport).
+    bulk_submission: bool
 
     @property
     def submit_in_flight_seconds(self) -> float:
@@ -160,7 +163,9 @@ class Scheduler(Protocol):
         ...
 
     def submit_many(self, items: Sequence[tuple[JobSpec, str]]) -> list[str | BaseException]:
-        """Submit several jobs; one result (id or error) per item, in order."""
+        """Submit several jobs whose directories exist; one result (id or error) per item, in
+        order. A :class:`~molq.errors.TransientSchedulerError` result means the scheduler may
+        hold the job (adoption decides); any other error, that it was not submitted."""
         ...
 
     def poll_many(self, jobs: Sequence[TrackedJob]) -> dict[str, SchedulerStatus]: ...
@@ -222,6 +227,8 @@ class SchedulerBase:
     #: The cluster's polling limits, shared by every process on the store
     #: (:mod:`molq.engine.shared_poll`); None: every refresh polls (cheap or local schedulers).
     pacing: PacingPolicy | None = None
+    #: Whether :meth:`submit_many` costs fewer commands than a loop of :meth:`submit`.
+    bulk_submission: bool = False
 
     @property
     def submit_in_flight_seconds(self) -> float:

@@ -20,7 +20,9 @@ import attrs
 
 from molq.errors import TransportError
 
-__all__ = ["CommandResult", "RunningCommand", "Transport", "BaseTransport", "LocalTransport", "shell_join"]
+__all__ = [
+    "CommandResult", "RunningCommand", "Transport", "BaseTransport", "LocalTransport", "shell_join", "make_dirs",
+]
 
 
 @attrs.frozen
@@ -177,6 +179,34 @@ class BaseTransport:
     def exists(self, path: str) -> bool:
         return self.run(["test", "-e", path]).returncode == 0
 
+    def make_dirs(self, paths: Sequence[str], *, mode: int = 0o700, timeout: float | None = None) -> dict[str, str]:
+        """Create every directory of ``paths`` (with missing parents) in one command; the
+        paths that could not be created, with the reason. ``mode`` applies to the directories
+        created here; an existing directory keeps its own. Raises :class:`TransportError`
+        when the command could not be run (then nothing is known about any path)."""
+        from molq.shell_program import Program, parse_records
+
+        if not paths:
+            return {}
+        program = Program()
+        program.add(f"umask {~mode & 0o777:03o}")
+        for i, path in enumerate(paths):
+            p = _shell_word(path)
+            program.add(f'{{ [ -d {p} ] || mkdir -p -- {p}; }} > "$molq_o" 2> "$molq_e"; molq_report {i} D $?')
+        result = self.run(program.argv(), input=program.text(), timeout=timeout)
+        records = parse_records(result.stdout, program.nonce)
+        failed: dict[str, str] = {}
+        for i, path in enumerate(paths):
+            rec = records.get(i)
+            if rec is None:
+                failed[path] = (result.stderr.strip() or f"exit status {result.returncode}")
+            elif rec.returncode != 0:
+                failed[path] = rec.stderr.strip() or f"mkdir exit status {rec.returncode}"
+        if len(failed) == len(paths) and not records:
+            raise TransportError(f"creating {len(paths)} directories failed on {self.name}: "
+                                 f"{result.stderr.strip() or result.returncode}")
+        return failed
+
     def mkdir(self, path: str, *, parents: bool = True, mode: int | None = None) -> None:
         argv = ["mkdir"] + (["-p"] if parents else []) + (["-m", format(mode, "o")] if mode is not None else []) + ["--", path]
         self._check(self.run(argv), f"creating {path}")
@@ -325,6 +355,9 @@ class LocalTransport(BaseTransport):
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
+    def make_dirs(self, paths: Sequence[str], *, mode: int = 0o700, timeout: float | None = None) -> dict[str, str]:
+        return _make_dirs_one_by_one(self, paths, mode)
+
     def mkdir(self, path: str, *, parents: bool = True, mode: int | None = None) -> None:
         """Create ``path`` (and its missing parents). ``mode`` applies to the directories
         created here, whatever the umask; an existing directory keeps its mode (it may be a
@@ -410,6 +443,34 @@ class LocalTransport(BaseTransport):
         # sure it does not linger as a zombie of ours when it ends.
         _reap_later(proc)
         return proc.pid
+
+
+def make_dirs(transport: Transport, paths: Sequence[str], *, mode: int = 0o700,
+              timeout: float | None = None) -> dict[str, str]:
+    """Create the directories ``paths`` (with missing parents); the ones that failed, with
+    the reason. Uses the transport's own ``make_dirs`` (one command for all) when it has one,
+    else one :meth:`Transport.mkdir` per path."""
+    many = getattr(transport, "make_dirs", None)
+    if many is not None:
+        out: dict[str, str] = many(paths, mode=mode, timeout=timeout)
+        return out
+    return _make_dirs_one_by_one(transport, paths, mode)
+
+
+def _make_dirs_one_by_one(transport: Transport, paths: Sequence[str], mode: int) -> dict[str, str]:
+    failed: dict[str, str] = {}
+    for path in paths:
+        try:
+            transport.mkdir(path, parents=True, mode=mode)
+        except TransportError as exc:
+            failed[path] = str(exc)
+    return failed
+
+
+def _shell_word(value: str) -> str:
+    from molq.shell_program import word
+
+    return word(value)
 
 
 def _decode(data: bytes) -> str:

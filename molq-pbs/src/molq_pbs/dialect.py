@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 
 from molq import wrapper
+from molq.arrays import PART_SEPARATOR
 from molq.batch import BatchDialect
 from molq.errors import ConfigError, SchedulerError, SubmitError
 from molq.evidence import SourceAnswer, aggregate_parts
@@ -82,6 +83,26 @@ _REJECTED_OPTION_RE = re.compile(
 _SAFE_VALUE_RE = re.compile(r"^[^\s\"'\\#]+$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 _JOB_ID_RE = re.compile(r"^\d+(\[\d*\])?(\.[^\s]+)?$")
+
+
+def _id_key(sid: str) -> tuple[int, str]:
+    head = re.match(r"\d+", sid)
+    return (int(head.group()) if head else 1 << 62, sid)
+
+
+def _as_range(array_spec: str) -> str:
+    """A list of indices in one step (``0,1`` or ``4,6,8``, as a split array's last part may
+    be) as the one range PBS Pro takes (``0-1``, ``4-8:2``); anything else unchanged."""
+    text, pct, limit = array_spec.partition("%")
+    items = text.split(",")
+    if len(items) < 2 or not all(i.isdigit() for i in items):
+        return array_spec
+    nums = [int(i) for i in items]
+    step = nums[1] - nums[0]
+    if step < 1 or any(b - a != step for a, b in zip(nums, nums[1:])):
+        return array_spec
+    body = f"{nums[0]}-{nums[-1]}" + (f":{step}" if step > 1 else "")
+    return body + pct + limit
 
 
 def sanitize_job_name(name: str, *, max_length: int, numeric_first: bool) -> str:
@@ -403,14 +424,16 @@ class PbsDialectBase(BatchDialect):
 
     def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
         wanted = set(tags)
-        found: dict[str, str] = {}
+        by_tag: dict[str, list[str]] = {}
         for sid, rec in self._all_records(result)[0].items():
             if rec is None:
                 continue
             tag = parse.variable_list(rec).get(TAG_VARIABLE)
             if tag in wanted:
-                found[tag] = sid
-        return found
+                by_tag.setdefault(tag, []).append(sid)
+        # Several jobs under one tag: the parts of a split array (the runner checks them
+        # against the job's plan, and keeps the first of a duplicated submission), in order.
+        return {tag: PART_SEPARATOR.join(sorted(sids, key=_id_key)) for tag, sids in by_tag.items()}
 
     # -- dependencies ------------------------------------------------------------------------
     def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
@@ -481,11 +504,32 @@ class PbsProDialect(PbsDialectBase):
 
     def array_option(self, array_spec: str) -> str:
         # PBS Pro takes one range X-Y[:Z]; "%N" (max running subjobs) needs OpenPBS 20 or later.
+        array_spec = _as_range(array_spec)
         if not re.fullmatch(r"\d+-\d+(:\d+)?(%\d+)?", array_spec):
             raise ConfigError(
                 f"PBS Pro arrays are one range 'X-Y[:step][%max]', got array_spec {array_spec!r}"
             )
         return f"-J {array_spec}"
+
+    # -- arrays beyond the server's max_array_size (molq.array_runner) ------------------------
+    def limits_argv(self) -> list[str]:
+        return ["qstat", "-B", "-f"]
+
+    def parse_max_array_size(self, result: CommandResult) -> int | None:
+        """``max_array_size`` from the server's attributes (``qstat -Bf``; ``qmgr -c 'print
+        server'`` lines ``set server max_array_size = N`` are read too). PBS counts subjobs; an
+        array split so that every shifted index stays below the limit has no more than that.
+        A server that does not show the attribute: None (arrays go whole, the server judges)."""
+        if result.returncode != 0:
+            raise SchedulerError(f"{self.name}: qstat -Bf failed: {result.stderr.strip() or result.returncode}",
+                                 stderr=result.stderr, command=list(result.argv))
+        match = re.search(r"^\s*(?:set server\s+)?max_array_size\s*=\s*(\d+)\s*$", result.stdout, re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    def array_offset_line(self, offset: int) -> str:
+        # Before the wrapper reads the index: the job sees the index the user asked for.
+        return (f'[ -z "${{PBS_ARRAY_INDEX:-}}" ] || '
+                f'export PBS_ARRAY_INDEX=$((PBS_ARRAY_INDEX + {int(offset)}))')
 
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         # -t lists an array job's subjobs with it: their own exit statuses decide the array.

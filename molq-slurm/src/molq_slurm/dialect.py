@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 import attrs
 from molq import wrapper
-from molq.arrays import owner_of
+from molq.arrays import PART_SEPARATOR, owner_of
 from molq.batch import AccountingUnavailable, BatchDialect, PartitionLimits
 from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
@@ -881,15 +881,25 @@ class SlurmDialect(BatchDialect):
         if result.returncode != 0:
             self._raise(result, "squeue")
         wanted = set(tags)
-        found: dict[str, str] = {}
+        jobs: dict[str, set[str]] = {}
+        arrays: dict[str, set[str]] = {}
         for cols in _read_rows(result, len(ADOPT_FIELDS), "squeue").rows:
             job_id, array_id, task_id, _state, comment = (c.strip() for c in cols)
             if comment not in wanted:
                 continue
-            sid = array_id if not blank(task_id) and array_id else job_id
-            # Two jobs with one tag means a duplicated submission; the first one is molq's.
-            if comment not in found or _id_key(sid) < _id_key(found[comment]):
-                found[comment] = sid
+            if not blank(task_id) and array_id:
+                arrays.setdefault(comment, set()).add(array_id)
+            else:
+                jobs.setdefault(comment, set()).add(job_id)
+        found: dict[str, str] = {}
+        for tag in jobs.keys() | arrays.keys():
+            if tag in arrays and tag not in jobs:
+                # Several arrays under one tag are the parts of a split array (the runner
+                # checks them against the plan in the job directory), in submission order.
+                found[tag] = PART_SEPARATOR.join(sorted(arrays[tag], key=_id_key))
+            else:
+                # Two jobs with one tag means a duplicated submission; the first one is molq's.
+                found[tag] = min(jobs[tag] | arrays.get(tag, set()), key=_id_key)
         return found
 
     # -- dependencies ------------------------------------------------------------------------

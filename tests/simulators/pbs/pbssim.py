@@ -15,6 +15,8 @@ Environment:
   MOLQ_PBSSIM_HISTORY     seconds finished jobs stay visible to ``qstat -x`` (default 3600)
   MOLQ_PBSSIM_OUTAGE      commands that fail as if the server were down ("qstat,qdel" or
                           "all"); the file <home>/outage has the same effect.
+  MOLQ_PBSSIM_MAX_ARRAY_SIZE  the server's max_array_size, most subjobs in one array job
+                          (default 10000, PBS Pro's documented default), shown by ``qstat -Bf``
 
 Formats follow the PBS Professional reference (qstat default/alternate tables, ``-f`` text,
 ``-f -F json``, error messages such as ``qstat: Unknown Job Id <id>`` with exit status 153).
@@ -59,6 +61,10 @@ class Fail(Exception):
 
 def home() -> str:
     return os.environ.get("MOLQ_PBSSIM_HOME") or f"/tmp/molq-pbssim-{os.getuid()}"
+
+
+def max_array_size() -> int:
+    return int(os.environ.get("MOLQ_PBSSIM_MAX_ARRAY_SIZE", "10000"))
 
 
 def queues() -> list[str]:
@@ -453,6 +459,10 @@ def cmd_qsub(argv: list[str]) -> int:
     match = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?:%(\d+))?", array or "")
     if array is not None and (not match or int(match[1]) >= int(match[2])):
         raise Fail("qsub: illegal -J value")
+    if match and array is not None:
+        count = len(range(int(match[1]), int(match[2]) + 1, int(match[3] or 1)))
+        if count > max_array_size():
+            raise Fail("qsub: Array job exceeds server or queue size limit")
     priority = merged.get("p", "0")
     if not re.fullmatch(r"[+-]?\d+", priority) or not -1024 <= int(priority) <= 1023:
         raise Fail("qsub: illegal -p value")
@@ -563,8 +573,10 @@ def trunc(text: str, width: int) -> str:
 
 
 def cmd_qstat(argv: list[str]) -> int:
-    opts, ids = getopt(argv, {"F", "u", "D", "W"}, set("fxtJwaiHrsnE1p"), "qstat")
+    opts, ids = getopt(argv, {"F", "u", "D", "W"}, set("fxtJwaiHrsnE1pB"), "qstat")
     flags = {k for k, _ in opts}
+    if "B" in flags:
+        return server_status("f" in flags)
     fmt = dict(opts).get("F")
     user = dict(opts).get("u")
     history = "x" in flags or "H" in flags
@@ -641,6 +653,33 @@ def cmd_qstat(argv: list[str]) -> int:
     for line in errors:
         print(line, file=sys.stderr)
     return rc
+
+
+def server_status(full: bool) -> int:
+    """``qstat -B [-f]``: the server's one-line summary, or its attributes (the layout of PBS
+    Pro's server attribute listing; see tests/corpus/pbs/samples/limits_*)."""
+    with Server() as srv:
+        srv.advance()
+        states = [job["job_state"] for key, job in srv.jobs.items() if not job.get("array_id")]
+    counts = {s: states.count(s) for s in "QHWRETB"}
+    if not full:
+        print("Server             Max   Tot   Que   Run   Hld   Wat   Trn   Ext Status")
+        print("---------------- ----- ----- ----- ----- ----- ----- ----- ----- -----------")
+        print(f"{SERVER:<16}     0 {len(states):>5} {counts['Q']:>5} {counts['R']:>5} {counts['H']:>5} "
+              f"{counts['W']:>5}     0 {counts['E']:>5} Active")
+        return 0
+    print(f"Server: {SERVER}")
+    for name, value in (
+        ("server_state", "Active"), ("server_host", HOST), ("scheduling", "True"),
+        ("total_jobs", len(states)),
+        ("state_count", f"Transit:0 Queued:{counts['Q']} Held:{counts['H']} Waiting:{counts['W']} "
+                        f"Running:{counts['R']} Exiting:{counts['E']} Begun:{counts['B']}"),
+        ("default_queue", queues()[0]), ("query_other_jobs", "True"), ("max_array_size", max_array_size()),
+        ("pbs_version", VERSION),
+    ):
+        print(f"    {name} = {value}")
+    print()
+    return 0
 
 
 # -- qdel / qrls ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Import the names from here (``from molq.batch import BatchDialect``); each conce
   :class:`AccountingUnavailable`)
 - :mod:`molq.batch.options`: the options every batch backend shares (:class:`BatchOptions`)
 - :mod:`molq.batch.runner`: the scheduler runner (:class:`BatchScheduler`, :class:`RetrySettings`)
+- :mod:`molq.batch.bulk`: many submissions in one command (the program and its answers)
 - :mod:`molq.batch.chunking`: splitting ids into command lines within a length budget
 - :mod:`molq.batch.exit_files`: final states from the wrapper's exit-code files
 - :mod:`molq.batch.site_limits`: the site's limits, read once per scheduler object

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from molq import array_runner, wrapper
+from molq.batch import bulk
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files
@@ -276,6 +277,94 @@ class BatchScheduler(SchedulerBase):
         result = self.run(self._with_extra(stdin_argv), is_submission=True, input=script, meanwhile=keep_copy)
         return self.dialect.parse_submit(result)
 
+    #: submit_many sends a whole batch in one command (molq.batch.bulk).
+    bulk_submission = True
+
+    def submit_many(self, items: Sequence[tuple[JobSpec, str]]) -> list[str | BaseException]:
+        """Submit several jobs (their directories exist) in one command, however many they
+        are: it writes every job's files and runs every submit command, printing each job's
+        answer, which the dialect's ``parse_submit`` reads as if the command had run alone.
+        Jobs it did not reach within half the submit time limit come back as
+        :class:`~molq.errors.SubmissionDeferred` (not submitted; the engine sends them again).
+        Failures the dialect calls transient (refused before acceptance) are sent again
+        together, as :meth:`run` does for one job. A split array goes part by part
+        (:mod:`molq.array_runner`). One result (id or error) per item."""
+        out: list[str | BaseException | None] = [None] * len(items)
+        entries: dict[int, bulk.Entry] = {}
+        for i, (spec, job_dir) in enumerate(items):
+            try:
+                if array_runner.plan(self, spec) is not None:
+                    out[i] = self.submit(spec, job_dir)
+                else:
+                    entries[i] = self._bulk_entry(spec, job_dir)
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                out[i] = exc
+        delay = self.retry.initial_delay
+        for attempt in range(1, self.retry.attempts + 1):
+            if not entries:
+                break
+            todo = list(entries)
+            answers = self._run_bulk([entries[i] for i in todo])
+            retry: dict[int, bulk.Entry] = {}
+            for i, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    out[i] = answer
+                    continue
+                transient = answer.returncode != 0 and self.dialect.is_transient(answer)
+                if transient and attempt < self.retry.attempts:
+                    retry[i] = entries[i]
+                    continue
+                try:
+                    out[i] = self._parse_bulk_answer(answer, transient=transient)
+                except Exception as exc:  # noqa: BLE001 - reported per item
+                    out[i] = exc
+            entries = retry
+            if entries:
+                log.warning("%s: %d submissions failed transiently (attempt %d/%d); sending them again",
+                            self.name, len(entries), attempt, self.retry.attempts)
+                self._sleep(delay)
+                delay *= self.retry.factor
+        assert all(o is not None for o in out)
+        return [o for o in out if o is not None]
+
+    def _bulk_entry(self, spec: JobSpec, job_dir: str) -> bulk.Entry:
+        """What the bulk program does for one job: the same files and command as :meth:`submit`."""
+        script = self.dialect.render_script(spec, job_dir)
+        path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
+        files: list[tuple[str, str, int]] = []
+        if spec.script is not None and spec.script.variant == "inline":
+            files.append((wrapper.inline_script_path(job_dir), spec.script.text or "", 0o700))
+        files.append((path, script, 0o700))
+        stdin_argv = self.dialect.submit_stdin_argv(spec)
+        if stdin_argv is None:
+            argv = self._with_extra(self.dialect.submit_argv(path, spec))
+            return bulk.Entry(tuple(files), tuple(self._argv(argv)), None)
+        return bulk.Entry(tuple(files), tuple(self._argv(self._with_extra(stdin_argv))), path)
+
+    def _run_bulk(self, entries: Sequence[bulk.Entry]) -> list[CommandResult | BaseException]:
+        # Half the time a submit command may still be under way after its submitter died:
+        # later jobs wait for the next round, when the engine has marked them again.
+        program = bulk.program_for(entries, self.env or None, deadline=max(1, int(self.submit_in_flight_seconds / 2)))
+        # Each submission gets the time limit one submit command has on its own.
+        timeout = self.retry.command_timeout * max(1, len(entries))
+        started = time.monotonic()
+        try:
+            result = self.transport.run(program.argv(), input=program.text(), timeout=timeout)
+        except TransportError as exc:
+            # Some submit commands may have run before the connection failed: uncertain, never
+            # sent again (adoption finds what the scheduler accepted).
+            self.command_log.append(("bulk-submit", time.monotonic() - started))
+            return bulk.results_of(entries, None, program.nonce, failure=str(exc))
+        self.command_log.append(("bulk-submit", result.duration))
+        return bulk.results_of(entries, result, program.nonce)
+
+    def _parse_bulk_answer(self, answer: CommandResult, *, transient: bool) -> str:
+        if transient:
+            # As in run(): refused before acceptance every time, so definitely not submitted.
+            raise SubmitError(f"{answer.argv[0]} failed: {answer.stderr.strip() or answer.returncode}",
+                              stderr=answer.stderr, command=list(answer.argv))
+        return self.dialect.parse_submit(answer)
+
     def _with_extra(self, argv: list[str]) -> list[str]:
         """The profile's extra submit flags, right after the command name."""
         if self.extra_submit_args:
@@ -472,7 +561,8 @@ class BatchScheduler(SchedulerBase):
             return {}
         result = self.run(argv)
         found = self.dialect.parse_adopt(result, list(tags))
-        return {tags[tag]: sid for tag, sid in found.items() if tag in tags}
+        by_job = {tags[tag]: sid for tag, sid in found.items() if tag in tags}
+        return array_runner.check_adopted(self, jobs, by_job)
 
     def list_queue(self, *, user: str | None = None) -> list[QueueEntry]:
         result = self.run(self.dialect.queue_argv(user))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from molq.causes import EndCause
 from molq.engine.context import EngineContext
 from molq.engine.faults import crash_point
-from molq.engine.prepare import dependency_verdict, may_retry, prepare, stored_request
+from molq.engine.prepare import dependency_verdict, may_retry, prepare, split_needs_molq, stored_request
 from molq.engine.submit import launch
 from molq.errors import ConfigError, MolqError
 from molq.identity import host_identity as host_name
@@ -45,7 +45,8 @@ def hold_verdict(ctx: EngineContext, record: JobRecord) -> tuple[bool | None, st
         if verdict is False:
             return False, (f"dependency {dep.dependency_type} on {upstream.root_job_id} can never be "
                            f"satisfied: its last attempt ended {upstream.state.value}")
-        if verdict is None and (may_retry(ctx, upstream) or upstream.scheduler_job_id is None):
+        if verdict is None and (may_retry(ctx, upstream) or upstream.scheduler_job_id is None
+                                or split_needs_molq(dep.dependency_type, upstream)):
             waiting.append(upstream.root_job_id)
     if waiting:
         return None, "waiting for " + ", ".join(waiting)

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from molq import serde
+from molq.arrays import part_ids
 from molq.engine.context import EngineContext
 from molq.errors import ConfigError, JobNotFoundError
 from molq.model import (
@@ -302,16 +303,32 @@ def compile_dependencies(
         native = None
         if verdict is None and ref.condition != "after_started" and may_retry(ctx, upstream):
             held.append(f"waiting for {upstream.root_job_id} and its retries ({ref.condition})")
+        elif verdict is None and split_needs_molq(ref.condition, upstream):
+            held.append(f"waiting for {upstream.root_job_id}, an array submitted in parts ({ref.condition})")
         elif verdict is None:
             if upstream.scheduler_job_id is None:
                 raise ConfigError(
                     f"dependency on {upstream.job_id}: that job has no scheduler id yet "
                     f"(state {upstream.state.value}); wait until it is submitted"
                 )
-            compiled.append(CompiledDependency(ref.condition, upstream.job_id, upstream.scheduler_job_id))
-            native = ctx.scheduler.native_condition(ref.condition, upstream.scheduler_job_id)
+            # A split array is its parts: the condition must hold for every one of them.
+            parts = part_ids(upstream.scheduler_job_id)
+            compiled.extend(CompiledDependency(ref.condition, upstream.job_id, sid) for sid in parts)
+            native = ",".join(ctx.scheduler.native_condition(ref.condition, sid) for sid in parts)
         rows.append(JobDependency(job_id, upstream.job_id, ref.condition, native))
     return compiled, rows, held
+
+
+#: Conditions that hold for a split array when they hold for each of its parts; the others
+#: ("one part failed", "one part started") no scheduler states over several jobs, so molq
+#: holds the dependent and judges the molq job itself (molq.engine.hold).
+_PER_PART_CONDITIONS = frozenset({"after_success", "after"})
+
+
+def split_needs_molq(condition: str, upstream: JobRecord) -> bool:
+    """Whether a dependency on ``upstream`` must be judged by molq because ``upstream`` is
+    an array submitted in parts and ``condition`` is not "every part ...". """
+    return condition not in _PER_PART_CONDITIONS and len(part_ids(upstream.scheduler_job_id)) > 1
 
 
 def dependency_verdict(condition: str, upstream: JobRecord) -> bool | None:

@@ -22,16 +22,18 @@ from molq.errors import (
     ConfigError,
     MolqError,
     SchedulerError,
+    SubmissionDeferred,
     SubmissionUncertainError,
     SubmitError,
     TransientSchedulerError,
     TransportError,
 )
 from molq.model import JobRecord, JobSpec, JobState
+from molq.transport import make_dirs
 
 log = logging.getLogger("molq.engine")
 
-__all__ = ["submit", "submit_many", "launch", "render", "DEFAULT_CONCURRENCY"]
+__all__ = ["submit", "submit_many", "launch", "launch_many", "render", "DEFAULT_CONCURRENCY"]
 
 
 def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | None]:
@@ -79,6 +81,12 @@ def submit_many(
         except MolqError as exc:  # recorded on the job by launch (FAILED, or left to adoption)
             return i, None, exc
 
+    if len(todo) > 1 and ctx.scheduler.bulk_submission and ctx.target.transport.is_remote:
+        # Every command costs a round trip: the whole batch goes in a constant number of them.
+        launched = launch_many(ctx, [records[i] for i in todo], [subs[i].spec for i in todo])
+        for i, (sid, error) in zip(todo, launched, strict=True):
+            results[i] = (records[i], sid, error)
+        return results
     workers = max(1, min(concurrency or DEFAULT_CONCURRENCY, len(todo) or 1))
     if workers == 1:
         done = [one(i) for i in todo]
@@ -97,33 +105,104 @@ def render(ctx: EngineContext, request: JobRequest) -> str:
     return ctx.scheduler.render_script(sub.spec, sub.job_dir)
 
 
+def _parent(record: JobRecord) -> str:
+    return record.job_dir.rsplit("/", 1)[0] if record.job_dir else ""
+
+
 def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
     """Create the job directory and hand the job to the scheduler; the record exists."""
     transport = ctx.target.transport
     try:
-        parent = record.job_dir.rsplit("/", 1)[0] if record.job_dir else ""
+        parent = _parent(record)
         if parent and parent not in ctx.made_dirs:
             transport.mkdir(parent, parents=True, mode=0o700)
             ctx.made_dirs.add(parent)
         if record.job_dir:
             transport.mkdir(record.job_dir, parents=False, mode=0o700)
         sid = ctx.scheduler.submit(spec, record.job_dir or "")
-    except TransientSchedulerError as exc:
+    except (SchedulerError, TransportError, ConfigError, OSError) as exc:
+        error = _not_launched(ctx, record, exc)
+        if error is exc:
+            raise
+        raise error from exc
+    return _accepted(ctx, record, sid)
+
+
+def launch_many(ctx: EngineContext, records: Sequence[JobRecord], specs: Sequence[JobSpec]
+                ) -> list[tuple[str | None, MolqError | None]]:
+    """:func:`launch` for many recorded jobs in a constant number of commands: one creates
+    every job directory, then the scheduler's ``submit_many`` sends them all. Each job's
+    outcome is recorded as :func:`launch` records it; one (scheduler id, error) per job."""
+    out: list[tuple[str | None, MolqError | None]] = [(None, None)] * len(records)
+    parents = sorted({_parent(r) for r in records if r.job_dir} - ctx.made_dirs - {""})
+    dirs = parents + [r.job_dir for r in records if r.job_dir]
+    try:
+        # A directory costs a fork or two on the far side: the limit grows with the batch.
+        failed = make_dirs(ctx.target.transport, dirs, mode=0o700,
+                           timeout=(ctx.scheduler.submit_in_flight_seconds or 60.0) + 0.05 * len(dirs))
+    except (TransportError, OSError) as exc:
+        failed = {d: str(exc) for d in dirs}
+    ctx.made_dirs.update(p for p in parents if p not in failed)
+    todo: list[int] = []
+    for i, record in enumerate(records):
+        why = failed.get(_parent(record)) or failed.get(record.job_dir or "")
+        if why is not None:
+            out[i] = (None, _not_launched(ctx, record, TransportError(f"creating {record.job_dir} failed: {why}")))
+        else:
+            todo.append(i)
+    while todo:
+        answers = ctx.scheduler.submit_many([(specs[i], records[i].job_dir or "") for i in todo])
+        deferred = [i for i, answer in zip(todo, answers, strict=True) if isinstance(answer, SubmissionDeferred)]
+        _record_answers(ctx, records, todo, answers, out)
+        # Not submitted: marked as being submitted again, so that recovery's in-flight window
+        # starts now for them, then sent in the next round.
+        todo = []
+        with ctx.store.batch():
+            for i in deferred:
+                if ctx.store.update_job(ctx.cluster_name, records[i].job_id, expect_state=JobState.CREATED):
+                    todo.append(i)
+                else:  # moved meanwhile (cancelled, say): whatever did that decided for it
+                    out[i] = (None, SubmitError(f"{records[i].job_id} was not submitted: its record changed "
+                                                f"while it waited for its turn"))
+    return out
+
+
+def _record_answers(ctx: EngineContext, records: Sequence[JobRecord], todo: Sequence[int],
+                    answers: Sequence[str | BaseException], out: list[tuple[str | None, MolqError | None]]) -> None:
+    for i, answer in zip(todo, answers, strict=True):
+        if isinstance(answer, SubmissionDeferred):
+            continue
+        if isinstance(answer, str):
+            out[i] = (_accepted(ctx, records[i], answer), None)
+        elif isinstance(answer, (SchedulerError, TransportError, ConfigError, OSError)):
+            out[i] = (None, _not_launched(ctx, records[i], answer))
+        else:
+            # Nothing tells whether the scheduler got it: leave it to adoption, as an
+            # interrupted launch() would.
+            out[i] = (None, _not_launched(ctx, records[i], TransientSchedulerError(str(answer))))
+
+
+def _not_launched(ctx: EngineContext, record: JobRecord, exc: BaseException) -> MolqError:
+    """Record why ``record`` was not submitted; the error to give the caller. An uncertain
+    submission keeps the record (adoption decides); any other failure fails the job."""
+    if isinstance(exc, TransientSchedulerError):
         # The scheduler may have the job: keep the record, let refresh adopt or fail it.
         ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=JobState.CREATED, submit_pid=None)
-        raise SubmissionUncertainError(
+        return SubmissionUncertainError(
             f"submission of {record.job_id} to {ctx.cluster_name} is uncertain ({exc}); "
             f"molq will adopt the job on a later refresh if the scheduler accepted it",
-            job_id=record.job_id, stderr=exc.stderr) from exc
-    except (SchedulerError, TransportError, ConfigError, OSError) as exc:
-        message = (getattr(exc, "stderr", "") or str(exc)).strip()
-        ctx.transition(record, JobState.FAILED, reason=f"submission failed: {message}",
-                       failure_reason=f"submission failed: {message}", finished_at=time.time(),
-                       end_cause=EndCause.LAUNCH_FAILED.value)
-        if isinstance(exc, SubmitError):
-            raise
-        raise SubmitError(f"submitting to {ctx.cluster_name} failed: {message}",
-                          stderr=getattr(exc, "stderr", "")) from exc
+            job_id=record.job_id, stderr=exc.stderr)
+    message = (getattr(exc, "stderr", "") or str(exc)).strip()
+    ctx.transition(record, JobState.FAILED, reason=f"submission failed: {message}",
+                   failure_reason=f"submission failed: {message}", finished_at=time.time(),
+                   end_cause=EndCause.LAUNCH_FAILED.value)
+    if isinstance(exc, SubmitError):
+        return exc
+    return SubmitError(f"submitting to {ctx.cluster_name} failed: {message}", stderr=getattr(exc, "stderr", ""))
+
+
+def _accepted(ctx: EngineContext, record: JobRecord, sid: str) -> str:
+    """Record that the scheduler accepted ``record`` as ``sid``."""
     crash_point("submit:after-scheduler")
     tr = ctx.transition(record, JobState.SUBMITTED, reason=f"accepted by {ctx.target.scheduler} as {sid}",
                         scheduler_job_id=sid, submitted_at=time.time())

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from molq.errors import TransportError
-from molq.transport import Transport
+from molq.transport import Transport, make_dirs
 
 
 class TransportConformance:
@@ -61,6 +61,16 @@ class TransportConformance:
         assert mode == "600"
         transport.remove(f"{remote_dir}/a", recursive=True)
         assert not transport.exists(f"{remote_dir}/a")
+
+    def test_make_dirs_creates_each_and_reports_each_failure(self, transport: Transport, remote_dir: str) -> None:
+        # The transport's own make_dirs when it has one, else one mkdir per path: same answer.
+        transport.write_text(f"{remote_dir}/file", "")
+        wanted = [f"{remote_dir}/m/it's $(x)/one", f"{remote_dir}/m/two words", f"{remote_dir}/file/sub"]
+        failed = make_dirs(transport, wanted, mode=0o700)
+        assert list(failed) == [f"{remote_dir}/file/sub"]
+        for path in wanted[:2]:
+            assert transport.run(["stat", "-c", "%a", path]).stdout.strip() == "700"
+        assert make_dirs(transport, wanted[:2]) == {}  # existing directories are fine
 
     def test_write_onto_directory_raises(self, transport: Transport, remote_dir: str) -> None:
         transport.mkdir(f"{remote_dir}/adir")
