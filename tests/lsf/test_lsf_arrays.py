@@ -150,3 +150,13 @@ def test_a_refused_part_cancels_the_parts_already_accepted(sim: LsfSimulator, tm
         assert sim.state()["jobs"] == {}
     finally:
         sub.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "10"])
+def test_a_bad_max_array_size_is_refused(bad: object) -> None:
+    from molq_lsf import LsfOptions
+
+    with pytest.raises(ConfigError, match="MAX_JOB_ARRAY_SIZE"):
+        LsfOptions(max_array_size=bad)  # type: ignore[arg-type]
+    assert LsfOptions(max_array_size=10).array_limit == 11
+    assert LsfOptions().array_limit is None
