@@ -160,3 +160,16 @@ def test_a_bad_max_array_size_is_refused(bad: object) -> None:
         LsfOptions(max_array_size=bad)  # type: ignore[arg-type]
     assert LsfOptions(max_array_size=10).array_limit == 11
     assert LsfOptions().array_limit is None
+
+
+def test_adoption_finds_every_part_of_a_split_array(submitor: Submitor) -> None:
+    from molq.scheduler import TrackedJob
+
+    handle = submitor.submit_job(command="sleep 30", scheduling=JobScheduling(array_spec="1-25"))
+    rec = submitor.get_job(handle.job_id)
+    try:
+        assert len(part_ids(rec.scheduler_job_id)) == 3
+        lost = TrackedJob(handle.job_id, None, rec.job_dir)
+        assert submitor.scheduler.find_adoptable([lost]) == {handle.job_id: rec.scheduler_job_id}
+    finally:
+        submitor.cancel_job(handle.job_id)

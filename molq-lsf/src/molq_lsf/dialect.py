@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from molq import wrapper
+from molq.arrays import PART_SEPARATOR
 from molq.batch import BatchDialect
 from molq.errors import ConfigError, SchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer
@@ -365,14 +366,13 @@ class LsfDialect(BatchDialect):
     def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
         records = parse_bjobs_json(result.returncode, result.stdout, result.stderr).records
         wanted = set(tags)
-        found: dict[str, str] = {}
+        by_tag: dict[str, set[str]] = {}
         for rec in records:
-            if rec.description in wanted:
-                current = found.get(rec.description)
-                # Should a tag appear twice, the newest job is the one to follow.
-                if current is None or int(rec.job_id) > int(current):
-                    found[rec.description] = rec.job_id
-        return found
+            if rec.description in wanted and rec.job_id.isdigit():
+                by_tag.setdefault(rec.description, set()).add(rec.job_id)
+        # Several jobs under one tag: the parts of a split array (the runner checks them
+        # against the job's plan, and keeps the first of a duplicated submission), in order.
+        return {tag: PART_SEPARATOR.join(sorted(ids, key=int)) for tag, ids in by_tag.items()}
 
     # -- dependencies ------------------------------------------------------------------------
     def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:
