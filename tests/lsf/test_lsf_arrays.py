@@ -173,3 +173,21 @@ def test_adoption_finds_every_part_of_a_split_array(submitor: Submitor) -> None:
         assert submitor.scheduler.find_adoptable([lost]) == {handle.job_id: rec.scheduler_job_id}
     finally:
         submitor.cancel_job(handle.job_id)
+
+
+def test_a_dependency_on_a_split_array_waits_for_every_part(
+        submitor: Submitor, sim: LsfSimulator, tmp_path: Path) -> None:
+    here = JobExecution(cwd=str(tmp_path))
+    # The last part's tasks (21-25) finish last: a dependency on the first part alone would
+    # start the dependent before they are done.
+    up = submitor.submit_job(command='[ "$LSB_JOBINDEX" -lt 21 ] || sleep 3; : > "marks/$LSB_JOBINDEX"',
+                             execution=here, scheduling=JobScheduling(array_spec="1-25"))
+    sids = part_ids(submitor.get_job(up.job_id).scheduler_job_id)
+    assert len(sids) == 3
+    ok = submitor.submit_job(command="ls marks | wc -l > seen_ok", execution=here, after_success=[up.job_id])
+    # bsub -w names every part (the dependency record lists them too).
+    ok_sid = submitor.get_job(ok.job_id).scheduler_job_id
+    assert sim.state()["jobs"][ok_sid]["dependency_text"] == " && ".join(f"done({sid})" for sid in sids)
+    finals = submitor.watch_jobs([up.job_id, ok.job_id], timeout=120)
+    assert [r.state for r in finals] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert (tmp_path / "seen_ok").read_text().strip() == "25"
