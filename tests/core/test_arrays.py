@@ -46,6 +46,27 @@ def test_stepped_and_sparse_arrays(spec: str, limit: int) -> None:
         assert max(array_indices(part.spec)[0]) < limit
 
 
+@pytest.mark.parametrize("spec,limit", [("1-25", 11), ("1-100:10", 30), ("3-7,1000-1002,5000", 4), ("7", 5),
+                                        ("1-99999:7%3", 1001), ("2-3", 2)])
+def test_parts_start_at_the_lowest_index_when_the_scheduler_has_one(spec: str, limit: int) -> None:
+    # LSF: indices 1..MAX_JOB_ARRAY_SIZE, i.e. limit = MAX_JOB_ARRAY_SIZE + 1 and lowest 1.
+    parts = split_array(spec, limit, lowest=1)
+    indices, _ = array_indices(spec)
+    assert parts is not None
+    assert _covered(parts) == indices
+    for part in parts:
+        shifted = array_indices(part.spec)[0]
+        assert shifted[0] == 1 and shifted[-1] < limit
+
+
+def test_the_lowest_index_is_checked() -> None:
+    assert split_array("1-10", 11, lowest=1) is None  # index 10 = MAX_JOB_ARRAY_SIZE fits
+    with pytest.raises(ConfigError, match="index 0 is below 1"):
+        split_array("0-30", 11, lowest=1)
+    with pytest.raises(ConfigError):
+        split_array("1-30", 1, lowest=1)  # no index would be allowed at all
+
+
 def test_compress_is_the_inverse_of_expanding() -> None:
     rng = random.Random(19)
     for _ in range(200):

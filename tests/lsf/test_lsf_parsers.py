@@ -262,7 +262,9 @@ def test_adoption_finds_tags_in_job_descriptions(dialect):
     found = dialect.parse_adopt(result("bjobs", 0, golden("bjobs_adopt.json")), tags)
     assert found == {
         "molq-0f1e2d3c4b5a69788796a5b4c3d2e1f0": "900",
-        "molq-aaaabbbbccccddddeeeeffff00001111": "905",  # the newest of two
+        # Both, oldest first: the parts of a split array, or a duplicated submission whose
+        # first job the runner keeps (molq.array_runner.check_adopted).
+        "molq-aaaabbbbccccddddeeeeffff00001111": "902,905",
     }
 
 

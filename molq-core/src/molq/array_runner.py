@@ -3,8 +3,9 @@ once per scheduler object, the submission of the parts, and one job's evidence a
 outcome from its parts'.
 
 A dialect takes part by answering :meth:`~molq.batch.BatchDialect.limits_argv` /
-``parse_max_array_size`` (where the site's limit is read) and ``array_offset_line`` (the shell
-line that shifts a part's task index back); one that does not (the default) never splits.
+``parse_max_array_size`` (where the site's limit is read), ``lowest_array_index`` (where a
+part's indices start) and ``array_offset_line`` (the shell line that shifts a part's task index
+back); one that does not (the default) never splits.
 ``BatchScheduler.array_limit`` (from the profile) replaces the site's value when set.
 """
 
@@ -22,7 +23,7 @@ from molq.errors import SchedulerError, SubmitError, TransportError
 from molq.evidence import CancelOutcome, Observation
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
-from molq.wrapper import join_path
+from molq.wrapper import SCRIPT_FILE, join_path
 
 if TYPE_CHECKING:
     from molq.batch import BatchScheduler
@@ -48,7 +49,7 @@ def plan(sched: BatchScheduler, spec: JobSpec) -> list[ArrayPart] | None:
     if not array or sched.dialect.array_offset_line(0) is None:
         return None
     limit = max_array_size(sched)
-    return split_array(array, limit) if limit else None
+    return split_array(array, limit, sched.dialect.lowest_array_index) if limit else None
 
 
 def _part_spec(spec: JobSpec, part: ArrayPart) -> JobSpec:
@@ -84,16 +85,24 @@ def _read_plan(raw: str | None) -> tuple[int | None, str | None]:
     return count, ids
 
 
+def part_script_name(k: int) -> str:
+    """The file of part ``k``'s job script in the shared job directory: its own file for
+    every part, because a scheduler that reads the script when the job starts (LSF runs the
+    command named on the bsub line) must find that part's offset, not the last part's."""
+    return SCRIPT_FILE if k == 0 else f"job.part{k}.sh"
+
+
 def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequence[ArrayPart]) -> str:
     """Submit every part; the joined scheduler ids. If one part is refused, the parts already
     accepted are cancelled and the error raised: a job runs whole or not at all."""
     if job_dir:
         sched.transport.write_text(join_path(job_dir, PLAN_FILE), f"{len(parts)}\n", mode=0o600)
     ids: list[str] = []
-    for part in parts:
+    for k, part in enumerate(parts):
         try:
             ids.append(sched.submit(_part_spec(spec, part), job_dir,
-                                    script=part_script(sched, spec, job_dir, part)))
+                                    script=part_script(sched, spec, job_dir, part),
+                                    script_name=part_script_name(k)))
         except Exception as exc:
             if ids:
                 try:

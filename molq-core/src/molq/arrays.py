@@ -1,7 +1,8 @@
 """Job arrays larger than a cluster allows: split into several scheduler arrays, one molq job.
 
-Pure functions, no I/O. A site's limit (SLURM ``MaxArraySize``) bounds the task *index*: every
-index must be below it. An array whose indices reach the limit is cut into parts whose
+Pure functions, no I/O. A site's limit (SLURM ``MaxArraySize``; LSF ``MAX_JOB_ARRAY_SIZE`` + 1)
+bounds the task *index*: every index must be below it, and at or above the scheduler's lowest
+index (SLURM 0, LSF 1). An array whose indices reach the limit is cut into parts whose
 indices, shifted down by the part's offset, all stay below it; each part's job script adds the
 offset back before anything reads the task index, so the job sees the indices the user asked
 for. A ``%N`` throttle is passed to every part.
@@ -99,23 +100,36 @@ def compress_indices(indices: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def split_array(spec: str, max_array_size: int) -> list[ArrayPart] | None:
+def split_array(spec: str, max_array_size: int, lowest: int = 0) -> list[ArrayPart] | None:
     """The parts ``spec`` must be cut into so that every index stays below ``max_array_size``
-    (SLURM's rule), or None when it fits as it is.
+    (SLURM's rule), or None when it fits as it is. ``lowest`` is the smallest index the
+    scheduler accepts (SLURM 0, LSF 1): each part's shifted indices start there.
 
     >>> [(p.spec, p.offset) for p in split_array("0-11%2", 5)]
     [('0-4%2', 0), ('0-4%2', 5), ('0,1%2', 10)]
+    >>> [(p.spec, p.offset) for p in split_array("1-25", 11, lowest=1)]
+    [('1-10', 0), ('1-10', 10), ('1-5', 20)]
+    >>> [(p.spec, p.offset) for p in split_array("5,30-32", 11, lowest=1)]
+    [('1', 4), ('1-3', 29)]
+    >>> split_array("1-10", 11, lowest=1) is None
+    True
     """
     if max_array_size < 1:
         raise ConfigError(f"max_array_size must be at least 1, got {max_array_size}")
+    if not 0 <= lowest < max_array_size:
+        raise ConfigError(f"the lowest array index {lowest} must be in 0..{max_array_size - 1}")
     indices, throttle = array_indices(spec)
+    if indices[0] < lowest:
+        raise ConfigError(f"array_spec {spec!r}: index {indices[0]} is below {lowest}, "
+                          f"the lowest index this scheduler accepts")
     if indices[-1] < max_array_size:
         return None
     tail = f"%{throttle}" if throttle is not None else ""
     parts: list[ArrayPart] = []
     i = 0
     while i < len(indices):
-        offset = indices[i]
+        # The part's first index becomes ``lowest`` on the scheduler's side.
+        offset = indices[i] - lowest
         j = i
         while j < len(indices) and indices[j] - offset < max_array_size:
             j += 1

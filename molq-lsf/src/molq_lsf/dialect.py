@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from molq import wrapper
+from molq.arrays import PART_SEPARATOR
 from molq.batch import BatchDialect
 from molq.errors import ConfigError, SchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer
@@ -68,6 +69,12 @@ DEPENDENCY_FUNCTIONS: dict[str, str] = {
     "after_started": "started",
     "after": "ended",
 }
+
+#: LSF's MAX_JOB_ARRAY_SIZE when lsb.params does not set it (IBM: "By default, the maximum
+#: number of jobs in a job array is 1000").
+DEFAULT_MAX_JOB_ARRAY_SIZE = 1000
+_MAX_ARRAY_RE = re.compile(r"^\s*MAX_JOB_ARRAY_SIZE\s*=\s*(\d+)\b", re.MULTILINE)
+_PARAM_LINE_RE = re.compile(r"^\s*[A-Z][A-Z0-9_]*\s*=", re.MULTILINE)
 
 _GPU_MODEL_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
@@ -220,6 +227,37 @@ class LsfDialect(BatchDialect):
     def parse_submit(self, result: CommandResult) -> str:
         return parse_submit_output(result.returncode, result.stdout, result.stderr)
 
+    # -- arrays beyond MAX_JOB_ARRAY_SIZE (molq.array_runner) --------------------------------
+    #: LSF refuses index 0: a split part's indices start at 1.
+    lowest_array_index = 1
+
+    def limits_argv(self) -> list[str]:
+        return ["bparams", "-a"]
+
+    def parse_max_array_size(self, result: CommandResult) -> int | None:
+        """``MAX_JOB_ARRAY_SIZE = 1000`` from ``bparams -a``, as molq's "largest index + 1".
+
+        LSF's value is the largest index itself (indices start at 1), hence the + 1. An answer
+        that lists parameters but not this one means LSF's default, 1000; an answer that lists
+        none is not read as a limit at all (it raises)."""
+        if result.returncode != 0:
+            raise SchedulerError(
+                f"bparams failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()}",
+                stderr=result.stderr, command=list(result.argv))
+        match = _MAX_ARRAY_RE.search(result.stdout)
+        if match is not None:
+            return int(match.group(1)) + 1
+        if not _PARAM_LINE_RE.search(result.stdout):
+            raise SchedulerError("bparams -a printed no parameters",
+                                 stderr=result.stderr, command=list(result.argv))
+        return DEFAULT_MAX_JOB_ARRAY_SIZE + 1
+
+    def array_offset_line(self, offset: int) -> str:
+        # Before the wrapper reads the index: the job and molq's per-task files see the index
+        # the user asked for, not the part's shifted one. LSB_JOBINDEX is 0 outside arrays.
+        return (f'[ "${{LSB_JOBINDEX:-0}}" = 0 ] || '
+                f'export LSB_JOBINDEX=$((LSB_JOBINDEX + {int(offset)}))')
+
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
         # -a: finished jobs are listed too (for CLEAN_PERIOD), so one call gives final states.
@@ -328,14 +366,13 @@ class LsfDialect(BatchDialect):
     def parse_adopt(self, result: CommandResult, tags: Sequence[str]) -> dict[str, str]:
         records = parse_bjobs_json(result.returncode, result.stdout, result.stderr).records
         wanted = set(tags)
-        found: dict[str, str] = {}
+        by_tag: dict[str, set[str]] = {}
         for rec in records:
-            if rec.description in wanted:
-                current = found.get(rec.description)
-                # Should a tag appear twice, the newest job is the one to follow.
-                if current is None or int(rec.job_id) > int(current):
-                    found[rec.description] = rec.job_id
-        return found
+            if rec.description in wanted and rec.job_id.isdigit():
+                by_tag.setdefault(rec.description, set()).add(rec.job_id)
+        # Several jobs under one tag: the parts of a split array (the runner checks them
+        # against the job's plan, and keeps the first of a duplicated submission), in order.
+        return {tag: PART_SEPARATOR.join(sorted(ids, key=int)) for tag, ids in by_tag.items()}
 
     # -- dependencies ------------------------------------------------------------------------
     def native_condition(self, condition: DependencyCondition, scheduler_job_id: str) -> str:

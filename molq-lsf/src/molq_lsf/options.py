@@ -34,7 +34,9 @@ class LsfOptions(BatchOptions):
     every ``bsub`` command line; ``default_queue``/``default_project`` apply when a job names
     none; ``env`` is added to the environment of every LSF command (e.g. ``LSF_ENVDIR``). The
     settings every batch cluster has (command timeout and retries, shared polling limits, the
-    circuit breaker, ``max_array_size``) come from :class:`~molq.batch.BatchOptions`.
+    circuit breaker) come from :class:`~molq.batch.BatchOptions`. ``max_array_size`` is the
+    cluster's ``MAX_JOB_ARRAY_SIZE`` (the largest array index) instead of the value
+    ``bparams -a`` reports; arrays with a larger index are split into several LSF arrays.
 
     >>> LsfOptions(unit_for_limits="mb", default_queue="short").unit_for_limits
     'MB'
@@ -46,3 +48,16 @@ class LsfOptions(BatchOptions):
     default_queue: str | None = attrs.field(default=None, validator=optional_name("LsfOptions.default_queue"))
     default_project: str | None = attrs.field(default=None, validator=optional_name("LsfOptions.default_project"))
     env: dict[str, str] = attrs.field(factory=dict, converter=lambda v: string_map("LsfOptions.env")(v), hash=False)
+    max_array_size: int | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        if self.max_array_size is not None and (isinstance(self.max_array_size, bool) or not isinstance(
+                self.max_array_size, int) or self.max_array_size < 1):
+            raise ConfigError(f"LsfOptions.max_array_size must be a whole number >= 1 (the cluster's "
+                              f"MAX_JOB_ARRAY_SIZE), got {self.max_array_size!r}")
+
+    @property
+    def array_limit(self) -> int | None:
+        """molq's array limit (largest index + 1) from ``max_array_size`` (largest index)."""
+        return None if self.max_array_size is None else self.max_array_size + 1

@@ -26,7 +26,7 @@ def build_scheduler(transport: Any, options: LsfOptions | None = None, **kwargs:
         options = LsfOptions()
     elif not isinstance(options, LsfOptions):
         raise ConfigError(f"the lsf scheduler takes LsfOptions, got {type(options).__name__}")
-    kwargs = {**options.runner_settings(), **kwargs}
+    kwargs = {**options.runner_settings(), "array_limit": options.array_limit, **kwargs}
     return BatchScheduler(
         LsfDialect(options),
         transport,

@@ -51,7 +51,7 @@ def use_timeout(sub: Submitor, sample: dict[str, Any]) -> None:
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch) -> FakeCommands:
-    fake = FakeCommands(tmp_path / "bin", commands=("bsub", "bjobs", "bkill"))
+    fake = FakeCommands(tmp_path / "bin", commands=("bsub", "bjobs", "bkill", "bparams"))
     monkeypatch.setenv("PATH", f"{fake.bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MOLQ_HOME", str(tmp_path / "home"))
     # A cancel the fake never confirms waits this long, not the interactive default.
@@ -96,7 +96,7 @@ def status_ids(expect: dict[str, Any]) -> list[str]:
 def test_corpus_is_big_enough_and_every_sample_names_its_source():
     assert len(SAMPLES) >= 40
     kinds = {load(n)["kind"] for n in SAMPLES}
-    assert kinds == {"status", "submit", "cancel", "queue"}
+    assert kinds == {"status", "submit", "cancel", "queue", "limits"}
 
 
 # -- status: the dialect's evidence --------------------------------------------------------------
@@ -209,6 +209,25 @@ def test_submit(name, fake, submitor):
         handle = submitor.submit_job(argv=["true"])
         assert handle.scheduler_job_id == expect["scheduler_id"]
         assert submitor.get_job(handle.job_id).state == JobState.SUBMITTED
+
+
+# -- the site's array limit (bparams -a) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", of_kind("limits"))
+def test_array_limit(name, fake, submitor):
+    from molq.array_runner import max_array_size
+
+    sample = load(name)
+    want = sample["expect"]["max_array_size"]
+    fake.set("bparams", answer_of(sample))
+    sched = submitor.scheduler
+    assert max_array_size(sched) == (None if want == "none" else want)
+    first = len(fake.argvs("bparams"))
+    assert max_array_size(sched) == (None if want == "none" else want)
+    # A value is read once per scheduler; a failed read is asked again next time.
+    assert len(fake.argvs("bparams")) == (2 * first if want == "none" else 1)
+    assert fake.argvs("bparams")[0] == ["-a"]
 
 
 # -- queue --------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A small LSF simulator for tests: ``bsub``, ``bjobs``, ``bkill``, ``bstop``, ``bresume`` and
-``brequeue`` that run jobs for real.
+``brequeue`` that run jobs for real, and ``bparams -a`` (``max_array_size`` in the config is
+its ``MAX_JOB_ARRAY_SIZE``: an array whose largest index exceeds it is refused).
 
 State lives in ``$MOLQ_LSFSIM_HOME/state.json`` (replaced atomically; writers hold an fcntl
 lock on ``state.lock``). There is no daemon: every command first "advances the world" (starts
@@ -406,9 +407,25 @@ def array_indices(spec: str, cfg: dict) -> list:
             raise Refused("Bad job name. Job not submitted.")
         lo, hi, step = int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)
         out.extend(range(lo, hi + 1, step))
-    if not out or min(out) < 1 or len(out) > cfg["max_array_size"]:
+    if not out or min(out) < 1:
         raise Refused("Bad job name. Job not submitted.")
+    if max(out) > cfg["max_array_size"]:
+        # MAX_JOB_ARRAY_SIZE bounds the largest index (IBM bsub -J: "the maximum job array
+        # index can never exceed" it); LSF's text for LSBE_BIG_IDX.
+        raise Refused("Job array index too large. Job not submitted.")
     return sorted(set(out))
+
+
+def bparams(argv: list, root: str, cfg: dict) -> int:
+    """``bparams -a``: one ``NAME = value`` line per parameter, as LSF prints them."""
+    if argv != ["-a"]:
+        raise Refused("bparams: only -a is simulated")
+    print(f"lsb.params configuration at {time.strftime('%a %b %d %H:%M:%S %Y')}")
+    for name, value in (("DEFAULT_QUEUE", cfg["default_queue"]), ("MBD_SLEEP_TIME", 10),
+                        ("SBD_SLEEP_TIME", 7), ("CLEAN_PERIOD", cfg["clean_period"]),
+                        ("MAX_JOB_ARRAY_SIZE", cfg["max_array_size"])):
+        print(f"    {name} = {value}")
+    return 0
 
 
 def bsub(argv: list, root: str, cfg: dict) -> int:
@@ -755,7 +772,7 @@ def main(command: str, argv: list) -> int:
             print(text or "LSF is down. Please wait ...", file=sys.stderr)
             return 255
         commands = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill, "bstop": bstop,
-                    "bresume": bresume, "brequeue": brequeue}
+                    "bresume": bresume, "brequeue": brequeue, "bparams": bparams}
         return commands[command](argv, root, config(root))
     except Refused as exc:
         print(exc, file=sys.stderr)

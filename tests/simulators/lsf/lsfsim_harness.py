@@ -21,7 +21,7 @@ from typing import Any
 import lsfsim
 
 BIN_DIR = Path(lsfsim.__file__).resolve().parent / "bin"
-COMMANDS = ("bsub", "bjobs", "bkill", "bstop", "bresume", "brequeue")
+COMMANDS = ("bsub", "bjobs", "bkill", "bstop", "bresume", "brequeue", "bparams")
 
 #: Fast settings for tests: an LSF "minute" is one second, kills escalate quickly.
 TEST_CONFIG: dict[str, Any] = {"minute_seconds": 1, "kill_interval": 0.5, "runlimit_grace": 1.0}

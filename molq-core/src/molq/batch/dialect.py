@@ -110,6 +110,9 @@ class BatchDialect:
         default."""
         return partition
 
+    #: The smallest array index the scheduler accepts; a split part's indices start here.
+    lowest_array_index = 0
+
     def array_offset_line(self, offset: int) -> str | None:
         """Shell that adds ``offset`` to the scheduler's task index of a split array's part,
         or None when this scheduler's arrays are never split."""

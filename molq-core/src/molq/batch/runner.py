@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from molq import array_runner, wrapper
+from molq.arrays import array_indices
 from molq.batch import bulk
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
@@ -206,6 +207,12 @@ class BatchScheduler(SchedulerBase):
         The directives are rendered first (pure, no I/O): a value the dialect refuses, such as
         an extra directive overriding molq's own, is a ConfigError before anything is stored."""
         self.dialect.render_directives(spec, "/nonexistent/molq-job")
+        lowest = self.dialect.lowest_array_index
+        if spec.scheduling.array_spec and lowest > 0:
+            first = array_indices(spec.scheduling.array_spec)[0][0]
+            if first < lowest:
+                raise ConfigError(f"array_spec {spec.scheduling.array_spec!r}: index {first} is below {lowest}, "
+                                  f"the lowest index {self.name} accepts")
         raw = self.dialect.submit_stdin_argv(spec) or self.dialect.submit_argv("job.sh", spec)
         program = self._argv(raw)[0]
         if program in self._found_programs:
@@ -239,13 +246,14 @@ class BatchScheduler(SchedulerBase):
         if spec.script is not None and spec.script.variant == "inline":
             self.transport.write_text(wrapper.inline_script_path(job_dir), spec.script.text or "", mode=0o700)
 
-    def _write_job_sh(self, job_dir: str, script: str) -> str:
-        path = wrapper.join_path(job_dir, wrapper.SCRIPT_FILE)
+    def _write_job_sh(self, job_dir: str, script: str, name: str = wrapper.SCRIPT_FILE) -> str:
+        path = wrapper.join_path(job_dir, name)
         create = getattr(self.transport, "create_text", None) or self.transport.write_text
         create(path, script, mode=0o700)
         return path
 
-    def submit(self, spec: JobSpec, job_dir: str, *, script: str | None = None) -> str:
+    def submit(self, spec: JobSpec, job_dir: str, *, script: str | None = None,
+               script_name: str = wrapper.SCRIPT_FILE) -> str:
         # A submission is not retried blindly: a timeout may hide an accepted job. Only
         # failures the dialect calls transient (refused before acceptance) are retried.
         if script is None:
@@ -256,7 +264,7 @@ class BatchScheduler(SchedulerBase):
         if stdin_argv is None:
             if script is not None:
                 self._write_inline_script(spec, job_dir)
-                path = self._write_job_sh(job_dir, script)
+                path = self._write_job_sh(job_dir, script, script_name)
             else:
                 path = self.write_job_files(spec, job_dir)
             result = self.run(self._with_extra(self.dialect.submit_argv(path, spec)), is_submission=True)
@@ -269,10 +277,10 @@ class BatchScheduler(SchedulerBase):
 
         def keep_copy() -> None:
             try:
-                self._write_job_sh(job_dir, script)
+                self._write_job_sh(job_dir, script, script_name)
             except (TransportError, OSError) as exc:
                 log.warning("job %s was submitted, but molq's copy of its script could not be written "
-                            "to %s: %s", spec.job_id, wrapper.join_path(job_dir, wrapper.SCRIPT_FILE), exc)
+                            "to %s: %s", spec.job_id, wrapper.join_path(job_dir, script_name), exc)
 
         result = self.run(self._with_extra(stdin_argv), is_submission=True, input=script, meanwhile=keep_copy)
         return self.dialect.parse_submit(result)
