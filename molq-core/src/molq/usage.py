@@ -47,6 +47,13 @@ class Usage:
     core_seconds: float | None = attrs.field(default=None, converter=_opt_float)
     #: GPU-seconds allocated, likewise.
     gpu_seconds: float | None = attrs.field(default=None, converter=_opt_float)
+    #: How many array tasks (or parts) these figures cover, when they are a sum (None: one).
+    tasks: int | None = attrs.field(default=None, converter=_opt_int)
+
+    @property
+    def covered_tasks(self) -> int:
+        """How many tasks these figures are the sum of."""
+        return self.tasks or 1
 
     @property
     def core_walltime(self) -> float | None:
@@ -148,6 +155,7 @@ def combine_usage(parts: Sequence[tuple[Usage | None, float | None, float | None
         nodes=",".join(nodes) if nodes else None,
         core_seconds=_total([u.core_walltime for u in usages]),
         gpu_seconds=_total([(u.gpu_hours or 0.0) * 3600.0 for u in usages]) if any(u.gpus for u in usages) else None,
+        tasks=sum(u.covered_tasks for u in usages),
     )
 
 

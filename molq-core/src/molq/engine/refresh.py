@@ -46,7 +46,7 @@ from molq.errors import SchedulerError, TransportError
 from molq.events import EventType
 from molq.evidence import Observation
 from molq.identity import host_identity as host_name
-from molq.model import JobRecord, JobState
+from molq.model import JobRecord, JobState, SchedulerStatus
 from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
@@ -172,6 +172,31 @@ class RefreshPass:
             out.append(record)
         return out
 
+    def _whole_array_usage(self, records: Sequence[JobRecord], observation: Observation) -> Observation:
+        """An array's usage counts only when it covers every task: accounting can list some
+        tasks of a finished array before the others, and their sum would understate the job.
+        Partial usage is dropped from the answer and the job waits for the rest like any
+        other ended job whose usage lags (the state is decided as before)."""
+        from molq.arrays import array_indices
+
+        partial: dict[str, SchedulerStatus] = {}
+        for record in records:
+            status = observation.statuses.get(record.job_id)
+            if status is None or status.usage is None or not status.state.is_terminal:
+                continue
+            try:
+                spec = self.ctx.store.internals(self.ctx.cluster_name, record.job_id).spec
+                array = (spec.get("scheduling") or {}).get("array_spec")
+                tasks = len(array_indices(str(array))[0]) if array else 1
+            except Exception:  # noqa: BLE001 - an unreadable spec says nothing about the usage
+                continue
+            if status.usage.covered_tasks < tasks:
+                partial[record.job_id] = attrs.evolve(status, usage=None)
+        if not partial:
+            return observation
+        return attrs.evolve(observation, statuses={**observation.statuses, **partial},
+                            usage_pending=observation.usage_pending | frozenset(partial))
+
     def _record_usage(self, records: Sequence[JobRecord], observation: Observation, ended: set[str]) -> None:
         """Usage that arrived for records already final, and which jobs still wait for theirs."""
         ctx = self.ctx
@@ -201,6 +226,7 @@ class RefreshPass:
         jobs = [ctx.tracked(r) for r in records]
         since = min((j.submitted_at for j in jobs if j.submitted_at), default=None)
         observation = ctx.scheduler.observe(jobs, since=(since - 60) if since else None)
+        observation = self._whole_array_usage(records, observation)
         self.observation = observation
         crash_point("refresh:after-observe")
         for problem in observation.problems:
