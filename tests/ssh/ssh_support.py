@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -47,3 +50,20 @@ def locate_sshd() -> Sshd:
         key=os.environ.get("MOLQ_TEST_SSH_KEY") or os.path.join(directory, "id_ed25519"),
         known_hosts=os.environ.get("MOLQ_TEST_SSH_KNOWN_HOSTS") or os.path.join(directory, "known_hosts"),
     )
+
+
+@contextlib.contextmanager
+def ssh_calls(transport: Any) -> Iterator[list[str]]:
+    """Record every ssh process ``transport`` starts for a command (one entry each)."""
+    calls: list[str] = []
+    original = transport._exec
+
+    def counting(command: str, **kw: Any) -> Any:
+        calls.append(kw.get("what", ""))
+        return original(command, **kw)
+
+    transport._exec = counting
+    try:
+        yield calls
+    finally:
+        del transport._exec

@@ -30,7 +30,7 @@ from molq.store import JobStore
 from molq.testing import SchedulerConformance
 from molq.transport import LocalTransport
 from molq_ssh import SshTransport, SshTransportOptions
-from ssh_support import Sshd, unavailable
+from ssh_support import Sshd, ssh_calls, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,23 +47,6 @@ def remote_cluster(sshd: Sshd, control_dir: str, name: str = "remote", scheduler
         transport_options={"config_file": sshd.config, "control_dir": control_dir},
         scheduler_options=scheduler_options or None,
     )
-
-
-@contextlib.contextmanager
-def ssh_calls(transport: Any) -> Iterator[list[str]]:
-    """Record every ssh process ``transport`` starts for a command (one entry each)."""
-    calls: list[str] = []
-    original = transport._exec
-
-    def counting(command: str, **kw: Any) -> Any:
-        calls.append(kw.get("what", ""))
-        return original(command, **kw)
-
-    transport._exec = counting
-    try:
-        yield calls
-    finally:
-        del transport._exec
 
 
 class LocalSideEffects:

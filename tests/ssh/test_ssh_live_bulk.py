@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import shlex
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,26 +14,9 @@ from molq import Cluster, JobExecution, JobScheduling, JobState, Script, Submito
 from molq.engine import adopt as adopt_mod
 from molq.errors import SubmissionUncertainError, SubmitError
 from molq_ssh import SshTransport
-from ssh_support import Sshd, unavailable
+from ssh_support import Sshd, ssh_calls, unavailable
 
 pytestmark = [pytest.mark.sshd, pytest.mark.slurm]
-
-
-@contextlib.contextmanager
-def ssh_calls(transport: Any) -> Iterator[list[str]]:
-    """Every ssh process ``transport`` starts for a command (one entry each)."""
-    calls: list[str] = []
-    original = transport._exec
-
-    def counting(command: str, **kw: Any) -> Any:
-        calls.append(kw.get("what", ""))
-        return original(command, **kw)
-
-    transport._exec = counting
-    try:
-        yield calls
-    finally:
-        del transport._exec
 
 
 def slurm_over_ssh(sshd: Sshd, control_dir: str, name: str, **options: Any) -> Cluster:
