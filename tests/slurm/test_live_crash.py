@@ -27,6 +27,7 @@ from molq import Cluster, JobState, Submitor
 from molq.engine.faults import POINTS
 from molq.model import JobRecord
 from molq.store import JobStore
+from waiting import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -49,6 +50,9 @@ def job(name, cmd="true", **kw):
 
 if scenario == "submit":
     job("A")
+    sub.watch_jobs(timeout=90, poll_interval=0.3)
+elif scenario == "submit-slow-job":  # a job that runs long enough to be stopped before it ends
+    job("A", cmd="sleep 8")
     sub.watch_jobs(timeout=90, poll_interval=0.3)
 elif scenario == "cancel":
     h = sub.submit_job(command=f"sleep 60; echo A >> {tmp}/runs", execution=here)
@@ -118,6 +122,13 @@ def _params() -> list[object]:
         if case in BOTH_CLUSTERS:
             out.append(pytest.param(case, "noacct", id=f"{case}-noacct"))
     return out
+
+
+def _sacct_state(cluster, scheduler_id: str) -> str:
+    """SLURM accounting's state of one job, or "" while accounting has no final answer yet."""
+    proc = cluster.run("sacct", "-X", "-n", "-P", "-j", scheduler_id, "--format=State")
+    state = proc.stdout.strip() if proc.returncode == 0 else ""
+    return "" if state in ("", "PENDING", "RUNNING") else state
 
 
 def _alive_tagged(cluster, tags: set[str]) -> list[str]:
@@ -285,8 +296,10 @@ def test_a_cancel_racing_a_slow_sbatch_cancels_the_job_slurm_accepted(tmp_path: 
     stand_in.write_text(SLOW_SBATCH.replace("{sbatch}", sbatch))
     stand_in.chmod(0o700)
     env = {**os.environ, "MOLQ_HOME": str(tmp_path / "home")}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), "submit", acct_cluster.conf, str(stand_in)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The job sleeps before it writes: on an idle cluster an instant job could run to its end
+    # between SLURM's accept and the cancel, and then "it never ran" would not be the truth.
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), "submit-slow-job", acct_cluster.conf,
+                              str(stand_in)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = JobStore(f"sqlite:///{tmp_path}/home/jobs.db")
     sub = Submitor(Cluster("crash", "slurm", scheduler_options={"env": dict(acct_cluster.env)}), store=store,
                    jobs_dir=str(tmp_path / "jobs"))
@@ -306,6 +319,10 @@ def test_a_cancel_racing_a_slow_sbatch_cancels_the_job_slurm_accepted(tmp_path: 
         alive = _alive_tagged(acct_cluster, {f"molq-{record.job_id}"})
         assert final.scheduler_job_id and final.state == JobState.CANCELLED, (final.state, final.failure_reason)
         assert runs == [] and alive == []
+        # SLURM's own word agrees: the job it accepted ended cancelled.
+        slurm_says = wait_for(lambda: _sacct_state(acct_cluster, final.scheduler_job_id), timeout=30,
+                              what="accounting to record the end")
+        assert slurm_says.startswith("CANCELLED"), slurm_says
     finally:
         if child.poll() is None:
             child.kill()
