@@ -11,4 +11,5 @@ if [ -z "${MOLQ_SKIP_SERVICES:-}" ] && [ -f tests/services/up.sh ]; then
     bash tests/services/up.sh
     [ -f /var/lib/molq-test/env.sh ] && . /var/lib/molq-test/env.sh
 fi
-exec "$python" -m pytest "$@"
+# The slowest tests are listed at the end: where the suite's time goes, run after run.
+exec "$python" -m pytest --durations=40 "$@"
