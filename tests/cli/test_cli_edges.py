@@ -131,6 +131,12 @@ def test_usage_mistakes_are_one_line_with_hints(molq):
     usage_error(molq("submit", "--command", "true", "--", "true"), "exactly one of")
 
 
+def test_an_array_that_means_nothing_is_refused_and_stores_nothing(molq):
+    for spec, problem in (("5-1", "empty range"), ("1-3%0", "throttle %0")):
+        one_line_error(molq("submit", "--array", spec, "--", "true"), problem)
+    assert molq("list", "-a", "--json").stdout.strip() == "[]"
+
+
 def test_default_profile_applies_its_defaults_and_says_it_is_default(molq):
     added = molq("profile", "add", "hpc", "--scheduler", "slurm", "--partition", "debug", "--time", "10m", check=0)
     assert "now the default profile" in added.stdout

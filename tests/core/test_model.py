@@ -80,6 +80,21 @@ def test_scheduling_dependency_exclusivity():
     assert JobScheduling(array_spec="1-10%2").array_spec == "1-10%2"
 
 
+@pytest.mark.parametrize(("spec", "problem"), [
+    ("5-1", "empty range"), ("1-3,9-4", "'9-4' is an empty range"), ("1-3%0", "throttle %0"),
+    ("1-9:0", "step of 0"),
+])
+def test_array_specs_that_parse_but_mean_nothing_are_refused(spec: str, problem: str) -> None:
+    # Well formed, yet no scheduler could run them as meant: refused before anything is stored.
+    with pytest.raises(ConfigError, match=problem):
+        JobScheduling(array_spec=spec)
+
+
+@pytest.mark.parametrize("spec", ["3", "3-3", "0-9:3", "1-100000%50", "1,5,7-9%1", "1 - 4"])
+def test_array_specs_with_sound_values_are_kept(spec: str) -> None:
+    assert JobScheduling(array_spec=spec).array_spec == spec
+
+
 def test_legacy_queue_key_loads():
     assert structure({"queue": "gpu"}, JobScheduling).partition == "gpu"
     assert JobScheduling(partition="gpu").queue == "gpu"

@@ -170,6 +170,22 @@ def check_extra_directives(
 _ARRAY_RE = re.compile(r"^\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
 
 
+def _array_problem(spec: str) -> str | None:
+    """What is wrong with a well-formed array spec's values (None: nothing), found without
+    expanding it: a range that ends before it starts, a step or a throttle of 0."""
+    text, _, throttle = spec.replace(" ", "").partition("%")
+    if throttle and int(throttle) < 1:
+        return f"the throttle %{throttle} lets no task run; write %1 or more (or no throttle)"
+    for item in text.split(","):
+        bounds, _, step = item.partition(":")
+        start, _, end = bounds.partition("-")
+        if end and int(end) < int(start):
+            return f"{item!r} is an empty range (it ends before it starts)"
+        if step and int(step) < 1:
+            return f"{item!r} has a step of 0"
+    return None
+
+
 _Cls = TypeVar("_Cls", bound=type)
 
 
@@ -255,6 +271,8 @@ class JobScheduling:
             raise ConfigError(
                 f"cannot parse array_spec {self.array_spec!r}; write e.g. '1-10', '1-10%2' or '1,3,5'"
             )
+        if self.array_spec is not None and (problem := _array_problem(self.array_spec)):
+            raise ConfigError(f"array_spec {self.array_spec!r}: {problem}")
 
     def __repr__(self) -> str:
         # The reference's repr, word for word; fields added since show only when set.
