@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from molq.causes import EndCause
 from molq.model import JobState
 from molq_pbs.states import (
+    PBSPRO_EXEC_CAUSES,
     PBSPRO_STATES,
+    TORQUE_EXEC_CAUSES,
+    TORQUE_EXEC_CODES,
     TORQUE_STATES,
     FinishedJob,
     classify_pbspro_finished,
     classify_torque_completed,
+    end_cause,
     is_finished_state,
     map_state,
 )
@@ -121,3 +126,69 @@ def test_torque_completed(job, expected):
 
 def test_torque_completed_without_exit_status_has_no_verdict():
     assert classify_torque_completed(FinishedJob(walltime_used=5)) is None
+
+
+# OpenPBS src/include/job.h (JOB_EXEC_*) and src/server/req_jobobit.c (what the server does with
+# each): -11 is JOB_EXEC_RERUN (qrerun, preemption by requeue, a busy cycle-harvesting host; a final
+# record means a non-rerunnable job deleted on requeue), -14 JOB_EXEC_RERUN_SIS_FAIL (a sister node
+# went away), -15 JOB_EXEC_QUERST (the epilogue asked for a checkpoint restart), -20
+# JOB_EXEC_RERUN_MS_FAIL (the server lost the mother superior's node).
+@pytest.mark.parametrize(
+    "code,cause",
+    [
+        (-4, EndCause.NODE_FAILURE),
+        (-11, EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM),
+        (-12, EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM),
+        (-14, EndCause.NODE_FAILURE),
+        (-15, EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM),
+        (-19, EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM),
+        (-20, EndCause.NODE_FAILURE),
+        (-27, EndCause.OUT_OF_MEMORY),
+        (-29, EndCause.TIME_LIMIT),
+    ],
+)
+def test_pbspro_exec_code_causes_follow_the_openpbs_sources(code, cause):
+    job = FinishedJob(exit_status=code, substate=93)
+    state, _, sig, _ = classify_pbspro_finished(job)
+    assert end_cause(job, state, sig, flavor="pbspro") is cause
+
+
+def test_no_pbspro_exit_status_means_preempted():
+    # OpenPBS preempts by suspending, by a checkpointing hold (-12), by qrerun (-11) or by
+    # deletion (req_preemptjob.c): none of them is an exit status of its own.
+    assert EndCause.PREEMPTED not in PBSPRO_EXEC_CAUSES.values()
+
+
+# Torque src/include/pbs_job.h (6.1.3): -13 is JOB_EXEC_RETRY_CGROUP, -14 JOB_EXEC_RETRY_PROLOGUE,
+# and the numbers from -8 on mean other things than in PBS Pro.
+def test_torque_codes_are_torques_own():
+    assert TORQUE_EXEC_CODES[-13].startswith("JOB_EXEC_RETRY_CGROUP")
+    assert TORQUE_EXEC_CODES[-14].startswith("JOB_EXEC_RETRY_PROLOGUE")
+    assert TORQUE_EXEC_CAUSES[-10] is EndCause.OUT_OF_MEMORY and PBSPRO_EXEC_CAUSES[-10] is EndCause.LAUNCH_FAILED
+    assert TORQUE_EXEC_CAUSES[-11] is EndCause.TIME_LIMIT
+    job = FinishedJob(exit_status=-4)
+    state, _, sig, _ = classify_torque_completed(job)
+    assert end_cause(job, state, sig, flavor="torque") is EndCause.NODE_FAILURE
+
+
+_RAN = "Job run at Tue Nov 21 at 05:30 on (node1:ncpus=1)"
+
+
+# OpenPBS src/server/req_delete.c + svr_jobfunc.c (update_job_finish_comment): a delete request
+# that ends a running job appends "and terminated by <user>@<host>" to its comment.
+@pytest.mark.parametrize(
+    "comment,owner,cause",
+    [
+        (f"{_RAN} and terminated by alice@login2", "alice@login1", EndCause.CANCELLED_BY_USER),
+        (f"{_RAN} and terminated by root@pbs01", "alice@login1", EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM),
+        (f"{_RAN} and terminated by alice2@login1", "alice@login1", EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM),
+        (f"{_RAN} and terminated", "alice@login1", EndCause.UNKNOWN),
+        (f"{_RAN} and terminated by alice@login1", None, EndCause.UNKNOWN),
+        (None, "alice@login1", EndCause.UNKNOWN),
+    ],
+)
+def test_pbspro_deleter_from_the_comment(comment, owner, cause):
+    job = FinishedJob(exit_status=271, substate=91, comment=comment, owner=owner)
+    state, _, sig, _ = classify_pbspro_finished(job)
+    assert state is JobState.CANCELLED
+    assert end_cause(job, state, sig, flavor="pbspro") is cause

@@ -563,6 +563,7 @@ class PbsProDialect(PbsDialectBase):
             walltime_used=parse.parse_hms(record.get("resources_used.walltime")),
             walltime_limit=parse.parse_hms(record.get("Resource_List.walltime")),
             is_array=record.get("array", "").lower() == "true",
+            owner=record.get("Job_Owner") or None,
         )
         state, code, sig, reason = classify_pbspro_finished(job)
         finished = parse.parse_pbs_time(record.get("obittime") or record.get("mtime"))

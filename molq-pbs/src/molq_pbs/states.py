@@ -88,7 +88,10 @@ SUBSTATE_TERMINATED = 91  # deleted (qdel) or aborted by the server
 SUBSTATE_FINISHED = 92
 SUBSTATE_FAILED = 93
 
-#: PBS Pro ``JOB_EXEC_*`` exit codes (negative ``Exit_status``), from the OpenPBS sources.
+#: PBS Pro ``JOB_EXEC_*`` exit codes (negative ``Exit_status``), from OpenPBS ``src/include/job.h``.
+#: Several do not end the job: the server requeues it (-3, -5, -15, -16, -18, -22, -30; -4, -6,
+#: -7, -11, -14, -20 when it is rerunnable) or holds it (-12 after a checkpointing hold, -13,
+#: -21), so such a job shows up as ``Q``/``H`` with that ``Exit_status`` and is not final.
 PBSPRO_EXEC_CODES: dict[int, str] = {
     -1: "JOB_EXEC_FAIL1: job exec failed, before files, no retry",
     -2: "JOB_EXEC_FAIL2: job exec failed, after files, no retry",
@@ -98,7 +101,7 @@ PBSPRO_EXEC_CODES: dict[int, str] = {
     -6: "JOB_EXEC_INITRMG: job aborted on MoM init, checkpoint, ok migrate",
     -7: "JOB_EXEC_BADRESRT: job restart failed",
     -10: "JOB_EXEC_FAILUID: invalid uid/gid for job",
-    -11: "JOB_EXEC_RERUN: job rerun",
+    -11: "JOB_EXEC_RERUN: job rerun (qrerun, preemption by requeue, or a busy cycle-harvesting host)",
     -12: "JOB_EXEC_CHKP: job was checkpointed and killed",
     -13: "JOB_EXEC_FAIL_PASSWORD: job failed due to a bad password",
     -14: "JOB_EXEC_RERUN_SIS_FAIL: job rerun after a sister failed",
@@ -121,7 +124,10 @@ PBSPRO_EXEC_CODES: dict[int, str] = {
 }
 PBSPRO_WALLTIME_CODE = -29
 
-#: Torque's exit codes (Torque 6 documentation, "Job Exit Status").
+#: Torque's exit codes (Torque ``src/include/pbs_job.h``; Administrator Guide "Job Exit Status").
+#: The same numbers mean other things than in PBS Pro from -8 on (-10: memory here, a bad uid
+#: there; -11: walltime here, a rerun there). -3, -13 and -14 are retried (the job is requeued)
+#: unless the server has ``disable_automatic_requeue`` set.
 TORQUE_EXEC_CODES: dict[int, str] = {
     -1: "JOB_EXEC_FAIL1: job exec failed, before files, no retry",
     -2: "JOB_EXEC_FAIL2: job exec failed, after files, no retry",
@@ -135,8 +141,8 @@ TORQUE_EXEC_CODES: dict[int, str] = {
     -10: "JOB_EXEC_OVERLIMIT_MEM: job exceeded a memory limit",
     -11: "JOB_EXEC_OVERLIMIT_WT: job exceeded a walltime limit",
     -12: "JOB_EXEC_OVERLIMIT_CPUT: job exceeded a CPU time limit",
-    -13: "JOB_EXEC_CGROUP: could not create the job's cgroups",
-    -14: "JOB_EXEC_PROLOGUE: prologue failed",
+    -13: "JOB_EXEC_RETRY_CGROUP: could not create the job's cgroups",
+    -14: "JOB_EXEC_RETRY_PROLOGUE: prologue failed",
 }
 TORQUE_WALLTIME_CODE = -11
 
@@ -152,16 +158,21 @@ PBSPRO_EXEC_CAUSES: dict[int, EndCause] = {
     -6: EndCause.NODE_FAILURE,
     -7: EndCause.LAUNCH_FAILED,
     -10: EndCause.LAUNCH_FAILED,
-    -11: EndCause.NODE_FAILURE,
+    # qrerun or a busy cycle-harvesting host asked for a requeue; a final record means the job
+    # was not rerunnable and the server deleted it instead. Not a node failure.
+    -11: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
     -12: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
     -13: EndCause.LAUNCH_FAILED,
+    # a sister node's MoM went away under the job
     -14: EndCause.NODE_FAILURE,
-    # requeued to restart from a checkpoint: what a checkpointing preemption does
-    -15: EndCause.PREEMPTED,
+    # the site's epilogue asked for a requeue to restart from a checkpoint; no preemption
+    # method of PBS sets it (they suspend, hold with -12, requeue with -11 or delete)
+    -15: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
     -16: EndCause.LAUNCH_FAILED,
     -17: EndCause.LAUNCH_FAILED,
     -18: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
     -19: EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM,
+    # the server lost the mother superior's node
     -20: EndCause.NODE_FAILURE,
     -21: EndCause.LAUNCH_FAILED,
     -22: EndCause.LAUNCH_FAILED,
@@ -203,6 +214,10 @@ def end_cause(job: FinishedJob, state: JobState, exit_signal: int | None, *, fla
     <EndCause.OUT_OF_MEMORY: 'out_of_memory'>
     >>> end_cause(FinishedJob(exit_status=265), JobState.FAILED, 9)
     <EndCause.SIGNAL: 'signal'>
+    >>> end_cause(FinishedJob(exit_status=271, substate=91, owner="alice@login1",
+    ...     comment="Job run at Tue Nov 21 at 05:30 on (n1:ncpus=1) and terminated by root@pbs01"),
+    ...     JobState.CANCELLED, 15)
+    <EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM: 'cancelled_by_admin_or_system'>
     """
     es = job.exit_status
     codes = TORQUE_EXEC_CAUSES if flavor == "torque" else PBSPRO_EXEC_CAUSES
@@ -213,7 +228,7 @@ def end_cause(job: FinishedJob, state: JobState, exit_signal: int | None, *, fla
     if state == JobState.SUCCEEDED:
         return EndCause.COMPLETED
     if state == JobState.CANCELLED:
-        return EndCause.UNKNOWN  # qdel by whom: PBS does not say in the record molq reads
+        return _deleted_by(job)
     if es is not None and es < 0:
         return codes.get(es, EndCause.UNKNOWN)
     if exit_signal:
@@ -255,6 +270,25 @@ class FinishedJob:
     walltime_used: int | None = None
     walltime_limit: int | None = None
     is_array: bool = False
+    owner: str | None = None  # Job_Owner, user@host
+
+
+#: What PBS Pro appends to a running job's comment when a delete request ends it (OpenPBS
+#: ``update_job_finish_comment``): "... and terminated by <user>@<host>".
+_TERMINATED_BY = re.compile(r"\band terminated by (\S+)\s*$")
+
+
+def _deleted_by(job: FinishedJob) -> EndCause:
+    """Who deleted a cancelled job, as far as its comment tells: its owner (the user), someone
+    else (a manager, or the scheduler preempting by deletion: admin or system), or nobody named
+    (a queued job, Torque, an older record): unknown."""
+    match = _TERMINATED_BY.search(job.comment or "")
+    owner = (job.owner or "").split("@", 1)[0].strip()
+    if match is None or not owner:
+        return EndCause.UNKNOWN
+    if match.group(1).split("@", 1)[0] == owner:
+        return EndCause.CANCELLED_BY_USER
+    return EndCause.CANCELLED_BY_ADMIN_OR_SYSTEM
 
 
 def _signal_reason(sig: int) -> str:
