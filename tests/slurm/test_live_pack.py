@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from molq import Cluster, JobExecution, JobState, Submitor
-from molq.errors import ConfigError
 from shims import CommandShim
 from waiting import wait_for
 
@@ -108,10 +107,3 @@ def test_unlike_jobs_are_not_packed(slurm_cluster, tmp_path) -> None:
     assert [sub.get_job(h.job_id).state for h in handles] == [JobState.SUCCEEDED] * 4
     sub.close()
 
-
-def test_pack_bulk_is_refused_where_it_cannot_pack() -> None:
-    from molq.transport import LocalTransport
-    from molq_pbs import PbsOptions, PbsScheduler
-
-    with pytest.raises(ConfigError, match="pack_bulk"):
-        PbsScheduler(LocalTransport(), PbsOptions(pack_bulk=True))
