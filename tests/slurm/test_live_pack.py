@@ -82,6 +82,15 @@ def test_packed_jobs_end_exactly_as_alone(slurm_cluster, tmp_path) -> None:
         wait_for(recorded, timeout=60, interval=1, what="sacct has every task's end")
         states = _sacct_states(slurm_cluster, sids)
         assert [SACCT[states[sid]] for sid in sids] == expected
+
+        # Each job's usage is its own task's, as for a job submitted alone.
+        def used() -> bool:
+            sub.refresh_jobs()
+            return all(sub.get_job(h.job_id).usage is not None for h in handles if h is not handles[9])
+
+        wait_for(used, timeout=60, interval=1, what="usage of every packed job")
+        usage = sub.get_job(handles[0].job_id).usage
+        assert usage is not None and usage.covered_tasks == 1
     sub.close()
 
 
