@@ -40,6 +40,8 @@ tmp, scenario, conf, sbatch = sys.argv[1:5]
 options = {"env": {"SLURM_CONF": conf}}
 if sbatch != "-":
     options["binaries"] = {"sbatch": sbatch}
+if scenario == "pack":  # like jobs of one bulk submission packed into one array
+    options["pack_bulk"] = True
 sub = Submitor(Cluster("crash", "slurm", scheduler_options=options), jobs_dir=tmp + "/jobs")
 retry = RetryPolicy(max_attempts=3, backoff=RetryBackoff(mode="fixed", initial_seconds=0.1))
 flaky = "if [ -e attempted ]; then true; else touch attempted; false; fi"
@@ -63,6 +65,9 @@ elif scenario == "retry":
 elif scenario == "hold":
     up = job("U", cmd=flaky, retry=retry)
     job("D", after_success=[up.job_id])
+    sub.watch_jobs(timeout=90, poll_interval=0.3)
+elif scenario == "pack":
+    sub.submit_jobs([{"command": f"true && echo P{i} >> {tmp}/runs", "execution": here} for i in range(3)])
     sub.watch_jobs(timeout=90, poll_interval=0.3)
 elif scenario == "recover":  # a later process finds the work of a dead one
     sub.watch_jobs(timeout=90, poll_interval=0.3)
@@ -96,6 +101,10 @@ CASES: dict[str, list[tuple[str, str | None, str | None]]] = {
     "retry:after-claim": [("retry", "retry:after-claim", None)],
     "hold:after-claim": [("hold", "hold:after-claim", None)],
     "adopt:after-find": [("submit", "submit:after-scheduler", None), ("recover", "adopt:after-find", None)],
+    # A packed bulk submission: SLURM accepted the array, no id was stored (adoption gives
+    # each job its own task), and a crash before the array was sent (each job never ran).
+    "pack:after-scheduler": [("pack", "submit:after-scheduler", None)],
+    "pack:after-insert": [("pack", "submit:after-insert", None)],
 }
 
 #: What each case must end with: job name -> (final state, times its command completed).
@@ -104,11 +113,14 @@ EXPECTED: dict[str, dict[str, tuple[JobState, int]]] = {
     "sbatch:cut-short": {"A": (JobState.FAILED, 0)},  # SLURM ran a part of the script: none of it ran
     "cancel:after-command": {"A": (JobState.CANCELLED, 0)},
     "hold:after-claim": {"U": (JobState.SUCCEEDED, 1), "D": (JobState.SUCCEEDED, 1)},
+    "pack:after-scheduler": {f"P{i}": (JobState.SUCCEEDED, 1) for i in range(3)},
+    "pack:after-insert": {f"P{i}": (JobState.FAILED, 0) for i in range(3)},
 }
 DEFAULT_EXPECTED = {"A": (JobState.SUCCEEDED, 1)}
 
 #: Cases where accounting changes how recovery decides: run on both clusters.
-BOTH_CLUSTERS = {"sbatch:in-flight", "sbatch:answered", "submit:after-scheduler", "adopt:after-find"}
+BOTH_CLUSTERS = {"sbatch:in-flight", "sbatch:answered", "submit:after-scheduler", "adopt:after-find",
+                 "pack:after-scheduler"}
 
 
 def test_every_crash_point_has_a_case() -> None:
@@ -174,7 +186,8 @@ def test_a_crash_at_each_step_on_slurm_loses_and_duplicates_nothing(
             pass
         records = store.list_jobs("crash", include_terminal=True)
         stuck = sum(not r.is_terminal for r in records)
-        tags = {f"molq-{r.job_id}" for r in records}
+        # A packed job's array carries its pack's tag (molq.batch.packing).
+        tags = {f"{prefix}{r.job_id}" for r in records for prefix in ("molq-", "molq-pack-")}
         time.sleep(1.0)  # a job recorded final must not be running, nor finish now
         runs = (tmp_path / "runs").read_text().split() if (tmp_path / "runs").exists() else []
         alive = _alive_tagged(cluster, tags)
@@ -197,8 +210,12 @@ def test_a_crash_at_each_step_on_slurm_loses_and_duplicates_nothing(
         assert (twice, lost, stuck, wrong) == (0, 0, 0, 0), (case, story, runs, alive)
         if case == "submit:after-insert":
             assert "never ran" in (finals["A"].failure_reason or "")
+        if case == "pack:after-scheduler":  # adopted: each job its own task of the one array
+            sids = [finals[f"P{i}"].scheduler_job_id or "" for i in range(3)]
+            assert sids == [f"{sids[0].split('_')[0]}_{i}" for i in range(3)], sids
     finally:
-        tags = {f"molq-{r.job_id}" for r in store.list_jobs("crash", include_terminal=True)}
+        tags = {f"{prefix}{r.job_id}" for r in store.list_jobs("crash", include_terminal=True)
+                for prefix in ("molq-", "molq-pack-")}
         leftovers = [r.scheduler_job_id for r in store.list_jobs("crash") if r.scheduler_job_id]
         leftovers += [line.split()[0] for line in _alive_tagged(cluster, tags)]
         if leftovers:

@@ -142,6 +142,9 @@ class Scheduler(Protocol):
     #: Whether ``submit_many`` costs fewer commands than one ``submit`` per job (then the
     #: engine hands it whole batches when commands are expensive: a remote transport).
     bulk_submission: bool
+    #: Whether ``submit_many`` packs like jobs into one scheduler array (then the engine hands
+    #: it whole batches whatever the transport).
+    packs_bulk: bool
 
     @property
     def submit_in_flight_seconds(self) -> float:
@@ -229,6 +232,8 @@ class SchedulerBase:
     pacing: PacingPolicy | None = None
     #: Whether :meth:`submit_many` costs fewer commands than a loop of :meth:`submit`.
     bulk_submission: bool = False
+    #: Whether :meth:`submit_many` packs like jobs into one scheduler array.
+    packs_bulk: bool = False
 
     @property
     def submit_in_flight_seconds(self) -> float:

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping, Sequence
+import shlex
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import attrs
 from molq import wrapper
-from molq.arrays import PART_SEPARATOR, owner_of
+from molq.arrays import PART_SEPARATOR, array_indices, owner_of
 from molq.batch import AccountingUnavailable, BatchDialect, PartitionLimits
+from molq.batch.packing import PACK_TAG_PREFIX
 from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer, aggregate_parts
@@ -71,8 +73,17 @@ DEPENDENCY_KEYWORDS: dict[str, str] = {
     "after": "afterany",
 }
 
-#: File in the job directory where the wrapper records ``$SLURM_JOB_ID`` (array: the array id).
+#: File in the job directory where the wrapper records ``$SLURM_JOB_ID`` (array: the array id;
+#: a packed job: its task, ``<array id>_<index>``).
 SLURM_JOB_ID_FILE = "slurm_job_id"
+#: Set by a pack's dispatcher for the job it runs: that job's own scheduler id (the wrapper
+#: records it, then unsets it so that nothing the job submits inherits it).
+PACKED_ID_ENV = "MOLQ_SLURM_JOB_ID"
+#: Directives that differ between the jobs of one pack: the dispatcher does their work itself.
+_PER_JOB_DIRECTIVES = ("--job-name=", "--comment=", "--output=", "--error=", "--chdir=")
+#: What SLURM tells an array task about its array: a packed job is no array task.
+_ARRAY_ENV = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
+              "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP")
 
 SEP = "|"
 
@@ -220,6 +231,8 @@ class _Expected:
 
     tag: str
     submitted_at: float | None
+    #: The id is a packed job's task: its record carries its pack's tag, not the job's.
+    packed: bool = False
 
 
 def _latest(records: list[tuple[float | None, int, SchedulerStatus]]) -> SchedulerStatus:
@@ -261,6 +274,34 @@ def _split_job_id(job_id: str) -> tuple[str, str, str]:
     if plus:
         return head, "het job component", offset
     return job_id, "array task", job_id
+
+
+def _packed_ids(wanted: set[str]) -> dict[str, dict[int, str]]:
+    """The packed jobs among ``wanted`` (``123_4``): array id -> task index -> id."""
+    out: dict[str, dict[int, str]] = {}
+    for sid in wanted:
+        base, sep, task = sid.partition("_")
+        if sep and task.isdigit():
+            out.setdefault(base, {})[int(task)] = sid
+    return out
+
+
+def _task_owners(array_id: str, task: str, packed: Mapping[str, Mapping[int, str]]) -> list[str]:
+    """The packed jobs a record of array ``array_id`` is about: its task (``4``), or every
+    wanted task of a collapsed record (``[0-7%2]``, ``0-1,3``: pending tasks, or ones
+    cancelled before they started)."""
+    tasks = packed.get(array_id.strip())
+    text = task.strip().strip("[]")
+    if not tasks or not text or text == "N/A":
+        return []
+    if text.isdigit():
+        sid = tasks.get(int(text))
+        return [sid] if sid else []
+    try:
+        indices, _throttle = array_indices(text)
+    except ConfigError:
+        return []  # not a task list molq can read: no evidence
+    return [tasks[i] for i in indices if i in tasks]
 
 
 def _base_id(job_id: str) -> str:
@@ -426,14 +467,61 @@ class SlurmDialect(BatchDialect):
     def wrapper_pre_run(self, spec: JobSpec) -> str:
         # Record which SLURM job this directory belongs to, for people and for recovery.
         line = (
-            f'printf "%s\\n" "${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-}}}}" '
-            f'> "$molq_dir/{SLURM_JOB_ID_FILE}" 2>/dev/null || true'
+            f'printf "%s\\n" "${{{PACKED_ID_ENV}:-${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-}}}}}}" '
+            f'> "$molq_dir/{SLURM_JOB_ID_FILE}" 2>/dev/null || true; unset {PACKED_ID_ENV}'
         )
         mask = self.user_umask() if self.user_umask is not None else None
         return line if mask is None else line + "\n" + restore_umask_line(mask)
 
     def command_env(self) -> dict[str, str]:
         return {"SLURM_UMASK": PRIVATE_UMASK} if self.user_umask is not None else {}
+
+    # -- packing a bulk submission into one array (molq.batch.packing) -----------------------
+    can_pack = True
+
+    def pack_key(self, spec: JobSpec, job_dir: str) -> Hashable | None:
+        """The job's directives without the per-job ones, or None when it does not pack: an
+        output file using SLURM's patterns (``%j``: only sbatch expands them, the dispatcher
+        opens the files itself) or mail (SLURM would mail once for the whole array)."""
+        exe = spec.execution
+        if "%" in (exe.output_file or "") or "%" in (exe.error_file or "") or spec.scheduling.email:
+            return None
+        return tuple(self._shared_directives(spec, job_dir))
+
+    def _shared_directives(self, spec: JobSpec, job_dir: str) -> list[str]:
+        return [line for line in self.render_directives(spec, job_dir)
+                if not line.startswith(tuple(f"#SBATCH {o}" for o in _PER_JOB_DIRECTIVES))]
+
+    def render_pack(self, tag: str, members: Sequence[tuple[JobSpec, str]]) -> str:
+        """The dispatcher: one array, task ``k`` runs member ``k``'s job.sh with that job's
+        output files, working directory and name, and without SLURM's array variables (the
+        job was not submitted as an array task). The array's own output goes to /dev/null:
+        every job writes its own files. Every path and name is quoted."""
+        d, q = self.directive, shlex.quote
+        first, first_dir = members[0]
+        lines = [
+            self.shebang,
+            d("--job-name", first.name), d("--comment", tag),
+            d("--output", "/dev/null"), d("--error", "/dev/null"),
+            d("--array", f"0-{len(members) - 1}"),
+            *self._shared_directives(first, first_dir),
+            'molq_k="${SLURM_ARRAY_TASK_ID:-}"',
+            f'export {PACKED_ID_ENV}="${{SLURM_ARRAY_JOB_ID:-}}_$molq_k"',
+            "unset " + " ".join(_ARRAY_ENV),
+            'case "$molq_k" in',
+        ]
+        for k, (spec, job_dir) in enumerate(members):
+            out, err = wrapper.stdout_path(spec, job_dir), wrapper.stderr_path(spec, job_dir)
+            cwd = spec.cwd or spec.execution.cwd
+            enter = f"cd {q(cwd)} 2>/dev/null || cd /tmp; " if cwd else ""  # as slurmstepd does
+            files = f"> {q(out)} 2>&1" if out == err else f"> {q(out)} 2> {q(err)}"
+            script = q(wrapper.join_path(job_dir, wrapper.SCRIPT_FILE))
+            lines.append(f"{k}) export SLURM_JOB_NAME={q(spec.name or '')}; {enter}exec /bin/bash {script} {files} ;;")
+        lines += ['*) echo "molq: no job for array task $molq_k" >&2; exit 1 ;;', "esac"]
+        return "\n".join(lines) + "\n"
+
+    def pack_member_id(self, array_id: str, index: int) -> str:
+        return f"{array_id}_{int(index)}"
 
     # -- submission --------------------------------------------------------------------------
     def submit_argv(self, script_path: str, spec: JobSpec) -> list[str]:
@@ -520,7 +608,8 @@ class SlurmDialect(BatchDialect):
         comment is another molq tag, or that was submitted well before molq submitted the job."""
         bound = copy.copy(self)
         bound._expected = {
-            j.scheduler_job_id: _Expected(f"molq-{owner_of(j.job_id)}", j.submitted_at)
+            j.scheduler_job_id: _Expected(f"molq-{owner_of(j.job_id)}", j.submitted_at,
+                                          packed=bool(_packed_ids({j.scheduler_job_id})))
             for j in jobs if j.scheduler_job_id
         }
         return bound
@@ -531,7 +620,9 @@ class SlurmDialect(BatchDialect):
         if expected is None:
             return False
         text = comment.strip()
-        if text.startswith("molq-"):
+        if expected.packed and text.startswith(PACK_TAG_PREFIX):
+            pass  # a pack's tag names its first job only: the submit time below decides
+        elif text.startswith("molq-"):
             return text != expected.tag
         submitted = parse_time(submit)
         return (
@@ -542,9 +633,13 @@ class SlurmDialect(BatchDialect):
 
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:
+        # A packed job is one task of an array: --array lists pending tasks one per row
+        # instead of the array's collapsed record (the parser reads that one too).
+        packed = ["--array"] if _packed_ids(set(scheduler_ids)) else []
         return [
             "squeue",
             "--noheader",
+            *packed,
             "--states=all",
             "--jobs=" + ",".join(scheduler_ids),
             "--Format=" + _format(STATUS_FIELDS),
@@ -562,6 +657,7 @@ class SlurmDialect(BatchDialect):
                 return SourceAnswer()
             self._raise(result, "squeue")
         wanted = set(scheduler_ids)
+        packed = _packed_ids(wanted)
         read = _read_rows(result, len(STATUS_FIELDS), "squeue")
         parts: dict[str, dict[str, list[SchedulerStatus]]] = {}
         kinds: dict[str, str] = {}
@@ -569,15 +665,12 @@ class SlurmDialect(BatchDialect):
             job_id, array_id, task_id, het_id, het_offset, state, reason, code, start, end, submit = map(
                 str.strip, cols[:-1]
             )
-            owner = self._owner(job_id, array_id, task_id, het_id, het_offset, wanted)
-            if owner is None:
-                continue
-            sid, part, kind = owner
-            if self._foreign(sid, submit, cols[-1]):
-                continue
-            status = squeue_status(state, reason, code, start, end)
-            parts.setdefault(sid, {}).setdefault(part, []).append(status)
-            kinds[sid] = kind
+            for sid, part, kind in self._owners(job_id, array_id, task_id, het_id, het_offset, wanted, packed):
+                if self._foreign(sid, submit, cols[-1]):
+                    continue
+                status = squeue_status(state, reason, code, start, end)
+                parts.setdefault(sid, {}).setdefault(part, []).append(status)
+                kinds[sid] = kind
         # squeue prints one row per job, task and component: two rows for one of them mean
         # the output cannot be trusted for that job (a free-text field mimicking a record).
         doubtful = {sid for sid, by_part in parts.items() if any(len(recs) > 1 for recs in by_part.values())}
@@ -597,9 +690,20 @@ class SlurmDialect(BatchDialect):
             answer = attrs.evolve(answer, ended=answer.ended | frozenset(killed))
         return attrs.evolve(answer, unreadable=answer.unreadable | doubtful) if doubtful else answer
 
+    @classmethod
+    def _owners(cls, job_id: str, array_id: str, task_id: str, het_id: str, het_offset: str, wanted: set[str],
+                packed: Mapping[str, Mapping[int, str]]) -> list[tuple[str, str, str]]:
+        """Which requested ids a row is about: the packed jobs it covers (a task, or several in
+        a collapsed record), else :meth:`_owner`'s one."""
+        tasks = _task_owners(array_id, task_id, packed) if packed else []
+        if tasks:
+            return [(sid, sid, "array task") for sid in tasks]
+        owner = cls._owner(job_id, array_id, task_id, het_id, het_offset, wanted)
+        return [] if owner is None else [owner]
+
     @staticmethod
     def _answer(statuses: dict[str, SchedulerStatus], read: _Rows, wanted: set[str]) -> SourceAnswer:
-        unreadable = {_base_id(sid) for sid in read.short} & wanted
+        unreadable = ({_base_id(sid) for sid in read.short} | set(read.short)) & wanted
         return SourceAnswer(statuses, frozenset(unreadable - set(statuses)), complete=read.stray == 0)
 
     @staticmethod
@@ -685,17 +789,24 @@ class SlurmDialect(BatchDialect):
                     records[-1][1].append(cols)
                 continue
             records.append((cols, []))
+        packed = _packed_ids(wanted)
         for order, (cols, steps) in enumerate(records):
             (job_id, raw_id, state, exit_pair, start, end, reason, submit, derived, uid, req_mem, _rss,
              elapsed, total_cpu, cpus, tres, nodes) = (c.strip() for c in cols[:-1])
             base, kind, part = _split_job_id(job_id)
-            if base in wanted:
-                sid = base
+            # A packed job is one task (123_4), or one of a collapsed record's (123_[0-7]).
+            targets = [(sid, "array task", sid) for sid in
+                       (_task_owners(base, job_id.partition("_")[2], packed) if packed else [])]
+            if targets:
+                pass
+            elif base in wanted:
+                targets = [(base, kind, part)]
             elif raw_id in wanted:
-                sid, kind, part = raw_id, "array task", raw_id
+                targets = [(raw_id, "array task", raw_id)]
             else:
                 continue
-            if self._foreign(sid, submit, cols[-1]):
+            targets = [t for t in targets if not self._foreign(t[0], submit, cols[-1])]
+            if not targets:
                 continue
             exit_code, exit_signal = exit_from_pair(exit_pair)
             if exit_signal is None:
@@ -715,8 +826,9 @@ class SlurmDialect(BatchDialect):
                                max_rss=max(rss) if rss else None, tres=tres, nodes=nodes)
             status = make_status(state, reason=reason, exit_code=exit_code, exit_signal=exit_signal, start=start,
                                  end=end, end_cause=cause, usage=usage)
-            attempts.setdefault(sid, {}).setdefault(part, []).append((parse_time(submit), order, status))
-            kinds[sid] = kind
+            for sid, kind, part in targets:
+                attempts.setdefault(sid, {}).setdefault(part, []).append((parse_time(submit), order, status))
+                kinds[sid] = kind
         statuses = {
             sid: aggregate_parts([(p, _latest(recs)) for p, recs in by_part.items()], kind=kinds[sid])
             for sid, by_part in attempts.items()
@@ -743,6 +855,7 @@ class SlurmDialect(BatchDialect):
                 return SourceAnswer()  # the controller has forgotten the job(s)
             self._raise(result, "scontrol")
         wanted = set(scheduler_ids)
+        packed = _packed_ids(wanted)
         parts: dict[str, dict[str, SchedulerStatus]] = {}
         kinds: dict[str, str] = {}
         unreadable: set[str] = set()
@@ -750,26 +863,24 @@ class SlurmDialect(BatchDialect):
             if not line.startswith("JobId="):
                 continue  # "No jobs in the system", blank lines, a name's continuation
             rec = parse_scontrol_record(line)
-            owner = self._owner(rec.get("JobId", ""), rec.get("ArrayJobId", ""), rec.get("ArrayTaskId", ""),
-                                rec.get("HetJobId", ""), rec.get("HetJobOffset", ""), wanted)
-            if owner is None:
-                continue
-            sid, part, kind = owner
-            if "JobState" not in rec:
-                unreadable.add(sid)
-                continue
-            if self._foreign(sid, rec.get("SubmitTime", ""), rec.get("Comment", "")):
-                continue
-            exit_code, exit_signal = exit_from_pair(rec.get("ExitCode"))
-            parts.setdefault(sid, {})[part] = make_status(
-                rec.get("JobState", ""),
-                reason=rec.get("Reason"),
-                exit_code=exit_code,
-                exit_signal=exit_signal,
-                start=rec.get("StartTime"),
-                end=rec.get("EndTime"),
-            )
-            kinds[sid] = kind
+            owners = self._owners(rec.get("JobId", ""), rec.get("ArrayJobId", ""), rec.get("ArrayTaskId", ""),
+                                  rec.get("HetJobId", ""), rec.get("HetJobOffset", ""), wanted, packed)
+            for sid, part, kind in owners:
+                if "JobState" not in rec:
+                    unreadable.add(sid)
+                    continue
+                if self._foreign(sid, rec.get("SubmitTime", ""), rec.get("Comment", "")):
+                    continue
+                exit_code, exit_signal = exit_from_pair(rec.get("ExitCode"))
+                parts.setdefault(sid, {})[part] = make_status(
+                    rec.get("JobState", ""),
+                    reason=rec.get("Reason"),
+                    exit_code=exit_code,
+                    exit_signal=exit_signal,
+                    start=rec.get("StartTime"),
+                    end=rec.get("EndTime"),
+                )
+                kinds[sid] = kind
         statuses = {sid: aggregate_parts(list(by_part.items()), kind=kinds[sid]) for sid, by_part in parts.items()}
         return SourceAnswer(statuses, frozenset(unreadable - set(statuses)))
 

@@ -13,6 +13,7 @@ Import the names from here (``from molq.batch import BatchDialect``); each conce
 - :mod:`molq.batch.options`: the options every batch backend shares (:class:`BatchOptions`)
 - :mod:`molq.batch.runner`: the scheduler runner (:class:`BatchScheduler`, :class:`RetrySettings`)
 - :mod:`molq.batch.bulk`: many submissions in one command (the program and its answers)
+- :mod:`molq.batch.packing`: like jobs of a bulk submission as one array (``pack_bulk``)
 - :mod:`molq.batch.chunking`: splitting ids into command lines within a length budget
 - :mod:`molq.batch.exit_files`: final states from the wrapper's exit-code files
 - :mod:`molq.batch.site_limits`: the site's limits, read once per scheduler object

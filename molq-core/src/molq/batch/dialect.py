@@ -8,7 +8,7 @@ executes what a dialect builds.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from molq import wrapper
 from molq.batch.site_limits import PartitionLimits
@@ -94,6 +94,24 @@ class BatchDialect:
     def parse_max_array_size(self, result: CommandResult) -> int | None:
         """The largest array index + 1 the site accepts, from :meth:`limits_argv`'s answer."""
         return None
+
+    # -- packing a bulk submission into one array (molq.batch.packing) -----------------------
+    #: Whether this scheduler can run several jobs as the tasks of one array (``pack_bulk``).
+    can_pack: bool = False
+
+    def pack_key(self, spec: JobSpec, job_dir: str) -> Hashable | None:
+        """What must be equal for jobs to share one array: their directives without the per-job
+        ones (name, output files, working directory, tag); None when ``spec`` does not pack."""
+        return None
+
+    def render_pack(self, tag: str, members: Sequence[tuple[JobSpec, str]]) -> str:
+        """The dispatcher script of one pack: an array of ``len(members)`` tasks carrying
+        ``tag``, task ``k`` running member ``k``'s ``job.sh`` as if it had been submitted alone."""
+        raise NotImplementedError
+
+    def pack_member_id(self, array_id: str, index: int) -> str:
+        """The scheduler id of the pack member that is task ``index`` of array ``array_id``."""
+        raise NotImplementedError
 
     # -- partition limits (a grown retry stops at them) -------------------------------------
     def partition_limits_argv(self) -> list[str] | None:

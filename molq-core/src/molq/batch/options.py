@@ -42,6 +42,11 @@ def _whole(minimum: int) -> Any:
     return check
 
 
+def _boolean(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{type(inst).__name__}.{attr.name} must be true or false, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class BatchOptions(SchedulerOptions):
     """The settings every batch cluster has.
@@ -56,6 +61,9 @@ class BatchOptions(SchedulerOptions):
       minute against this cluster.
     * ``backoff_initial`` / ``backoff_max`` -- the circuit breaker: after a failed poll every
       process pauses this long, doubled per further failure up to the maximum, then one probes.
+    * ``pack_bulk`` -- in a bulk submission, jobs whose directives are the same apart from the
+      per-job ones go as one scheduler array, one task per job (:mod:`molq.batch.packing`).
+      Refused (ConfigError) on a scheduler that cannot pack.
 
     Array limits are not here: reading them is scheduler-specific (``SlurmOptions.max_array_size``).
     """
@@ -69,6 +77,7 @@ class BatchOptions(SchedulerOptions):
     commands_per_minute: int = attrs.field(default=60, validator=_whole(1))
     backoff_initial: float = attrs.field(default=5.0, validator=_positive)
     backoff_max: float = attrs.field(default=300.0, validator=_positive)
+    pack_bulk: bool = attrs.field(default=False, validator=_boolean)
 
     def __attrs_post_init__(self) -> None:
         self.pacing()  # refuse an inconsistent pair of intervals when the profile is read
@@ -87,4 +96,5 @@ class BatchOptions(SchedulerOptions):
             "retry": RetrySettings(attempts=self.retry_attempts, initial_delay=self.retry_initial_delay,
                                    factor=self.retry_factor, command_timeout=self.command_timeout),
             "pacing": self.pacing(),
+            "pack_bulk": self.pack_bulk,
         }

@@ -14,8 +14,8 @@ from typing import Any
 import attrs
 
 from molq import array_runner, wrapper
-from molq.arrays import array_indices
-from molq.batch import bulk
+from molq.arrays import array_indices, part_ids
+from molq.batch import bulk, packing
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files
@@ -73,8 +73,14 @@ class BatchScheduler(SchedulerBase):
         retry: RetrySettings = RetrySettings(),
         pacing: PacingPolicy | None = None,
         array_limit: int | None = None,
+        pack_bulk: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if pack_bulk and not dialect.can_pack:
+            # Refused rather than ignored: the option changes what the queue shows and how
+            # many submit commands run, and a profile that asks for it must not silently differ.
+            raise ConfigError(f"{dialect.name}: pack_bulk is not supported by this scheduler "
+                              f"(only SLURM packs a bulk submission into one array)")
         self.dialect = dialect
         self.transport = transport
         self.name = dialect.name
@@ -92,6 +98,9 @@ class BatchScheduler(SchedulerBase):
         self.pacing = pacing
         #: The array limit from the profile, instead of the site's (molq.array_runner).
         self.array_limit = array_limit
+        #: submit_many packs like jobs into one array (molq.batch.packing); the engine then
+        #: hands it whole batches even on a local transport.
+        self.packs_bulk = pack_bulk
 
     def __repr__(self) -> str:
         return f"BatchScheduler({self.dialect.name!r}, transport={self.transport!r})"
@@ -299,7 +308,19 @@ class BatchScheduler(SchedulerBase):
         (:mod:`molq.array_runner`). One result (id or error) per item."""
         out: list[str | BaseException | None] = [None] * len(items)
         entries: dict[int, bulk.Entry] = {}
+        # An entry's key is its first item; a pack's entry stands for all of its members.
+        members: dict[int, list[int]] = {}
+        for pack in self._packs(items):
+            try:
+                entries[pack[0]] = self._pack_entry([items[i] for i in pack])
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                for i in pack:
+                    out[i] = exc
+            members[pack[0]] = pack
+        packed = {i for pack in members.values() for i in pack}
         for i, (spec, job_dir) in enumerate(items):
+            if i in packed:
+                continue
             try:
                 if array_runner.plan(self, spec) is not None:
                     out[i] = self.submit(spec, job_dir)
@@ -315,17 +336,27 @@ class BatchScheduler(SchedulerBase):
             answers = self._run_bulk([entries[i] for i in todo])
             retry: dict[int, bulk.Entry] = {}
             for i, answer in zip(todo, answers, strict=True):
+                group = members.get(i, [i])
                 if isinstance(answer, BaseException):
-                    out[i] = answer
+                    for m in group:
+                        out[m] = answer
                     continue
                 transient = answer.returncode != 0 and self.dialect.is_transient(answer)
                 if transient and attempt < self.retry.attempts:
                     retry[i] = entries[i]
                     continue
                 try:
-                    out[i] = self._parse_bulk_answer(answer, transient=transient)
+                    sid = self._parse_bulk_answer(answer, transient=transient)
                 except Exception as exc:  # noqa: BLE001 - reported per item
-                    out[i] = exc
+                    for m in group:
+                        out[m] = exc
+                    continue
+                if i in members:
+                    for k, m in enumerate(group):
+                        out[m] = self.dialect.pack_member_id(sid, k)
+                    log.info("%s: %d jobs submitted as the array %s", self.name, len(group), sid)
+                else:
+                    out[i] = sid
             entries = retry
             if entries:
                 log.warning("%s: %d submissions failed transiently (attempt %d/%d); sending them again",
@@ -334,6 +365,35 @@ class BatchScheduler(SchedulerBase):
                 delay *= self.retry.factor
         assert all(o is not None for o in out)
         return [o for o in out if o is not None]
+
+    def _packs(self, items: Sequence[tuple[JobSpec, str]]) -> list[list[int]]:
+        """The packs among ``items`` (none unless ``pack_bulk``), at most the site's array
+        limit each."""
+        if not self.packs_bulk or len(items) < 2:
+            return []
+        limit = array_runner.max_array_size(self)
+        # The limit bounds the largest index: an array of n tasks uses indices 0..n-1.
+        max_tasks = (limit - self.dialect.lowest_array_index) if limit else packing.DEFAULT_MAX_TASKS
+        return packing.groups(items, self.dialect.pack_key, max_tasks)
+
+    def _pack_entry(self, group: Sequence[tuple[JobSpec, str]]) -> bulk.Entry:
+        """One submit command for a pack: every member's files (job.sh as if alone, and the
+        pack file recovery reads), then the dispatcher, submitted as one array."""
+        first_spec, first_dir = group[0]
+        if not first_dir:
+            raise SubmitError("a packed job needs a job directory")
+        tag = packing.pack_tag(first_spec.job_id)
+        files: list[tuple[str, str, int]] = []
+        for k, (spec, job_dir) in enumerate(group):
+            files.append((wrapper.join_path(job_dir, packing.PACK_FILE), packing.pack_file_text(tag, k), 0o600))
+            if spec.script is not None and spec.script.variant == "inline":
+                files.append((wrapper.inline_script_path(job_dir), spec.script.text or "", 0o700))
+            files.append((wrapper.join_path(job_dir, wrapper.SCRIPT_FILE),
+                          self.dialect.render_script(spec, job_dir), 0o700))
+        path = wrapper.join_path(first_dir, packing.DISPATCHER_FILE)
+        files.append((path, self.dialect.render_pack(tag, group), 0o700))
+        argv = self._with_extra(self.dialect.submit_argv(path, first_spec))
+        return bulk.Entry(tuple(files), tuple(self._argv(argv)), None)
 
     def _bulk_entry(self, spec: JobSpec, job_dir: str) -> bulk.Entry:
         """What the bulk program does for one job: the same files and command as :meth:`submit`."""
@@ -564,13 +624,37 @@ class BatchScheduler(SchedulerBase):
 
     def find_adoptable(self, jobs: Sequence[TrackedJob]) -> dict[str, str]:
         tags = {f"molq-{j.job_id}": j.job_id for j in jobs}
-        argv = self.dialect.adopt_argv(list(tags))
+        packs = self._pack_files(jobs)
+        asked = list(tags) + sorted({tag for tag, _k in packs.values()})
+        argv = self.dialect.adopt_argv(asked)
         if argv is None:
             return {}
         result = self.run(argv)
-        found = self.dialect.parse_adopt(result, list(tags))
+        found = self.dialect.parse_adopt(result, asked)
         by_job = {tags[tag]: sid for tag, sid in found.items() if tag in tags}
+        for job_id, (tag, k) in packs.items():
+            # A packed job was submitted as task k of its pack's array, never on its own.
+            if job_id not in by_job and tag in found:
+                array = (part_ids(found[tag]) or [found[tag]])[0]
+                by_job[job_id] = self.dialect.pack_member_id(array, k)
         return array_runner.check_adopted(self, jobs, by_job)
+
+    def _pack_files(self, jobs: Sequence[TrackedJob]) -> dict[str, tuple[str, int]]:
+        """molq job id -> (pack tag, task index) of the jobs whose directory says they were
+        packed (:mod:`molq.batch.packing`); read whether or not packing is on now, since the
+        process that submitted them may have had it on."""
+        if not self.dialect.can_pack:
+            return {}
+        paths = {j.job_id: wrapper.join_path(j.job_dir, packing.PACK_FILE) for j in jobs if j.job_dir}
+        if not paths:
+            return {}
+        contents = self.transport.read_many(list(paths.values()))
+        out: dict[str, tuple[str, int]] = {}
+        for job_id, path in paths.items():
+            entry = packing.read_pack_file(contents.get(path))
+            if entry is not None:
+                out[job_id] = entry
+        return out
 
     def list_queue(self, *, user: str | None = None) -> list[QueueEntry]:
         result = self.run(self.dialect.queue_argv(user))

@@ -81,8 +81,10 @@ def submit_many(
         except MolqError as exc:  # recorded on the job by launch (FAILED, or left to adoption)
             return i, None, exc
 
-    if len(todo) > 1 and ctx.scheduler.bulk_submission and ctx.target.transport.is_remote:
+    if len(todo) > 1 and ctx.scheduler.bulk_submission and (ctx.target.transport.is_remote
+                                                             or ctx.scheduler.packs_bulk):
         # Every command costs a round trip: the whole batch goes in a constant number of them.
+        # A scheduler that packs like jobs into one array needs the whole batch to find them.
         launched = launch_many(ctx, [records[i] for i in todo], [subs[i].spec for i in todo])
         for i, (sid, error) in zip(todo, launched, strict=True):
             results[i] = (records[i], sid, error)
