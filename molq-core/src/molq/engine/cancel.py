@@ -115,7 +115,7 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
             # Taking the hold first means no other process can release it meanwhile.
             ctx.transition(rec, JobState.CANCELLED, reason="cancelled by user (before it was submitted)",
                            failure_reason="cancelled by user", finished_at=time.time(),
-                           end_cause=EndCause.CANCELLED_BY_USER.value)
+                           end_cause=EndCause.CANCELLED_BY_USER.value, sub_state=None, sub_state_reason=None)
             active.remove(rec)
     unresolved: list[JobRecord] = []
     if any(r.scheduler_job_id is None for r in active):
