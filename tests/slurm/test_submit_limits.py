@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "corpus"))
 
 from fakecmd import FakeCommands, on_path  # noqa: E402
 from molq import Cluster, JobScheduling, JobState, Submitor, SubState  # noqa: E402
+from molq.cli.render import jobs_table  # noqa: E402
 from molq.errors import ConfigError  # noqa: E402
 from molq.transport import CommandResult  # noqa: E402
 from molq_slurm.dialect import SlurmDialect  # noqa: E402
@@ -74,6 +75,8 @@ def test_a_known_limit_holds_what_does_not_fit_and_refuses_an_array_that_never_c
     held = sub.get_job(handles[2].job_id)
     assert (held.state, held.sub_state) == (JobState.CREATED, SubState.HELD)
     assert held.sub_state_reason == "waiting for room: the site allows 2 submitted jobs (QOS q)"
+    table = jobs_table([held], columns=["id", "state", "sub", "reason"], max_width=400)
+    assert "held" in table and "waiting for room: the site allows 2 submitted jobs (QOS q)" in table
     sub.refresh_jobs()  # the two submitted are still there (squeue has not lost them long enough)
     assert len(fakes.calls("sbatch")) == 2
     sub.cancel_jobs([handles[3].job_id])
