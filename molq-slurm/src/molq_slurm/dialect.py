@@ -145,6 +145,8 @@ _NO_ACCOUNTING_STORAGE = re.compile(r"not running a supported accounting_storage
 #: ``sacctmgr show assoc`` / ``show qos`` fields molq reads (names as sacctmgr 22.05 takes them).
 ASSOC_LIMIT_FIELDS = ("Account", "QOS", "DefaultQOS", "MaxSubmit", "GrpSubmit")
 QOS_LIMIT_FIELDS = ("Name", "MaxSubmitPU", "MaxSubmitPA", "GrpSubmit")
+#: Between the association and QOS parts of the submit limits' reading.
+LIMITS_MARKER = "--molq-qos--"
 _INVALID_JOB_ID = re.compile(r"invalid job id specified", re.IGNORECASE)
 _ACCOUNTING_DISABLED = re.compile(r"accounting storage is disabled", re.IGNORECASE)
 # The accounting database (slurmdbd) did not answer: no evidence, never "no accounting".
@@ -502,27 +504,32 @@ class SlurmDialect(BatchDialect):
 
     # -- partition limits (a grown retry stops at MaxTime) -----------------------------------
     # -- submit-count limits (molq.engine.room) -----------------------------------------------
-    reads_submit_limits = True
 
-    def submit_limits_argvs(self, user: str) -> list[list[str]]:
-        # -n: no header, -P: '|'-separated, no padding; only the user's associations.
-        return [["sacctmgr", "-nP", "show", "assoc", "where", f"user={user}", f"format={','.join(ASSOC_LIMIT_FIELDS)}"],
-                ["sacctmgr", "-nP", "show", "qos", f"format={','.join(QOS_LIMIT_FIELDS)}"]]
+    def submit_limits_argvs(self) -> list[list[str]]:
+        # One command (one round trip over SSH): the login user's associations (-n: no header,
+        # -P: '|'-separated), a marker line, then every QOS. A failed step fails it all.
+        assoc = f"format={','.join(ASSOC_LIMIT_FIELDS)}"
+        qos = f"format={','.join(QOS_LIMIT_FIELDS)}"
+        script = (f'u=$(id -un) || exit 1; sacctmgr -nP show assoc where user="$u" {assoc} || exit 1; '
+                  f"echo {LIMITS_MARKER}; exec sacctmgr -nP show qos {qos}")
+        return [["sh", "-c", script]]
 
     def parse_submit_limits(self, results: Sequence[CommandResult]) -> SubmitLimits | None:
         """The association's MaxSubmitJobs/GrpSubmitJobs per account and each QOS's
         MaxSubmitJobsPerUser/PerAccount/GrpSubmitJobs (blank: no limit). A job naming no QOS
         gets its association's default QOS, else the association's only QOS, else ``normal``
         (as slurmctld picks it). No accounting storage: no limits (None)."""
-        for result in results:
-            if result.returncode != 0:
-                if _NO_ACCOUNTING_STORAGE.search(_error_text(result)):
-                    return None
-                self._raise(result, "sacctmgr")
-        assoc, qos = results
+        (result,) = results
+        if result.returncode != 0:
+            if _NO_ACCOUNTING_STORAGE.search(_error_text(result)):
+                return None
+            self._raise(result, "sacctmgr")
+        assoc_text, marker, qos_text = result.stdout.partition(f"{LIMITS_MARKER}\n")
+        if not marker:
+            raise SchedulerError("the submit limits' reading printed no QOS part", stderr=result.stderr)
         by_account: dict[str, SubmitLimit] = {}
         defaults: set[str] = set()
-        for line in _lines(assoc.stdout):
+        for line in _lines(assoc_text):
             if not line.strip():
                 continue
             fields = line.split("|")
@@ -536,7 +543,7 @@ class SlurmDialect(BatchDialect):
                 previous = by_account.get(account)
                 by_account[account] = limit if previous is None or limit.jobs < previous.jobs else previous
         by_qos: dict[str, SubmitLimit] = {}
-        for line in _lines(qos.stdout):
+        for line in _lines(qos_text):
             if not line.strip():
                 continue
             fields = line.split("|")

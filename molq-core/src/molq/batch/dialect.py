@@ -87,11 +87,10 @@ class BatchDialect:
         raise NotImplementedError
 
     # -- submit-count limits (molq.engine.room) -----------------------------------------------
-    #: Whether :meth:`submit_limits_argvs` reads anything (then the runner asks the login user).
-    reads_submit_limits: bool = False
-
-    def submit_limits_argvs(self, user: str) -> list[list[str]] | None:
-        """The commands that show ``user``'s submit-count limits, or None (none known)."""
+    def submit_limits_argvs(self) -> list[list[str]] | None:
+        """The commands that show the login user's submit-count limits, or None (none known).
+        Read once per scheduler object, before the first submission: keep it to one command
+        (one round trip on a remote cluster)."""
         return None
 
     def parse_submit_limits(self, results: Sequence[CommandResult]) -> SubmitLimits | None:

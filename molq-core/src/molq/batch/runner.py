@@ -207,14 +207,7 @@ class BatchScheduler(SchedulerBase):
     def submit_limit(self, account: str | None, qos: str | None) -> SubmitLimit | None:
         """The tightest submit-count limit for a job of ``account`` and ``qos``, from the
         user's limits read once per scheduler object (None: none known, or the read failed)."""
-        if not self.dialect.reads_submit_limits:
-            return None
-        try:
-            user = self.login_user()
-        except (SchedulerError, TransportError) as exc:
-            log.warning("%s: cannot read the site's submit limits: %s", self.name, exc)
-            return None
-        limits = site_reading(self, "submit limits", self.dialect.submit_limits_argvs(user),
+        limits = site_reading(self, "submit limits", self.dialect.submit_limits_argvs(),
                               self.dialect.parse_submit_limits)
         return None if limits is None else limits.for_job(account, qos)
 
