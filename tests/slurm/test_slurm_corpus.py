@@ -44,6 +44,8 @@ DEFAULTS = {
     "sacct": {"stdout": ""},
     "scontrol": {"stdout": "No jobs in the system\n"},
     "scancel": {"stdout": ""},
+    # No accounting storage: no submit limits to read.
+    "sacctmgr": {"returncode": 1, "stderr": "You are not running a supported accounting_storage plugin\n"},
 }
 
 
@@ -137,7 +139,7 @@ def test_the_corpus_is_big_enough_and_says_where_each_sample_came_from() -> None
     assert len(SAMPLES) >= 40
     for name, sample in SAMPLES:
         assert sample.get("source", "").strip(), name
-        assert sample["kind"] in {"refresh", "cancel", "submit", "queue"}, name
+        assert sample["kind"] in {"refresh", "cancel", "submit", "queue", "limits"}, name
         if sample.get("transcribed"):
             assert sample.get("note", "").strip(), f"{name}: say what was transcribed"
 
@@ -228,6 +230,14 @@ def test_submit_answer(sample: dict[str, Any], fakes: FakeCommands, tmp_path: Pa
     submitor = Submitor(Cluster("corpus", "slurm", scheduler_options={"retry_attempts": 1}),
                         jobs_dir=str(tmp_path / "jobs"))
     want = sample["expect"]
+    if "held" in want:
+        # Refused for the site's submit limit: not a failure, the job waits in molq for room.
+        handle = submitor.submit_job(command="true")
+        record = submitor.get_job(handle.job_id)
+        assert (record.state, record.scheduler_job_id, handle.error) == (JobState.CREATED, None, None)
+        assert record.sub_state == SubState.HELD and record.sub_state_reason == want["held"]
+        assert submitor.store.get_internal("corpus", handle.job_id)["held"] == want["held"]
+        return
     if "error" in want:
         with pytest.raises(SubmitError, match=want["error"]):
             submitor.submit_job(command="true")
@@ -236,6 +246,24 @@ def test_submit_answer(sample: dict[str, Any], fakes: FakeCommands, tmp_path: Pa
     handle = submitor.submit_job(command="true")
     assert submitor.get_job(handle.job_id).scheduler_job_id == want["scheduler_job_id"]
     assert submitor.get_job(handle.job_id).state == JobState.SUBMITTED
+
+
+@pytest.mark.parametrize("sample", _params("limits"))
+def test_submit_limits_read_from_the_sample(sample: dict[str, Any], fakes: FakeCommands) -> None:
+    fakes.set("sacctmgr", *[answer for _command, answer in sample_answers(sample)])
+    sched = Cluster("corpus", "slurm", scheduler_options={"retry_attempts": 1}).scheduler_impl
+    for want in sample["expect"]["limits"]:
+        limit = sched.submit_limit(want.get("account"), want.get("qos"))
+        if want["jobs"] == "none":
+            assert limit is None, want
+        else:
+            assert limit is not None and (limit.jobs, limit.where) == (want["jobs"], want["where"]), (want, limit)
+    calls = len(fakes.calls("sacctmgr"))
+    sched.submit_limit(None, None)
+    if sample["expect"].get("cached", True):
+        assert len(fakes.calls("sacctmgr")) == calls, "read once per scheduler object"
+    else:
+        assert len(fakes.calls("sacctmgr")) > calls, "a failed read is asked again"
 
 
 @pytest.mark.parametrize("sample", _params("queue"))

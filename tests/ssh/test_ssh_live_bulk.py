@@ -111,8 +111,9 @@ def test_job_directories_that_cannot_be_made_fail_their_jobs_before_any_submissi
             handles = submitor.submit_jobs([{"argv": ["true"], "execution": JobExecution(cwd=remote_dir)}] * 3)
         assert all(isinstance(h.error, SubmitError) and "creating" in str(h.error) for h in handles)
         assert {submitor.get_job(h.job_id).state for h in handles} == {JobState.FAILED}
-        # The sbatch lookup, then the one command that tried the directories: no submission.
-        assert len(calls) == 2 and "command -v" in calls[0], calls
+        # The sbatch lookup, the site's submit limits (read once), then the one command that
+        # tried the directories: no submission.
+        assert len(calls) == 3 and "command -v" in calls[0] and "sacctmgr" in calls[1], calls
     finally:
         submitor.close()
 

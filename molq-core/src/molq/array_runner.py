@@ -19,7 +19,7 @@ import attrs
 
 from molq.arrays import PART_SEPARATOR, ArrayPart, combine_parts, part_ids, part_key, split_array
 from molq.batch.site_limits import site_value
-from molq.errors import SchedulerError, SubmitError, TransportError
+from molq.errors import SchedulerError, SubmitError, SubmitLimitReached, TransportError
 from molq.evidence import CancelOutcome, Observation
 from molq.model import JobSpec
 from molq.scheduler import TrackedJob
@@ -110,9 +110,11 @@ def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequ
                 except (SchedulerError, TransportError) as cancel_exc:
                     log.error("%s: could not cancel the parts %s of job %s already submitted: %s",
                               sched.name, ", ".join(ids), spec.job_id, cancel_exc)
-            raise SubmitError(f"part {len(ids) + 1} of {len(parts)} of the split array was refused "
-                              f"({exc}); {'the parts already submitted were cancelled' if ids else 'nothing ran'}"
-                              ) from exc
+            # A part refused for the submit limit: the whole job waits in molq for room.
+            error = SubmitLimitReached if isinstance(exc, SubmitLimitReached) else SubmitError
+            raise error(f"part {len(ids) + 1} of {len(parts)} of the split array was refused "
+                        f"({exc}); {'the parts already submitted were cancelled' if ids else 'nothing ran'}"
+                        ) from exc
     log.info("%s: array %s of job %s submitted as %d arrays (%s)", sched.name, spec.scheduling.array_spec,
              spec.job_id, len(ids), PART_SEPARATOR.join(ids))
     joined = PART_SEPARATOR.join(ids)

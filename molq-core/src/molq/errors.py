@@ -76,6 +76,12 @@ class SubmitError(SchedulerError):
     """The scheduler refused a submission (invalid partition, account, qos...)."""
 
 
+class SubmitLimitReached(SubmitError):
+    """The scheduler refused a submission because the user has as many jobs submitted as the
+    site allows (a submit-count limit): not a failure of the job, which waits in molq for room
+    (:mod:`molq.engine.room`)."""
+
+
 class SubmissionDeferred(SchedulerError):
     """A bulk submission ran out of its time before this job's turn: the job was definitely
     not submitted, and is sent again (its record freshly marked as being submitted)."""

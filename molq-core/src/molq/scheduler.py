@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -24,6 +24,9 @@ from molq.model import (
 )
 from molq.pacing import PacingPolicy
 from molq.transport import Transport
+
+if TYPE_CHECKING:
+    from molq.batch.site_limits import SubmitLimit
 
 __all__ = [
     "Scheduler",
@@ -285,6 +288,12 @@ class SchedulerBase:
         return None
 
     def max_time_limit(self, partition: str | None) -> float | None:
+        return None
+
+    def submit_limit(self, account: str | None, qos: str | None) -> SubmitLimit | None:
+        """How many jobs the site lets the user have submitted at once for a job of ``account``
+        and ``qos`` (None: none known); jobs beyond it wait in molq (:mod:`molq.engine.room`).
+        Optional: the engine asks only schedulers that have it."""
         return None
 
     def render_script(self, spec: JobSpec, job_dir: str) -> str:

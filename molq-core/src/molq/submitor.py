@@ -272,7 +272,7 @@ class Submitor:
             after_failure=after_failure, after_success=after_success, job_dir_name=job_dir_name,
         )
         record, sid = _submit.submit(self._ctx, request)
-        self._advance_later([(request, record)])
+        self._advance_later([(request, record, sid is None)])
         return JobHandle(self, record.root_job_id, sid)
 
     def submit_jobs(self, jobs: Iterable[Mapping[str, Any]], *, concurrency: int | None = None) -> list[JobHandle]:
@@ -290,24 +290,28 @@ class Submitor:
             except TypeError as exc:
                 raise ConfigError(f"job {index + 1}: {exc}") from None
         results = _submit.submit_many(self._ctx, requests, concurrency=concurrency)
-        self._advance_later([(req, record) for req, (record, _sid, error) in zip(requests, results, strict=True) if error is None])
+        self._advance_later([(req, record, sid is None)
+                             for req, (record, sid, error) in zip(requests, results, strict=True) if error is None])
         return [JobHandle(self, record.root_job_id, sid, error) for record, sid, error in results]
 
-    def _advance_later(self, submitted: Sequence[tuple[JobRequest, JobRecord]]) -> None:
+    def _advance_later(self, submitted: Sequence[tuple[JobRequest, JobRecord, bool]]) -> None:
         """Jobs whose retries or held dependents need a molq process once this one exits get
-        a daemon started on demand (see :func:`molq.daemon.advance_later`)."""
+        a daemon started on demand (see :func:`molq.daemon.advance_later`); so do jobs molq
+        holds back (the third item: not handed to the scheduler), which wait for room."""
         from molq import daemon
 
         if not daemon.auto_enabled():
             return
 
-        def needs(req: JobRequest, record: JobRecord) -> bool:
+        def needs(req: JobRequest, record: JobRecord, held: bool) -> bool:
+            if held:
+                return True  # held back by molq (for an upstream, or for room): a refresh releases it
             policy = req.retry or self.default_retry_policy
             deps = req.after or req.after_success or req.after_failure or req.after_started
             return daemon.needs_daemon(self._ctx, record, has_retry=policy is not None and policy.max_attempts > 1,
                                        has_deps=bool(deps))
 
-        daemon.advance_later(self._ctx, any(needs(req, record) for req, record in submitted))
+        daemon.advance_later(self._ctx, any(needs(req, record, held) for req, record, held in submitted))
 
     def render_job_script(self, **submit_kwargs: Any) -> str:
         """The job script :meth:`submit_job` would hand the scheduler for the same keywords,

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 import attrs
 from molq import wrapper
 from molq.arrays import PART_SEPARATOR, array_indices, owner_of
-from molq.batch import AccountingUnavailable, BatchDialect, PartitionLimits
+from molq.batch import AccountingUnavailable, BatchDialect, PartitionLimits, SubmitLimit, SubmitLimits
 from molq.batch.packing import PACK_TAG_PREFIX
 from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
@@ -144,6 +144,20 @@ _SUBMIT_SAFE_RETRY = re.compile(
     r"resource temporarily unavailable|try again later",
     re.IGNORECASE,
 )
+# sbatch's refusal for a submit-count limit: slurmctld names the limit on a line of its own
+# ("sbatch: error: QOSMaxSubmitJobPerUserLimit") before the generic ESLURM_ACCOUNTING_POLICY
+# line. That generic line alone also covers size and time limits (QOSMaxWallDurationPerJobLimit,
+# QOSGrpGRES...), which no waiting cures: only the named submit limits count.
+_SUBMIT_LIMIT = re.compile(
+    r"\b(?:QOSMaxSubmitJobPerUserLimit|QOSMaxSubmitJobPerAccountLimit|QOSGrpSubmitJobsLimit|"
+    r"AssocMaxSubmitJobLimit|AssocGrpSubmitJobsLimit)\b")
+# sacctmgr where the cluster keeps no accounting database: no limits to read (cached).
+_NO_ACCOUNTING_STORAGE = re.compile(r"not running a supported accounting_storage plugin", re.IGNORECASE)
+#: ``sacctmgr show assoc`` / ``show qos`` fields molq reads (names as sacctmgr 22.05 takes them).
+ASSOC_LIMIT_FIELDS = ("Account", "QOS", "DefaultQOS", "MaxSubmit", "GrpSubmit")
+QOS_LIMIT_FIELDS = ("Name", "MaxSubmitPU", "MaxSubmitPA", "GrpSubmit")
+#: Between the association and QOS parts of the submit limits' reading.
+LIMITS_MARKER = "--molq-qos--"
 _INVALID_JOB_ID = re.compile(r"invalid job id specified", re.IGNORECASE)
 _ACCOUNTING_DISABLED = re.compile(r"accounting storage is disabled", re.IGNORECASE)
 # The accounting database (slurmdbd) did not answer: no evidence, never "no accounting".
@@ -242,6 +256,12 @@ def _latest(records: list[tuple[float | None, int, SchedulerStatus]]) -> Schedul
 
 
 _KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/]*)=")
+
+
+def _tightest(values: Sequence[str], where: str) -> SubmitLimit | None:
+    """The smallest of sacctmgr's submit-limit cells (blank or -1: none) as one limit."""
+    numbers = [int(v) for v in (v.strip() for v in values) if v.lstrip("-").isdigit() and int(v) >= 0]
+    return SubmitLimit(min(numbers), where) if numbers else None
 
 
 def _key_values(line: str) -> dict[str, str]:
@@ -571,6 +591,60 @@ class SlurmDialect(BatchDialect):
         return int(match.group(1))
 
     # -- partition limits (a grown retry stops at MaxTime) -----------------------------------
+    # -- submit-count limits (molq.engine.room) -----------------------------------------------
+
+    def submit_limits_argvs(self) -> list[list[str]]:
+        # One command (one round trip over SSH): the login user's associations (-n: no header,
+        # -P: '|'-separated), a marker line, then every QOS. A failed step fails it all.
+        assoc = f"format={','.join(ASSOC_LIMIT_FIELDS)}"
+        qos = f"format={','.join(QOS_LIMIT_FIELDS)}"
+        script = (f'u=$(id -un) || exit 1; sacctmgr -nP show assoc where user="$u" {assoc} || exit 1; '
+                  f"echo {LIMITS_MARKER}; exec sacctmgr -nP show qos {qos}")
+        return [["sh", "-c", script]]
+
+    def parse_submit_limits(self, results: Sequence[CommandResult]) -> SubmitLimits | None:
+        """The association's MaxSubmitJobs/GrpSubmitJobs per account and each QOS's
+        MaxSubmitJobsPerUser/PerAccount/GrpSubmitJobs (blank: no limit). A job naming no QOS
+        gets its association's default QOS, else the association's only QOS, else ``normal``
+        (as slurmctld picks it). No accounting storage: no limits (None)."""
+        (result,) = results
+        if result.returncode != 0:
+            if _NO_ACCOUNTING_STORAGE.search(_error_text(result)):
+                return None
+            self._raise(result, "sacctmgr")
+        assoc_text, marker, qos_text = result.stdout.partition(f"{LIMITS_MARKER}\n")
+        if not marker:
+            raise SchedulerError("the submit limits' reading printed no QOS part", stderr=result.stderr)
+        by_account: dict[str, SubmitLimit] = {}
+        defaults: set[str] = set()
+        for line in _lines(assoc_text):
+            if not line.strip():
+                continue
+            fields = line.split("|")
+            if len(fields) != len(ASSOC_LIMIT_FIELDS):
+                raise SchedulerError(f"sacctmgr show assoc printed an unexpected line: {line!r}")
+            account, qos_list, default_qos = fields[0], fields[1], fields[2]
+            names = [n for n in qos_list.split(",") if n]
+            defaults.add(default_qos or (names[0] if len(names) == 1 else "normal"))
+            limit = _tightest(fields[3:], f"association in account {account}")
+            if limit is not None:
+                previous = by_account.get(account)
+                by_account[account] = limit if previous is None or limit.jobs < previous.jobs else previous
+        by_qos: dict[str, SubmitLimit] = {}
+        for line in _lines(qos_text):
+            if not line.strip():
+                continue
+            fields = line.split("|")
+            if len(fields) != len(QOS_LIMIT_FIELDS):
+                raise SchedulerError(f"sacctmgr show qos printed an unexpected line: {line!r}")
+            limit = _tightest(fields[1:], f"QOS {fields[0]}")
+            if limit is not None:
+                by_qos[fields[0]] = limit
+        return SubmitLimits(by_account, by_qos, frozenset(defaults))
+
+    def is_submit_limit(self, result: CommandResult) -> bool:
+        return result.returncode != 0 and _SUBMIT_LIMIT.search(result.stderr + "\n" + result.stdout) is not None
+
     def partition_limits_argv(self) -> list[str]:
         # --all: hidden partitions too (a job may name one it is allowed to use).
         return ["scontrol", "--all", "--oneliner", "show", "partition"]

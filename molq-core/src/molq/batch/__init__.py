@@ -17,7 +17,7 @@ Import the names from here (``from molq.batch import BatchDialect``); each conce
 - :mod:`molq.batch.chunking`: splitting ids into command lines within a length budget
 - :mod:`molq.batch.exit_files`: final states from the wrapper's exit-code files
 - :mod:`molq.batch.site_limits`: the site's limits, read once per scheduler object
-  (:class:`PartitionLimits`)
+  (:class:`PartitionLimits`, :class:`SubmitLimits`)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from molq.batch.exit_files import read_exit_files as read_exit_files
 from molq.batch.options import BatchOptions
 from molq.batch.runner import BatchScheduler, RetrySettings
 from molq.batch.runner import options_kwargs as options_kwargs
-from molq.batch.site_limits import PartitionLimits
+from molq.batch.site_limits import PartitionLimits, SubmitLimit, SubmitLimits
 
 __all__ = ["BatchDialect", "BatchOptions", "BatchScheduler", "RetrySettings", "chunk_ids", "AccountingUnavailable",
-           "PartitionLimits"]
+           "PartitionLimits", "SubmitLimit", "SubmitLimits"]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 
 from molq import wrapper
-from molq.batch.site_limits import PartitionLimits
+from molq.batch.site_limits import PartitionLimits, SubmitLimits
 from molq.errors import SchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer
 from molq.model import (
@@ -85,6 +85,23 @@ class BatchDialect:
 
     def parse_submit(self, result: CommandResult) -> str:
         raise NotImplementedError
+
+    # -- submit-count limits (molq.engine.room) -----------------------------------------------
+    def submit_limits_argvs(self) -> list[list[str]] | None:
+        """The commands that show the login user's submit-count limits, or None (none known).
+        Read once per scheduler object, before the first submission: keep it to one command
+        (one round trip on a remote cluster)."""
+        return None
+
+    def parse_submit_limits(self, results: Sequence[CommandResult]) -> SubmitLimits | None:
+        """The limits from :meth:`submit_limits_argvs`' answers (None: the site has none to
+        tell); raise :class:`SchedulerError` when the read failed (asked again later)."""
+        return None
+
+    def is_submit_limit(self, result: CommandResult) -> bool:
+        """Whether a refused submission was refused for a submit-count limit (the job then
+        waits in molq for room instead of failing)."""
+        return False
 
     # -- arrays beyond the site's limit (molq.array_runner) ----------------------------------
     def limits_argv(self) -> list[str] | None:

@@ -19,8 +19,15 @@ from molq.batch import bulk, packing
 from molq.batch.chunking import _chunk_by_cost, chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files
-from molq.batch.site_limits import site_value
-from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError, TransportError
+from molq.batch.site_limits import SubmitLimit, site_reading, site_value
+from molq.errors import (
+    ConfigError,
+    SchedulerError,
+    SubmitError,
+    SubmitLimitReached,
+    TransientSchedulerError,
+    TransportError,
+)
 from molq.evidence import CancelOutcome, Observation, SourceAnswer, as_answer
 from molq.model import (
     CompiledDependency,
@@ -206,6 +213,22 @@ class BatchScheduler(SchedulerBase):
                             self.dialect.parse_partition_limits)
         return None if limits is None else limits.max_time_of(self.dialect.job_partition(partition))
 
+    def submit_limit(self, account: str | None, qos: str | None) -> SubmitLimit | None:
+        """The tightest submit-count limit for a job of ``account`` and ``qos``, from the
+        user's limits read once per scheduler object (None: none known, or the read failed)."""
+        limits = site_reading(self, "submit limits", self.dialect.submit_limits_argvs(),
+                              self.dialect.parse_submit_limits)
+        return None if limits is None else limits.for_job(account, qos)
+
+    def _parse_submit(self, result: CommandResult) -> str:
+        """The scheduler id from a submit command's answer; a refusal for a submit-count limit
+        is :class:`SubmitLimitReached` (the job waits in molq), any other the dialect's error."""
+        if result.returncode != 0 and self.dialect.is_submit_limit(result):
+            raise SubmitLimitReached(f"{result.argv[0] if result.argv else 'submit'} refused the job for the "
+                                     f"site's submit limit: {result.stderr.strip()}",
+                                     stderr=result.stderr, command=list(result.argv))
+        return self.dialect.parse_submit(result)
+
     def render_script(self, spec: JobSpec, job_dir: str) -> str:
         return self.dialect.render_script(spec, job_dir)
 
@@ -277,7 +300,7 @@ class BatchScheduler(SchedulerBase):
             else:
                 path = self.write_job_files(spec, job_dir)
             result = self.run(self._with_extra(self.dialect.submit_argv(path, spec)), is_submission=True)
-            return self.dialect.parse_submit(result)
+            return self._parse_submit(result)
         # The script travels on stdin; job.sh in the job directory is molq's copy for people
         # and tools, written while the scheduler answers. An inline script is different: the
         # job runs it from the job directory, so it is in place before anything is submitted.
@@ -292,7 +315,7 @@ class BatchScheduler(SchedulerBase):
                             "to %s: %s", spec.job_id, wrapper.join_path(job_dir, script_name), exc)
 
         result = self.run(self._with_extra(stdin_argv), is_submission=True, input=script, meanwhile=keep_copy)
-        return self.dialect.parse_submit(result)
+        return self._parse_submit(result)
 
     #: submit_many sends a whole batch in one command (molq.batch.bulk).
     bulk_submission = True
@@ -431,7 +454,7 @@ class BatchScheduler(SchedulerBase):
             # As in run(): refused before acceptance every time, so definitely not submitted.
             raise SubmitError(f"{answer.argv[0]} failed: {answer.stderr.strip() or answer.returncode}",
                               stderr=answer.stderr, command=list(answer.argv))
-        return self.dialect.parse_submit(answer)
+        return self._parse_submit(answer)
 
     def _with_extra(self, argv: list[str]) -> list[str]:
         """The profile's extra submit flags, right after the command name."""

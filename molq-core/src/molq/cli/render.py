@@ -351,6 +351,8 @@ def _cell(rec: Any, column: str, now: float, wide: bool, reasons: dict[str, str]
     if column == "command":
         return (rec.command_display or "").replace("\n", " ")
     if column == "reason":
+        if rec.state.value == "created":  # held back by molq: why it waits (for room, say)
+            return rec.sub_state_reason or ""
         return reasons.get(rec.job_id, "") if rec.state.value in ("queued", "submitted") else (
             rec.failure_reason or "" if rec.state.value in TERMINAL_STATES and rec.state.value != "succeeded" else "")
     raise ValueError(column)

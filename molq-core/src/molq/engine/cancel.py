@@ -108,6 +108,7 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
             where = ", ".join(f"{j} (on {h})" for j, h in elsewhere)
             raise MolqError(f"cannot cancel {where} from {here}: local jobs can only be stopped on the host "
                             f"that runs them (run the cancel there)")
+    for rec in [r for r in active if r.scheduler_job_id is None]:
         held = ctx.store.internals(ctx.cluster_name, rec.job_id).held
         if held is not None and not held.startswith(RELEASING) and ctx.store.claim_held(
                 ctx.cluster_name, rec.job_id, host=host_name(), pid=os.getpid()):
@@ -115,7 +116,7 @@ def cancel_jobs(ctx: EngineContext, job_ids: Iterable[str], *, confirm_seconds: 
             # Taking the hold first means no other process can release it meanwhile.
             ctx.transition(rec, JobState.CANCELLED, reason="cancelled by user (before it was submitted)",
                            failure_reason="cancelled by user", finished_at=time.time(),
-                           end_cause=EndCause.CANCELLED_BY_USER.value)
+                           end_cause=EndCause.CANCELLED_BY_USER.value, sub_state=None, sub_state_reason=None)
             active.remove(rec)
     unresolved: list[JobRecord] = []
     if any(r.scheduler_job_id is None for r in active):

@@ -17,7 +17,8 @@ import attrs
 from molq.causes import EndCause
 from molq.engine.context import EngineContext
 from molq.engine.faults import crash_point
-from molq.engine.prepare import JobRequest, prepare
+from molq.engine.prepare import JobRequest, Submission, prepare
+from molq.engine.room import ROOM, Room, hold_for_room
 from molq.errors import (
     ConfigError,
     MolqError,
@@ -25,6 +26,7 @@ from molq.errors import (
     SubmissionDeferred,
     SubmissionUncertainError,
     SubmitError,
+    SubmitLimitReached,
     TransientSchedulerError,
     TransportError,
 )
@@ -36,15 +38,34 @@ log = logging.getLogger("molq.engine")
 __all__ = ["submit", "submit_many", "launch", "launch_many", "render", "DEFAULT_CONCURRENCY"]
 
 
-def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | None]:
-    """Validate, store, then submit one job; the stored record and the scheduler id."""
-    sub = prepare(ctx, request)
+def _room_for(room: Room, sub: Submission) -> Submission:
+    """``sub``, held back for room when the site's submit limit leaves none
+    (:mod:`molq.engine.room`)."""
     if sub.held is not None:
-        # An upstream may still retry: molq submits the job once the upstream family is final
-        # (see molq.engine.hold), so the scheduler never judges a dependency on a stale attempt.
-        record = ctx.store.add_submission(attrs.evolve(sub.record, reason=f"held by molq: {sub.held}"))
-        return record, None
-    record = ctx.store.add_submission(attrs.evolve(sub.record, reason="submitted"))
+        return sub
+    why = room.check(sub.spec.scheduling)
+    return sub if why is None else attrs.evolve(sub, record=attrs.evolve(sub.record, held=why))
+
+
+def _store(ctx: EngineContext, sub: Submission) -> JobRecord:
+    if sub.held is None:
+        return ctx.store.add_submission(attrs.evolve(sub.record, reason="submitted"))
+    # An upstream may still retry, or the site has no room: molq submits the job later (see
+    # molq.engine.hold), so the scheduler never judges a dependency on a stale attempt nor
+    # refuses a job it has no room for.
+    record = ctx.store.add_submission(attrs.evolve(sub.record, reason=f"held by molq: {sub.held}"))
+    if sub.held.startswith(ROOM):
+        ctx.store.update_job(ctx.cluster_name, record.job_id, sub_state="held", sub_state_reason=sub.held)
+    return record
+
+
+def submit(ctx: EngineContext, request: JobRequest) -> tuple[JobRecord, str | None]:
+    """Validate, store, then submit one job; the stored record and the scheduler id (None
+    when molq holds the job back)."""
+    sub = _room_for(Room(ctx), prepare(ctx, request))
+    if sub.held is not None:
+        return _store(ctx, sub), None
+    record = _store(ctx, sub)
     crash_point("submit:after-insert")
     return record, launch(ctx, record, sub.spec)
 
@@ -61,16 +82,16 @@ def submit_many(
     bounded concurrency. One failed submission fails only its own job (its error is returned
     beside its record); nothing is submitted twice. Results are in the order given."""
     subs = []
+    room = Room(ctx)  # what fits under the site's submit limit goes now, the rest waits in molq
     for index, request in enumerate(requests):
         try:
-            subs.append(prepare(ctx, request))
+            subs.append(_room_for(room, prepare(ctx, request)))
         except ConfigError as exc:
             raise ConfigError(f"job {index + 1} of {len(requests)}: {exc}") from None
     records = []
     with ctx.store.batch():
         for sub in subs:
-            reason = f"held by molq: {sub.held}" if sub.held is not None else "submitted"
-            records.append(ctx.store.add_submission(attrs.evolve(sub.record, reason=reason)))
+            records.append(_store(ctx, sub))
     crash_point("submit:after-insert")
     results: list[tuple[JobRecord, str | None, MolqError | None]] = [(r, None, None) for r in records]
     todo = [i for i, sub in enumerate(subs) if sub.held is None]
@@ -112,7 +133,8 @@ def _parent(record: JobRecord) -> str:
 
 
 def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
-    """Create the job directory and hand the job to the scheduler; the record exists."""
+    """Create the job directory and hand the job to the scheduler; the record exists. None
+    when the site refused it for its submit limit: the job then waits in molq for room."""
     transport = ctx.target.transport
     try:
         parent = _parent(record)
@@ -124,6 +146,8 @@ def launch(ctx: EngineContext, record: JobRecord, spec: JobSpec) -> str | None:
         sid = ctx.scheduler.submit(spec, record.job_dir or "")
     except (SchedulerError, TransportError, ConfigError, OSError) as exc:
         error = _not_launched(ctx, record, exc)
+        if error is None:
+            return None
         if error is exc:
             raise
         raise error from exc
@@ -134,7 +158,8 @@ def launch_many(ctx: EngineContext, records: Sequence[JobRecord], specs: Sequenc
                 ) -> list[tuple[str | None, MolqError | None]]:
     """:func:`launch` for many recorded jobs in a constant number of commands: one creates
     every job directory, then the scheduler's ``submit_many`` sends them all. Each job's
-    outcome is recorded as :func:`launch` records it; one (scheduler id, error) per job."""
+    outcome is recorded as :func:`launch` records it; one (scheduler id, error) per job
+    (both None: held back in molq for room)."""
     out: list[tuple[str | None, MolqError | None]] = [(None, None)] * len(records)
     parents = sorted({_parent(r) for r in records if r.job_dir} - ctx.made_dirs - {""})
     dirs = parents + [r.job_dir for r in records if r.job_dir]
@@ -184,9 +209,13 @@ def _record_answers(ctx: EngineContext, records: Sequence[JobRecord], todo: Sequ
             out[i] = (None, _not_launched(ctx, records[i], TransientSchedulerError(str(answer))))
 
 
-def _not_launched(ctx: EngineContext, record: JobRecord, exc: BaseException) -> MolqError:
+def _not_launched(ctx: EngineContext, record: JobRecord, exc: BaseException) -> MolqError | None:
     """Record why ``record`` was not submitted; the error to give the caller. An uncertain
-    submission keeps the record (adoption decides); any other failure fails the job."""
+    submission keeps the record (adoption decides); a refusal for the site's submit limit
+    holds it back in molq (None: no error); any other failure fails the job."""
+    if isinstance(exc, SubmitLimitReached):
+        hold_for_room(ctx, record, exc)
+        return None
     if isinstance(exc, TransientSchedulerError):
         # The scheduler may have the job: keep the record, let refresh adopt or fail it.
         ctx.store.update_job(ctx.cluster_name, record.job_id, expect_state=JobState.CREATED, submit_pid=None)
