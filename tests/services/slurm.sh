@@ -148,7 +148,10 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
-JobAcctGatherParams=OverMemoryKill"
+JobAcctGatherParams=OverMemoryKill
+# Limits set in the database (a QOS's MaxSubmitJobsPerUser, ...) are enforced as on a real
+# site: sbatch refuses past them, which molq must tell from a failure (tests/slurm/test_live_room.py).
+AccountingStorageEnforce=associations,limits,qos"
     else
         acct_lines="AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none"

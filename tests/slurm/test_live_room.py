@@ -74,9 +74,9 @@ def test_jobs_past_the_qos_submit_limit_wait_in_molq_and_each_runs_once(acct_clu
 
 
 def test_a_refusal_for_a_limit_molq_did_not_know_holds_the_job(acct_cluster, qos_limit, tmp_path):
-    if not _enforces_limits(acct_cluster):
-        pytest.skip("this SLURM does not enforce accounting limits (AccountingStorageEnforce has no "
-                    "'limits'): sbatch never refuses for a submit limit here")
+    # The test cluster enforces limits (tests/services/slurm.sh); without that sbatch would
+    # never refuse, and this test would prove nothing.
+    assert _enforces_limits(acct_cluster), "the accounting test cluster must set AccountingStorageEnforce=limits"
     shim = CommandShim.install(tmp_path, "sbatch")
     sub = _submitor(acct_cluster, shim, tmp_path, "room-acct-late")
     first = sub.submit_job(argv=["sleep", SLEEP], scheduling=JobScheduling(qos=acct_cluster.qos))  # reads: no limit
