@@ -191,3 +191,17 @@ def test_a_dependency_on_a_split_array_waits_for_every_part(
     finals = submitor.watch_jobs([up.job_id, ok.job_id], timeout=120)
     assert [r.state for r in finals] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
     assert (tmp_path / "seen_ok").read_text().strip() == "25"
+
+
+def test_each_task_of_a_split_array_has_its_own_output_files(submitor: Submitor, tmp_path: Path) -> None:
+    """LSF names a task's default files by its index, which in a part is the shifted one: tasks
+    1, 11 and 21 are each LSF's index 1 of their part. Each must still get its own files,
+    named by the index the user asked for."""
+    handle = submitor.submit_job(command='echo "out $LSB_JOBINDEX"; echo "err $LSB_JOBINDEX" >&2',
+                                 scheduling=JobScheduling(array_spec="1-25"))
+    final = submitor.watch_jobs([handle.job_id], timeout=120)[0]
+    assert final.state == JobState.SUCCEEDED, final
+    job_dir = Path(final.job_dir or "")
+    for stream in ("out", "err"):
+        files = {int(p.name.rsplit(".", 1)[1]): p.read_text() for p in job_dir.glob(f"std{stream}.*")}
+        assert files == {i: f"{stream} {i}\n" for i in range(1, 26)}, stream

@@ -52,20 +52,16 @@ def plan(sched: BatchScheduler, spec: JobSpec) -> list[ArrayPart] | None:
     return split_array(array, limit, sched.dialect.lowest_array_index) if limit else None
 
 
-def _part_spec(spec: JobSpec, part: ArrayPart) -> JobSpec:
-    return attrs.evolve(spec, scheduling=attrs.evolve(spec.scheduling, array_spec=part.spec))
-
-
-def part_script(sched: BatchScheduler, spec: JobSpec, job_dir: str, part: ArrayPart) -> str:
-    """The job script of one part: the dialect's script for the shifted array, with the line
-    that adds the part's offset back placed before the wrapper reads the task index."""
-    part_spec = _part_spec(spec, part)
+def _part(sched: BatchScheduler, spec: JobSpec, job_dir: str, k: int, part: ArrayPart) -> tuple[JobSpec, str]:
+    """Part ``k``'s spec and job script: the dialect's script for the shifted array, with the
+    lines that add the part's offset back placed before the wrapper reads the task index."""
+    shifted = attrs.evolve(spec, scheduling=attrs.evolve(spec.scheduling, array_spec=part.spec))
+    part_spec, lines = sched.dialect.split_part(shifted, job_dir, k, part.offset)
     script = sched.dialect.render_script(part_spec, job_dir)
     marker = f"# molq job {spec.job_id}\n"
-    line = sched.dialect.array_offset_line(part.offset)
-    if marker not in script or line is None:
+    if marker not in script or not lines:
         raise SubmitError(f"{sched.name}: cannot place the array offset in the job script")
-    return script.replace(marker, f"{line}\n{marker}", 1)
+    return part_spec, script.replace(marker, "".join(f"{line}\n" for line in lines) + marker, 1)
 
 
 #: The file in a split job's directory that says how many parts it was planned as, written
@@ -100,9 +96,8 @@ def submit_parts(sched: BatchScheduler, spec: JobSpec, job_dir: str, parts: Sequ
     ids: list[str] = []
     for k, part in enumerate(parts):
         try:
-            ids.append(sched.submit(_part_spec(spec, part), job_dir,
-                                    script=part_script(sched, spec, job_dir, part),
-                                    script_name=part_script_name(k)))
+            part_spec, script = _part(sched, spec, job_dir, k, part)
+            ids.append(sched.submit(part_spec, job_dir, script=script, script_name=part_script_name(k)))
         except Exception as exc:
             if ids:
                 try:

@@ -19,6 +19,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 
+import attrs
 from molq import wrapper
 from molq.arrays import PART_SEPARATOR
 from molq.batch import BatchDialect
@@ -257,6 +258,28 @@ class LsfDialect(BatchDialect):
         # the user asked for, not the part's shifted one. LSB_JOBINDEX is 0 outside arrays.
         return (f'[ "${{LSB_JOBINDEX:-0}}" = 0 ] || '
                 f'export LSB_JOBINDEX=$((LSB_JOBINDEX + {int(offset)}))')
+
+    def split_part(self, spec: JobSpec, job_dir: str, k: int, offset: int) -> tuple[JobSpec, list[str]]:
+        """LSF names each task's default files by its own index (``stdout.%I``), which in a
+        part is the shifted one: tasks of different parts would append to one file. So a
+        part's task writes its output itself, to ``stdout.<the index asked for>`` like an
+        unsplit array's, and LSF's own files for the part (its job report) go to
+        ``lsf.part<k>.<LSF index>.out``/``.err``. Files the user named are left as they are."""
+        spec, lines = super().split_part(spec, job_dir, k, offset)
+        ex = spec.execution
+        out, err = wrapper.stdout_path(spec, job_dir), wrapper.stderr_path(spec, job_dir)
+        redirect: list[str] = []
+        changes: dict[str, str] = {}
+        if not ex.output_file:
+            redirect.append(f'>>{shlex.quote(out + ".")}"$LSB_JOBINDEX"')
+            changes["output_file"] = wrapper.join_path(job_dir, f"lsf.part{int(k)}.%I.out")
+        if not ex.error_file:
+            redirect.append(f'2>>{shlex.quote(err + ".")}"$LSB_JOBINDEX"')
+            changes["error_file"] = wrapper.join_path(job_dir, f"lsf.part{int(k)}.%I.err")
+        if redirect:
+            lines = [*lines, "exec " + " ".join(redirect)]
+            spec = attrs.evolve(spec, execution=attrs.evolve(ex, **changes))
+        return spec, lines
 
     # -- status ------------------------------------------------------------------------------
     def status_argv(self, scheduler_ids: Sequence[str]) -> list[str]:

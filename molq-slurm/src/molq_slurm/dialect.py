@@ -29,8 +29,14 @@ from datetime import datetime, timezone
 import attrs
 from molq import wrapper
 from molq.arrays import PART_SEPARATOR, array_indices, owner_of
-from molq.batch import AccountingUnavailable, BatchDialect, PartitionLimits, SubmitLimit, SubmitLimits
-from molq.batch.packing import PACK_TAG_PREFIX
+from molq.batch import (
+    PACK_TAG_PREFIX,
+    AccountingUnavailable,
+    BatchDialect,
+    PartitionLimits,
+    SubmitLimit,
+    SubmitLimits,
+)
 from molq.causes import EndCause
 from molq.errors import ConfigError, SchedulerError, SubmitError, TransientSchedulerError
 from molq.evidence import CancelOutcome, SourceAnswer, aggregate_parts

@@ -26,9 +26,10 @@ from molq.batch.chunking import chunk_ids
 from molq.batch.dialect import AccountingUnavailable, BatchDialect
 from molq.batch.exit_files import read_exit_files as read_exit_files
 from molq.batch.options import BatchOptions
+from molq.batch.packing import PACK_TAG_PREFIX
 from molq.batch.runner import BatchScheduler, RetrySettings
 from molq.batch.runner import options_kwargs as options_kwargs
 from molq.batch.site_limits import PartitionLimits, SubmitLimit, SubmitLimits
 
 __all__ = ["BatchDialect", "BatchOptions", "BatchScheduler", "RetrySettings", "chunk_ids", "AccountingUnavailable",
-           "PartitionLimits", "SubmitLimit", "SubmitLimits"]
+           "PartitionLimits", "SubmitLimit", "SubmitLimits", "PACK_TAG_PREFIX"]

@@ -153,6 +153,14 @@ class BatchDialect:
         or None when this scheduler's arrays are never split."""
         return None
 
+    def split_part(self, spec: JobSpec, job_dir: str, k: int, offset: int) -> tuple[JobSpec, list[str]]:
+        """What part ``k`` of a split array is submitted as: ``spec`` (its array already the
+        part's shifted one) and the shell lines placed before the wrapper reads the task index.
+        Default: the spec as it is, and :meth:`array_offset_line`. A scheduler that names each
+        task's files by its own index overrides it, or the parts' tasks would share files."""
+        line = self.array_offset_line(offset)
+        return spec, ([] if line is None else [line])
+
     # -- identity ----------------------------------------------------------------------------
     def for_jobs(self, jobs: Sequence[TrackedJob]) -> BatchDialect:
         """This dialect, told which jobs the next status/accounting/fallback answers are about
