@@ -26,7 +26,7 @@ from molq.model import SchedulerStatus
 __all__ = [
     "ArrayPart", "PART_SEPARATOR", "array_indices", "combine_parts", "compress_indices", "owner_of", "part_ids",
     "part_key",
-    "split_array", "MAX_EXPANDED",
+    "split_array", "task_count", "MAX_EXPANDED",
 ]
 
 #: Between the scheduler ids of the parts of one molq job ("123,124"): squeue and sacct take
@@ -73,6 +73,16 @@ def array_indices(spec: str) -> tuple[list[int], int | None]:
             raise ConfigError(f"array_spec {spec!r} has more than {MAX_EXPANDED} tasks")
         out.update(range(start, end + 1, step))
     return sorted(out), throttle
+
+
+def task_count(spec: str | None) -> int:
+    """How many tasks a job of array ``spec`` runs (1 for a job that is not an array): what it
+    counts as against a submit limit, and how many tasks its usage must cover.
+
+    >>> task_count("1-7:3,20%2"), task_count(None)
+    (4, 1)
+    """
+    return len(array_indices(spec)[0]) if spec else 1
 
 
 def compress_indices(indices: Sequence[int]) -> str:

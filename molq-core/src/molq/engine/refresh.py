@@ -177,7 +177,7 @@ class RefreshPass:
         tasks of a finished array before the others, and their sum would understate the job.
         Partial usage is dropped from the answer and the job waits for the rest like any
         other ended job whose usage lags (the state is decided as before)."""
-        from molq.arrays import array_indices
+        from molq.arrays import task_count
 
         partial: dict[str, SchedulerStatus] = {}
         for record in records:
@@ -187,7 +187,7 @@ class RefreshPass:
             try:
                 spec = self.ctx.store.internals(self.ctx.cluster_name, record.job_id).spec
                 array = (spec.get("scheduling") or {}).get("array_spec")
-                tasks = len(array_indices(str(array))[0]) if array else 1
+                tasks = task_count(str(array) if array else None)
             except Exception:  # noqa: BLE001 - an unreadable spec says nothing about the usage
                 continue
             if status.usage.covered_tasks < tasks:

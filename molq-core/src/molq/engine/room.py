@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from molq.arrays import array_indices
+from molq.arrays import task_count
 from molq.batch.site_limits import SubmitLimit
 from molq.engine.context import EngineContext
 from molq.engine.shared_poll import BUDGET_WINDOW, policy_of
@@ -37,7 +37,7 @@ from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
 
-__all__ = ["ROOM", "Room", "is_waiting_for_room", "hold_for_room", "take_command", "tasks_of"]
+__all__ = ["ROOM", "Room", "is_waiting_for_room", "hold_for_room", "take_command"]
 
 #: How the ``held`` reason of a job waiting for room starts.
 ROOM = "waiting for room"
@@ -48,11 +48,6 @@ _tasks: weakref.WeakKeyDictionary[EngineContext, dict[str, int]] = weakref.WeakK
 
 def is_waiting_for_room(held: str | None) -> bool:
     return held is not None and held.startswith(ROOM)
-
-
-def tasks_of(array_spec: str | None) -> int:
-    """Jobs one submission counts as against a submit limit: each array task is one."""
-    return len(array_indices(array_spec)[0]) if array_spec else 1
 
 
 def _scheduling_of(spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -72,7 +67,7 @@ def in_use(ctx: EngineContext) -> int:
         if count is None:
             try:
                 array = _scheduling_of(ctx.store.internals(ctx.cluster_name, record.job_id).spec).get("array_spec")
-                count = tasks_of(str(array) if array else None)
+                count = task_count(str(array) if array else None)
             except (ConfigError, KeyError, ValueError):  # an unreadable spec: count the job once
                 count = 1
             known[record.job_id] = count
@@ -109,7 +104,7 @@ class Room:
         limit = _limit(self.ctx, account, qos)
         if limit is None:
             return None
-        count = tasks_of(str(array) if array else None)
+        count = task_count(str(array) if array else None)
         if count > limit.jobs:
             raise ConfigError(f"the array has {count} tasks, but {limit.describe()}: it could never be submitted")
         why = f"{ROOM}: {limit.describe()}"
