@@ -18,7 +18,10 @@ import attrs
 
 from molq.errors import ConfigError
 
-__all__ = ["PacingPolicy", "ClusterPace"]
+__all__ = ["PacingPolicy", "ClusterPace", "BUDGET_WINDOW"]
+
+#: The command budget counts commands per window of this many seconds.
+BUDGET_WINDOW = 60.0
 
 
 def _positive(name: str) -> Any:
@@ -78,6 +81,17 @@ class ClusterPace:
     failures: int = 0
     paused_until: float = 0.0
     last_error: str | None = None
+
+    def budget_spent(self, now: float, per_minute: int) -> bool:
+        """Whether the current window's command budget is used up (a window that is over
+        has its whole budget again)."""
+        return now - self.window_start < BUDGET_WINDOW and self.window_commands >= per_minute
+
+    def in_window(self, now: float) -> ClusterPace:
+        """This record with a new budget window opened at ``now`` when the last one is over."""
+        if now - self.window_start < BUDGET_WINDOW:
+            return self
+        return attrs.evolve(self, window_start=now, window_commands=0)
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), separators=(",", ":"))

@@ -30,9 +30,10 @@ import attrs
 from molq.arrays import task_count
 from molq.batch.site_limits import SubmitLimit
 from molq.engine.context import EngineContext
-from molq.engine.shared_poll import BUDGET_WINDOW, policy_of
+from molq.engine.shared_poll import policy_of
 from molq.errors import ConfigError, SubmitLimitReached
 from molq.model import JobRecord, JobScheduling, JobState
+from molq.pacing import ClusterPace
 from molq.store.types import RELEASING
 
 log = logging.getLogger("molq.engine")
@@ -147,11 +148,10 @@ def take_command(ctx: EngineContext) -> bool:
         return True
     now = time.time()
 
-    def change(p: Any) -> Any:
-        if now - p.window_start >= BUDGET_WINDOW:
-            return attrs.evolve(p, window_start=now, window_commands=1)
-        if p.window_commands >= policy.commands_per_minute:
+    def change(p: ClusterPace) -> ClusterPace | None:
+        if p.budget_spent(now, policy.commands_per_minute):
             return None
+        p = p.in_window(now)
         return attrs.evolve(p, window_commands=p.window_commands + 1)
 
     try:

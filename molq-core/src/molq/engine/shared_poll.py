@@ -39,7 +39,7 @@ from molq.engine.context import EngineContext
 from molq.evidence import Observation
 from molq.identity import host_identity
 from molq.model import JobRecord
-from molq.pacing import ClusterPace, PacingPolicy
+from molq.pacing import BUDGET_WINDOW, ClusterPace, PacingPolicy
 
 log = logging.getLogger("molq.engine")
 
@@ -47,8 +47,6 @@ __all__ = ["PollGate", "open_gate", "pace_summary", "CLAIM_SECONDS", "BUDGET_WIN
 
 #: How long a claimed poll keeps others waiting if its process dies mid-poll.
 CLAIM_SECONDS = 60.0
-#: The command budget's window.
-BUDGET_WINDOW = 60.0
 #: Factor applied to the interval after a poll in which nothing moved.
 QUIET_GROWTH = 1.5
 
@@ -184,8 +182,7 @@ def open_gate(ctx: EngineContext, records: Sequence[JobRecord], *, waiting: bool
             verdict.append("claimed")
             return None
         last = max(p.polled_at or 0.0, claim_start if p.claimed_by else 0.0)
-        window_open = now - p.window_start < BUDGET_WINDOW
-        if window_open and p.window_commands >= policy.commands_per_minute:
+        if p.budget_spent(now, policy.commands_per_minute):
             verdict.append("budget")
             return None
         probing = p.failures > 0  # the pause is over: this poll is the probe
@@ -200,9 +197,7 @@ def open_gate(ctx: EngineContext, records: Sequence[JobRecord], *, waiting: bool
             if not covered:
                 verdict.append("fresh")
         verdict.append("poll")
-        if not window_open:
-            p = attrs.evolve(p, window_start=now, window_commands=0)
-        return attrs.evolve(p, claimed_by=owner, claimed_until=now + CLAIM_SECONDS)
+        return attrs.evolve(p.in_window(now), claimed_by=owner, claimed_until=now + CLAIM_SECONDS)
 
     try:
         before, written = ctx.store.update_pace(ctx.cluster_name, change)  # type: ignore[attr-defined]
